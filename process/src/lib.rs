@@ -1,0 +1,14 @@
+//! Process plumbing the allocator, the announcer and the watcher share, so that each binary's
+//! `main` says only what is particular to it.
+
+pub mod admin;
+pub mod backoff;
+pub mod cli;
+pub mod propagation;
+pub mod shutdown;
+pub mod tracing_setup;
+
+pub use admin::{AdminServer, Readiness};
+pub use backoff::Backoff;
+pub use cli::{CommonArgs, LogFormat, parse_args_or_exit, usage_error};
+pub use tracing_setup::{TelemetryGuard, init};

@@ -1,0 +1,15 @@
+//! The allocator's gRPC contract, `metallb.v1`, compiled from `proto/metallb/v1/*.proto`.
+//!
+//! Service crates keep their own domain types and convert at the edge; this crate holds only
+//! the generated code, the descriptor set for server reflection, and the name of the package.
+
+/// Generated messages, enums, client and server of `metallb.v1`.
+pub mod pb {
+    tonic::include_proto!("metallb.v1");
+}
+
+/// Encoded `FileDescriptorSet` of the contract (with its imports), for tonic-reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("metallb_descriptor");
+
+/// Fully qualified name of the allocator service, as health checks and grpcurl spell it.
+pub const ALLOCATOR_SERVICE_NAME: &str = "metallb.v1.Allocator";

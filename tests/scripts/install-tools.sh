@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Installs every external component the tests and the demo use, idempotently.
+#
+# Debian packages come from apt; Go programs are built from the wrapper modules in
+# tests/tools/ (or `go install`ed) into a cache outside the work tree, one directory per
+# version, so a second run only checks stamps. Prints the directory that holds the tools.
+#
+#   METALLB_RS_CACHE  cache root (default: $HOME/.cache/metallb-rs)
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cache=${METALLB_RS_CACHE:-$HOME/.cache/metallb-rs}
+bin="$cache/bin"
+mkdir -p "$bin"
+
+log() { echo "install-tools: $*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# --- Debian packages -------------------------------------------------------------------
+debian_packages=(bird2 frr gobgpd protobuf-compiler libprotobuf-dev iproute2 jq curl openssl)
+missing=()
+for pkg in "${debian_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "apt-get install ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+# The packages' own services would hold BGP ports and config we do not own; tests start
+# their own instances inside network namespaces.
+for svc in bird frr gobgpd; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
+    as_root systemctl disable --now "$svc" >&2 || true
+  fi
+done
+
+# --- Go programs ---------------------------------------------------------------------------
+# build_tool NAME MODULE PACKAGE: builds PACKAGE from the wrapper module tests/tools/MODULE into a
+# directory keyed by the module's go.mod/go.sum and the Go version, then links bin/NAME to it.
+build_tool() {
+  local name=$1 module="$repo/tests/tools/$2" package=$3
+  local key
+  key=$( (cat "$module/go.mod" "$module/go.sum"; go version) | sha256sum | cut -c1-12)
+  local version
+  version=$(awk -v pkg="${package%%/cmd/*}" '$1 == "require" && $2 ~ pkg { print $3 } $1 ~ pkg && $2 ~ /^v/ { print $2 }' "$module/go.mod" | head -n1)
+  local dir="$cache/tools/$name-$version-$key"
+  if [ ! -x "$dir/$name" ]; then
+    log "building $name $version (this takes a few minutes the first time)"
+    mkdir -p "$dir.tmp"
+    (cd "$module" && CGO_ENABLED=0 go build -trimpath -o "$dir.tmp/$name" "$package") >&2
+    rm -rf "$dir" && mv "$dir.tmp" "$dir"
+  fi
+  ln -sfn "$dir/$name" "$bin/$name"
+}
+
+go_install() {
+  local name=$1 package=$2 version=$3
+  local dir="$cache/tools/$name-$version"
+  if [ ! -x "$dir/$name" ]; then
+    log "go install $package@$version"
+    GOBIN="$dir" CGO_ENABLED=0 go install "$package@$version" >&2
+  fi
+  ln -sfn "$dir/$name" "$bin/$name"
+}
+
+command -v go >/dev/null || { log "Go is required (https://go.dev/doc/install)"; exit 1; }
+go_install grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl v1.9.3
+build_tool etcd etcd go.etcd.io/etcd/server/v3
+build_tool kube-apiserver kubernetes k8s.io/kubernetes/cmd/kube-apiserver
+build_tool kubectl kubernetes k8s.io/kubernetes/cmd/kubectl
+build_tool jaeger jaeger github.com/jaegertracing/jaeger/cmd/jaeger
+
+echo "$bin"

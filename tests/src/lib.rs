@@ -1,0 +1,8 @@
+//! The test harness. Every component a test needs is real: built or installed by
+//! `tests/scripts/install-tools.sh`, started here on loopback or inside network namespaces the
+//! test creates, and stopped (with its namespaces and files) when the handle is dropped, also
+//! when the test fails.
+
+pub mod child;
+pub mod ports;
+pub mod tools;
