@@ -1,1 +1,34 @@
-fn main() {}
+//! `metallb-allocator`: see `metallb_allocator` for what it does.
+
+use std::process::ExitCode;
+
+use metallb_allocator::{api::AllocatorApi, args::Args, server::serve_grpc};
+use metallb_process::{AdminServer, Readiness, parse_args_or_exit, run_until_shutdown};
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+
+const SERVICE_NAME: &str = "metallb-allocator";
+
+fn main() -> ExitCode {
+    let args: Args = parse_args_or_exit();
+    metallb_process::run_main(SERVICE_NAME, &args.common.clone(), run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let readiness = Readiness::new("the gRPC server is not listening yet");
+    let registry = Registry::default();
+    let admin = AdminServer::bind(args.common.admin_addr, registry, readiness.clone()).await?;
+    let grpc_listener = TcpListener::bind(args.grpc_addr).await.map_err(|err| {
+        anyhow::anyhow!("cannot listen on gRPC address {}: {err}", args.grpc_addr)
+    })?;
+    tracing::info!(
+        grpc_addr = %grpc_listener.local_addr()?,
+        admin_addr = %admin.local_addr()?,
+        "allocator listening"
+    );
+    readiness.set_ready();
+    run_until_shutdown(&args.common, admin, |shutdown| {
+        serve_grpc(grpc_listener, AllocatorApi::default(), shutdown)
+    })
+    .await
+}

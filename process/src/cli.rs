@@ -32,7 +32,7 @@ pub struct CommonArgs {
     pub log_filter: String,
 
     /// Address of the HTTP endpoint serving /metrics, /healthz and /readyz.
-    #[arg(long, env = "METALLB_ADMIN_ADDR")]
+    #[arg(long, env = "METALLB_ADMIN_ADDR", default_value = "0.0.0.0:7472")]
     pub admin_addr: SocketAddr,
 
     /// Seconds to let in-flight work finish after SIGTERM before exiting anyway.
@@ -103,10 +103,9 @@ mod tests {
 
     #[test]
     fn defaults_apply_when_only_required_flags_are_given() {
-        let args =
-            parse_args_from::<TestArgs, _, _>(["prog", "--admin-addr", "127.0.0.1:9"]).unwrap();
+        let args = parse_args_from::<TestArgs, _, _>(["prog"]).unwrap();
         assert_eq!(args.common.log_format, LogFormat::Text);
         assert_eq!(args.common.log_filter, "info");
-        assert_eq!(args.common.admin_addr.port(), 9);
+        assert_eq!(args.common.admin_addr.port(), 7472);
     }
 }

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod backoff;
 pub mod cli;
+pub mod lifecycle;
 pub mod propagation;
 pub mod shutdown;
 pub mod tracing_setup;
@@ -11,4 +12,5 @@ pub mod tracing_setup;
 pub use admin::{AdminServer, Readiness};
 pub use backoff::Backoff;
 pub use cli::{CommonArgs, LogFormat, parse_args_or_exit, usage_error};
+pub use lifecycle::{ShutdownSignal, run_main, run_until_shutdown};
 pub use tracing_setup::{TelemetryGuard, init};

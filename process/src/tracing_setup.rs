@@ -1,6 +1,8 @@
 //! Logs and traces: one `tracing` subscriber writing log lines to stderr (text or JSON) and,
 //! when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, exporting spans over OTLP/gRPC.
 
+use std::io::IsTerminal;
+
 use opentelemetry::{global, trace::TracerProvider as _};
 use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
 use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};

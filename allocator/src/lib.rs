@@ -1,0 +1,10 @@
+//! The allocator: holds the IP leases and the validated configuration, decides every
+//! assignment, and streams per-node assignments to the announcers. Its only inputs are gRPC
+//! messages; it knows nothing of Kubernetes client libraries.
+
+pub mod api;
+pub mod args;
+pub mod error;
+pub mod server;
+
+pub use error::{Error, Result};
