@@ -35,6 +35,7 @@ pub fn init(service_name: &'static str, args: &CommonArgs) -> anyhow::Result<Tel
         .map_err(|err| anyhow::anyhow!("invalid --log-filter {:?}: {err}", args.log_filter))?;
     let logs = match args.log_format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::stderr().is_terminal())
             .with_writer(std::io::stderr)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()

@@ -1,0 +1,155 @@
+//! What this node must announce, as the allocator last said: the peers to keep sessions with
+//! and the routes for each. A snapshot replaces it; a delta edits it.
+
+use std::collections::BTreeMap;
+
+use metallb_proto::pb;
+
+/// The node's current assignments, keyed for cheap deltas.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Assignments {
+    peers: BTreeMap<String, pb::BgpPeer>,
+    routes: BTreeMap<RouteKey, pb::Route>,
+}
+
+/// (peer name, prefix): a route's identity.
+pub type RouteKey = (String, String);
+
+impl Assignments {
+    /// The assignments in a snapshot.
+    pub fn from_snapshot(snapshot: pb::NodeAssignments) -> Self {
+        let mut assignments = Self::default();
+        for peer in snapshot.peers {
+            assignments.peers.insert(peer.name.clone(), peer);
+        }
+        for route in snapshot.routes {
+            assignments.upsert_route(route);
+        }
+        assignments
+    }
+
+    /// Applies a delta: peers first (a removed peer takes its routes with it), then routes.
+    pub fn apply(&mut self, delta: pb::AssignmentDelta) {
+        for peer in delta.peers_upserted {
+            self.peers.insert(peer.name.clone(), peer);
+        }
+        for name in &delta.peers_removed {
+            self.peers.remove(name);
+            self.routes.retain(|(peer, _), _| peer != name);
+        }
+        for withdrawn in delta.routes_withdrawn {
+            self.routes.remove(&(withdrawn.peer, withdrawn.prefix));
+        }
+        for route in delta.routes_upserted {
+            self.upsert_route(route);
+        }
+    }
+
+    /// Peers by name.
+    pub fn peers(&self) -> &BTreeMap<String, pb::BgpPeer> {
+        &self.peers
+    }
+
+    /// Routes by (peer, prefix).
+    pub fn routes(&self) -> &BTreeMap<RouteKey, pb::Route> {
+        &self.routes
+    }
+
+    fn upsert_route(&mut self, route: pb::Route) {
+        // A route without a key cannot be addressed by a later delta; the allocator never
+        // sends one, and keeping it would make it impossible to withdraw.
+        let Some(key) = &route.key else { return };
+        self.routes
+            .insert((key.peer.clone(), key.prefix.clone()), route);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(name: &str) -> pb::BgpPeer {
+        pb::BgpPeer {
+            name: name.into(),
+            peer_asn: 64500,
+            my_asn: 64512,
+            ..Default::default()
+        }
+    }
+
+    fn route(peer: &str, prefix: &str, local_pref: Option<u32>) -> pb::Route {
+        pb::Route {
+            key: Some(pb::RouteKey {
+                peer: peer.into(),
+                prefix: prefix.into(),
+            }),
+            local_pref,
+            ..Default::default()
+        }
+    }
+
+    fn key(peer: &str, prefix: &str) -> RouteKey {
+        (peer.into(), prefix.into())
+    }
+
+    #[test]
+    fn a_snapshot_is_taken_whole() {
+        let assignments = Assignments::from_snapshot(pb::NodeAssignments {
+            peers: vec![peer("r1")],
+            routes: vec![
+                route("r1", "192.0.2.1/32", None),
+                route("r1", "2001:db8::1/128", None),
+            ],
+        });
+        assert_eq!(assignments.peers().keys().collect::<Vec<_>>(), ["r1"]);
+        assert_eq!(assignments.routes().len(), 2);
+    }
+
+    #[test]
+    fn deltas_add_change_and_withdraw_routes() {
+        let mut assignments = Assignments::from_snapshot(pb::NodeAssignments {
+            peers: vec![peer("r1")],
+            routes: vec![
+                route("r1", "192.0.2.1/32", None),
+                route("r1", "192.0.2.2/32", None),
+            ],
+        });
+        assignments.apply(pb::AssignmentDelta {
+            routes_upserted: vec![
+                route("r1", "192.0.2.1/32", Some(200)),
+                route("r1", "192.0.2.3/32", None),
+            ],
+            routes_withdrawn: vec![pb::RouteKey {
+                peer: "r1".into(),
+                prefix: "192.0.2.2/32".into(),
+            }],
+            ..Default::default()
+        });
+        let routes = assignments.routes();
+        assert_eq!(
+            routes.keys().cloned().collect::<Vec<_>>(),
+            [key("r1", "192.0.2.1/32"), key("r1", "192.0.2.3/32")]
+        );
+        assert_eq!(routes[&key("r1", "192.0.2.1/32")].local_pref, Some(200));
+    }
+
+    #[test]
+    fn removing_a_peer_removes_its_routes_only() {
+        let mut assignments = Assignments::from_snapshot(pb::NodeAssignments {
+            peers: vec![peer("r1"), peer("r2")],
+            routes: vec![
+                route("r1", "192.0.2.1/32", None),
+                route("r2", "192.0.2.1/32", None),
+            ],
+        });
+        assignments.apply(pb::AssignmentDelta {
+            peers_removed: vec!["r1".into()],
+            ..Default::default()
+        });
+        assert_eq!(assignments.peers().keys().collect::<Vec<_>>(), ["r2"]);
+        assert_eq!(
+            assignments.routes().keys().cloned().collect::<Vec<_>>(),
+            [key("r2", "192.0.2.1/32")]
+        );
+    }
+}

@@ -1,0 +1,7 @@
+//! The announcer: one per node. It subscribes to the allocator with its node name, keeps what
+//! it is told to announce (a snapshot, then deltas) and keeps the BGP sessions that carry it.
+//! It knows nothing of Kubernetes.
+
+pub mod args;
+pub mod assignments;
+pub mod subscription;

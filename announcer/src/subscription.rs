@@ -1,0 +1,141 @@
+//! The announcer's subscription to the allocator: a `WatchAssignments` stream turned into a
+//! `watch::Receiver` of the node's assignments, reconnected with jittered backoff whenever it
+//! breaks. What was last received stays in force while disconnected: the node keeps
+//! announcing it, and the next snapshot reconciles.
+
+use std::{sync::Arc, time::Duration};
+
+use metallb_process::{Backoff, Readiness, ShutdownSignal, propagation};
+use metallb_proto::pb::{self, allocator_client::AllocatorClient, assignment_update::Update};
+use tokio::{sync::watch, task::JoinHandle};
+use tonic::transport::Endpoint;
+use tracing::Instrument;
+
+use crate::assignments::Assignments;
+
+/// Latest assignments; `None` until the first snapshot arrives.
+pub type AssignmentsReceiver = watch::Receiver<Option<Arc<Assignments>>>;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Starts following the allocator's assignments for `node_name`. Marks `readiness` ready once
+/// the first snapshot is applied. The task ends when `shutdown` fires.
+pub fn subscribe(
+    endpoint: String,
+    node_name: String,
+    readiness: Readiness,
+    shutdown: ShutdownSignal,
+) -> (AssignmentsReceiver, JoinHandle<()>) {
+    let (sender, receiver) = watch::channel(None);
+    let task = tokio::spawn(async move {
+        tokio::select! {
+            () = follow(&endpoint, &node_name, &sender, &readiness) => {}
+            () = shutdown => {}
+        }
+    });
+    (receiver, task)
+}
+
+async fn follow(
+    endpoint: &str,
+    node_name: &str,
+    sender: &watch::Sender<Option<Arc<Assignments>>>,
+    readiness: &Readiness,
+) {
+    let mut backoff = Backoff::default();
+    loop {
+        let outcome = stream_once(endpoint, node_name, sender, readiness, &mut backoff).await;
+        let delay = backoff.next_delay();
+        match outcome {
+            Ok(()) => tracing::info!(
+                retry_in_ms = delay.as_millis() as u64,
+                "allocator closed the assignment stream"
+            ),
+            Err(err) => tracing::warn!(
+                endpoint,
+                error = format!("{err:#}"),
+                retry_in_ms = delay.as_millis() as u64,
+                "assignment stream unavailable; keeping the last assignments"
+            ),
+        }
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// Reads one stream to its end. Resets `backoff` once a snapshot shows the stream works.
+async fn stream_once(
+    endpoint: &str,
+    node_name: &str,
+    sender: &watch::Sender<Option<Arc<Assignments>>>,
+    readiness: &Readiness,
+    backoff: &mut Backoff,
+) -> anyhow::Result<()> {
+    let channel = Endpoint::from_shared(endpoint.to_string())?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .connect()
+        .await
+        .map_err(|err| anyhow::anyhow!("connecting: {err}"))?;
+    let mut client =
+        AllocatorClient::with_interceptor(channel, propagation::inject_current_context);
+    let request = pb::WatchAssignmentsRequest {
+        node_name: node_name.to_string(),
+    };
+    let mut stream = client.watch_assignments(request).await?.into_inner();
+
+    let mut current: Option<Assignments> = None;
+    let mut last_sequence: Option<u64> = None;
+    while let Some(message) = stream.message().await? {
+        if let Some(last) = last_sequence
+            && message.sequence != last + 1
+        {
+            anyhow::bail!(
+                "sequence jumped from {last} to {}; resubscribing for a fresh snapshot",
+                message.sequence
+            );
+        }
+        last_sequence = Some(message.sequence);
+
+        let span = tracing::info_span!(
+            "assignment.update",
+            node = node_name,
+            sequence = message.sequence
+        );
+        propagation::set_parent_from(&span, message.trace.as_ref());
+        let applied = async {
+            match message.update {
+                Some(Update::Snapshot(snapshot)) => {
+                    let assignments = Assignments::from_snapshot(snapshot);
+                    tracing::info!(
+                        peers = assignments.peers().len(),
+                        routes = assignments.routes().len(),
+                        "snapshot applied"
+                    );
+                    current = Some(assignments);
+                    backoff.reset();
+                    readiness.set_ready();
+                    Ok(())
+                }
+                Some(Update::Delta(delta)) => match current.as_mut() {
+                    Some(assignments) => {
+                        assignments.apply(delta);
+                        tracing::info!(
+                            peers = assignments.peers().len(),
+                            routes = assignments.routes().len(),
+                            "delta applied"
+                        );
+                        Ok(())
+                    }
+                    None => Err(anyhow::anyhow!(
+                        "the allocator sent a delta before any snapshot"
+                    )),
+                },
+                None => Err(anyhow::anyhow!("the allocator sent an empty update")),
+            }
+        }
+        .instrument(span)
+        .await;
+        applied?;
+        sender.send_replace(current.clone().map(Arc::new));
+    }
+    Ok(())
+}

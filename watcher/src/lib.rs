@@ -1,0 +1,6 @@
+//! The watcher: the only component that talks to the Kubernetes API. It watches Services,
+//! EndpointSlices, Nodes and the configuration, forwards what changed to the allocator, and
+//! writes the results back to the objects.
+
+pub mod args;
+pub mod kube_connection;
