@@ -4,5 +4,7 @@
 //! when the test fails.
 
 pub mod child;
+pub mod daemons;
+pub mod grpcurl;
 pub mod ports;
 pub mod tools;

@@ -1,0 +1,120 @@
+//! Our own binaries as processes, the way a user runs them: flags on the command line, logs
+//! to a file, the admin endpoint polled until ready, SIGTERM to stop.
+
+use std::{
+    net::SocketAddr,
+    path::Path,
+    process::{Command, ExitStatus},
+    time::{Duration, Instant},
+};
+
+use crate::{child::ChildProcess, ports::free_loopback_addr, tools::our_binary};
+
+/// How long a daemon may take to become ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// One of our binaries, running.
+pub struct Daemon {
+    process: ChildProcess,
+    admin_addr: SocketAddr,
+}
+
+impl Daemon {
+    /// Starts `binary` ("metallb-allocator", ...) with `args` plus `--admin-addr` on a free
+    /// loopback port and `env`, logging into `log_dir`.
+    pub fn start(
+        binary: &str,
+        args: &[String],
+        env: &[(&str, String)],
+        log_dir: &Path,
+    ) -> anyhow::Result<Self> {
+        let admin_addr = free_loopback_addr();
+        let mut command = Command::new(our_binary(binary));
+        command
+            .args(args)
+            .arg("--admin-addr")
+            .arg(admin_addr.to_string());
+        // Start from a known environment: a developer's OTEL_* or METALLB_* must not leak in.
+        for (key, _) in std::env::vars() {
+            if key.starts_with("OTEL_") || key.starts_with("METALLB_") || key == "KUBECONFIG" {
+                command.env_remove(key);
+            }
+        }
+        command.envs(env.iter().map(|(key, value)| (*key, value)));
+        let process = ChildProcess::spawn(binary, command, log_dir)?;
+        Ok(Self {
+            process,
+            admin_addr,
+        })
+    }
+
+    /// The admin endpoint's address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// GETs `path` from the admin endpoint: (status code, body).
+    pub async fn admin_get(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        let response = reqwest::get(format!("http://{}{path}", self.admin_addr)).await?;
+        let status = response.status().as_u16();
+        Ok((status, response.text().await?))
+    }
+
+    /// Waits until /readyz answers 200; fails with the log if the process exits or time runs out.
+    pub async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let mut last = String::from("no answer yet");
+        while Instant::now() < deadline {
+            self.process.ensure_running()?;
+            match self.admin_get("/readyz").await {
+                Ok((200, _)) => return Ok(()),
+                Ok((status, body)) => last = format!("{status} {body}"),
+                Err(err) => last = err.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::bail!(
+            "not ready within {READY_TIMEOUT:?} (last /readyz: {last}); log:\n{}",
+            self.log()
+        )
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        const SIGTERM: i32 = 15;
+        self.process.signal_and_wait(SIGTERM, timeout)
+    }
+
+    /// The output so far.
+    pub fn log(&self) -> String {
+        self.process.log()
+    }
+}
+
+/// A running allocator with its gRPC address.
+pub struct Allocator {
+    /// The process.
+    pub daemon: Daemon,
+    grpc_addr: SocketAddr,
+}
+
+impl Allocator {
+    /// Starts the allocator on free loopback ports with `env` and waits until it is ready.
+    pub async fn start(env: &[(&str, String)], log_dir: &Path) -> anyhow::Result<Self> {
+        let grpc_addr = free_loopback_addr();
+        let args = ["--grpc-addr".to_string(), grpc_addr.to_string()];
+        let mut daemon = Daemon::start("metallb-allocator", &args, env, log_dir)?;
+        daemon.wait_ready().await?;
+        Ok(Self { daemon, grpc_addr })
+    }
+
+    /// "127.0.0.1:PORT", as grpcurl wants it.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    /// "http://127.0.0.1:PORT", as tonic clients and our binaries' flags want it.
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc_addr)
+    }
+}

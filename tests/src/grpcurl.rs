@@ -1,0 +1,36 @@
+//! grpcurl, run exactly as a user would against a plaintext gRPC server.
+
+use std::{net::SocketAddr, process::Command};
+
+use crate::tools::cached_tool;
+
+/// What one grpcurl invocation printed and how it exited.
+#[derive(Debug)]
+pub struct GrpcurlOutput {
+    /// Exit code (grpcurl exits with 64 + the gRPC status code when the RPC fails).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// Runs `grpcurl -plaintext [-d data] ADDR args...`.
+pub fn grpcurl(
+    addr: SocketAddr,
+    data: Option<&str>,
+    args: &[&str],
+) -> anyhow::Result<GrpcurlOutput> {
+    let mut command = Command::new(cached_tool("grpcurl"));
+    command.arg("-plaintext").arg("-max-time").arg("10");
+    if let Some(data) = data {
+        command.arg("-d").arg(data);
+    }
+    command.arg(addr.to_string()).args(args);
+    let output = command.output()?;
+    Ok(GrpcurlOutput {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    })
+}
