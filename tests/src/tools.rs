@@ -60,14 +60,18 @@ pub fn our_binary(name: &str) -> PathBuf {
     path
 }
 
-/// The directory holding this test's executable's profile outputs (target/debug).
+/// target/<profile>: test executables live in its deps/ subdirectory, the demo beside the
+/// binaries themselves.
 fn target_profile_dir() -> PathBuf {
-    // Test executables live in target/<profile>/deps/.
-    let exe = std::env::current_exe().expect("current test executable");
-    exe.parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .expect("target/<profile> directory")
+    let exe = std::env::current_exe().expect("path of the running executable");
+    let dir = exe.parent().expect("directory of the running executable");
+    if dir.file_name().is_some_and(|name| name == "deps") {
+        dir.parent()
+            .map(Path::to_path_buf)
+            .expect("target/<profile> directory")
+    } else {
+        dir.to_path_buf()
+    }
 }
 
 fn is_executable(path: &Path) -> bool {
