@@ -2,6 +2,8 @@
 //! assignment, and streams per-node assignments to the announcers. Its only inputs are gRPC
 //! messages; it knows nothing of Kubernetes client libraries.
 
+pub mod address;
+pub mod address_range;
 pub mod api;
 pub mod args;
 pub mod error;
