@@ -67,14 +67,8 @@ impl Address {
     /// The number of `ip`.
     pub fn from_ip(ip: IpAddr) -> Self {
         match ip {
-            IpAddr::V4(v4) => Self {
-                family: Family::V4,
-                value: u32::from(v4) as u128,
-            },
-            IpAddr::V6(v6) => Self {
-                family: Family::V6,
-                value: u128::from(v6),
-            },
+            IpAddr::V4(v4) => Self { family: Family::V4, value: u32::from(v4) as u128 },
+            IpAddr::V6(v6) => Self { family: Family::V6, value: u128::from(v6) },
         }
     }
 
@@ -90,20 +84,9 @@ impl Address {
     pub fn masked(self, prefix_len: u8) -> Self {
         let bits = self.family.bits();
         let host_bits = u32::from(bits.saturating_sub(prefix_len));
-        let mask = if host_bits >= 128 {
-            0
-        } else {
-            u128::MAX << host_bits
-        };
-        let family_mask = if bits == 128 {
-            u128::MAX
-        } else {
-            (1u128 << bits) - 1
-        };
-        Self {
-            family: self.family,
-            value: self.value & mask & family_mask,
-        }
+        let mask = if host_bits >= 128 { 0 } else { u128::MAX << host_bits };
+        let family_mask = if bits == 128 { u128::MAX } else { (1u128 << bits) - 1 };
+        Self { family: self.family, value: self.value & mask & family_mask }
     }
 
     /// An IPv4 address ending in .0 or .255, which some old equipment mishandles
@@ -123,30 +106,17 @@ mod tests {
 
     #[test]
     fn round_trips_both_families() {
-        for text in [
-            "192.0.2.1",
-            "0.0.0.0",
-            "255.255.255.255",
-            "2001:db8::1",
-            "::",
-            "ffff::ffff",
-        ] {
+        for text in ["192.0.2.1", "0.0.0.0", "255.255.255.255", "2001:db8::1", "::", "ffff::ffff"] {
             assert_eq!(addr(text).to_ip().to_string(), text);
         }
     }
 
     #[test]
     fn masks_to_a_prefix() {
-        assert_eq!(
-            addr("192.0.2.77").masked(24).to_ip().to_string(),
-            "192.0.2.0"
-        );
+        assert_eq!(addr("192.0.2.77").masked(24).to_ip().to_string(), "192.0.2.0");
         assert_eq!(addr("192.0.2.77").masked(32), addr("192.0.2.77"));
         assert_eq!(addr("192.0.2.77").masked(0).to_ip().to_string(), "0.0.0.0");
-        assert_eq!(
-            addr("2001:db8::77").masked(64).to_ip().to_string(),
-            "2001:db8::"
-        );
+        assert_eq!(addr("2001:db8::77").masked(64).to_ip().to_string(), "2001:db8::");
         assert_eq!(addr("2001:db8::77").masked(128), addr("2001:db8::77"));
     }
 

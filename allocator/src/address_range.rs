@@ -29,11 +29,7 @@ impl AddressRange {
             if first.value > last.value {
                 return Err(format!("range {text:?} ends before it starts"));
             }
-            return Ok(Self {
-                family: first.family,
-                first: first.value,
-                last: last.value,
-            });
+            return Ok(Self { family: first.family, first: first.value, last: last.value });
         }
         let Some((ip, len)) = text.split_once('/') else {
             return Err(format!(
@@ -46,22 +42,12 @@ impl AddressRange {
             .parse()
             .map_err(|_| format!("CIDR {text:?}: prefix length {len:?} is not a number"))?;
         if len > max {
-            return Err(format!(
-                "CIDR {text:?}: prefix length {len} is longer than {max}"
-            ));
+            return Err(format!("CIDR {text:?}: prefix length {len} is longer than {max}"));
         }
         let network = ip.masked(len);
         let host_bits = u32::from(max - len);
-        let span = if host_bits >= 128 {
-            u128::MAX
-        } else {
-            (1u128 << host_bits) - 1
-        };
-        Ok(Self {
-            family: ip.family,
-            first: network.value,
-            last: network.value + span,
-        })
+        let span = if host_bits >= 128 { u128::MAX } else { (1u128 << host_bits) - 1 };
+        Ok(Self { family: ip.family, first: network.value, last: network.value + span })
     }
 
     /// Number of addresses, saturating at u128::MAX for the whole IPv6 space.
@@ -79,14 +65,32 @@ impl AddressRange {
         address.family == self.family && (self.first..=self.last).contains(&address.value)
     }
 
-    /// The shortest prefix length that covers the whole range, used to check that an
-    /// aggregation length is not shorter than the pool's own prefix.
-    pub fn covering_prefix_len(&self) -> u8 {
-        let differing = self.first ^ self.last;
-        let bits = self.family.bits();
-        let used = 128 - differing.leading_zeros() as u8;
-        bits - used.min(bits)
+    /// The longest prefix length among the CIDRs the range splits into (a CIDR is one). An
+    /// advertisement may not aggregate a pool to a shorter prefix than this: MetalLB rejects
+    /// that, as the aggregate would cover addresses outside the pool.
+    pub fn most_specific_prefix_len(&self) -> u8 {
+        let bits = u32::from(self.family.bits());
+        let mut start = self.first;
+        let mut longest = 0;
+        loop {
+            // The largest aligned block starting at `start` that stays inside the range.
+            let mut block_bits = start.trailing_zeros().min(bits);
+            while block_bits > 0 && block_end(start, block_bits).is_none_or(|end| end > self.last) {
+                block_bits -= 1;
+            }
+            longest = longest.max(bits - block_bits);
+            match block_end(start, block_bits) {
+                Some(end) if end < self.last => start = end + 1,
+                _ => return longest as u8,
+            }
+        }
     }
+}
+
+/// Last address of the block of 2^`block_bits` addresses starting at `start`.
+fn block_end(start: u128, block_bits: u32) -> Option<u128> {
+    let span = if block_bits >= 128 { u128::MAX } else { (1u128 << block_bits) - 1 };
+    start.checked_add(span)
 }
 
 fn parse_ip(text: &str, whole: &str) -> Result<Address, String> {
@@ -146,30 +150,16 @@ mod tests {
     }
 
     #[test]
-    fn covering_prefix_length() {
-        assert_eq!(
-            AddressRange::parse("192.0.2.0/24")
-                .unwrap()
-                .covering_prefix_len(),
-            24
-        );
-        assert_eq!(
-            AddressRange::parse("192.0.2.7/32")
-                .unwrap()
-                .covering_prefix_len(),
-            32
-        );
-        assert_eq!(
-            AddressRange::parse("192.0.2.0-192.0.2.200")
-                .unwrap()
-                .covering_prefix_len(),
-            24
-        );
-        assert_eq!(
-            AddressRange::parse("2001:db8::/64")
-                .unwrap()
-                .covering_prefix_len(),
-            64
-        );
+    fn most_specific_prefix_of_the_cidrs_a_range_splits_into() {
+        let len = |text| AddressRange::parse(text).unwrap().most_specific_prefix_len();
+        assert_eq!(len("192.0.2.0/24"), 24);
+        assert_eq!(len("192.0.2.7/32"), 32);
+        assert_eq!(len("192.0.2.0-192.0.2.127"), 25);
+        // .0-.128 is a /25 plus the single address .128.
+        assert_eq!(len("192.0.2.0-192.0.2.128"), 32);
+        assert_eq!(len("192.0.2.64-192.0.2.191"), 26);
+        assert_eq!(len("2001:db8::/64"), 64);
+        assert_eq!(len("0.0.0.0/0"), 0);
+        assert_eq!(len("::/0"), 0);
     }
 }

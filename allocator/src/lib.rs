@@ -6,7 +6,9 @@ pub mod address;
 pub mod address_range;
 pub mod api;
 pub mod args;
+pub mod config;
 pub mod error;
+pub mod selector;
 pub mod server;
 
 pub use error::{Error, Result};

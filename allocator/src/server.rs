@@ -20,9 +20,7 @@ pub async fn serve_grpc(
     let (health, health_service) = tonic_health::server::health_reporter();
     // The process answers; whether it can allocate is reported per service name once the
     // allocation logic exists. Until then the API is served and says UNIMPLEMENTED.
-    health
-        .set_service_status(ALLOCATOR_SERVICE_NAME, tonic_health::ServingStatus::Serving)
-        .await;
+    health.set_service_status(ALLOCATOR_SERVICE_NAME, tonic_health::ServingStatus::Serving).await;
 
     // v1 is what current grpcurl uses; v1alpha keeps older clients (and grpcui) working.
     let reflection_v1 = tonic_reflection::server::Builder::configure()

@@ -25,34 +25,22 @@ pub struct Readiness {
 impl Readiness {
     /// Starts not ready, for `reason`.
     pub fn new(reason: impl Into<String>) -> Self {
-        Self {
-            not_ready_reason: Arc::new(RwLock::new(Some(reason.into()))),
-        }
+        Self { not_ready_reason: Arc::new(RwLock::new(Some(reason.into()))) }
     }
 
     /// Marks the process ready.
     pub fn set_ready(&self) {
-        *self
-            .not_ready_reason
-            .write()
-            .expect("readiness lock poisoned") = None;
+        *self.not_ready_reason.write().expect("readiness lock poisoned") = None;
     }
 
     /// Marks the process not ready, for `reason` (shown by /readyz).
     pub fn set_not_ready(&self, reason: impl Into<String>) {
-        *self
-            .not_ready_reason
-            .write()
-            .expect("readiness lock poisoned") = Some(reason.into());
+        *self.not_ready_reason.write().expect("readiness lock poisoned") = Some(reason.into());
     }
 
     /// `Ok` when ready, otherwise the reason.
     pub fn state(&self) -> Result<(), String> {
-        match &*self
-            .not_ready_reason
-            .read()
-            .expect("readiness lock poisoned")
-        {
+        match &*self.not_ready_reason.read().expect("readiness lock poisoned") {
             None => Ok(()),
             Some(reason) => Err(reason.clone()),
         }
@@ -81,13 +69,7 @@ impl AdminServer {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|err| anyhow::anyhow!("cannot listen on admin address {addr}: {err}"))?;
-        Ok(Self {
-            listener,
-            state: AdminState {
-                registry: Arc::new(registry),
-                readiness,
-            },
-        })
+        Ok(Self { listener, state: AdminState { registry: Arc::new(registry), readiness } })
     }
 
     /// The address actually bound (useful when the port was 0).
@@ -105,9 +87,7 @@ impl AdminServer {
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
             .with_state(self.state);
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
+        axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await
     }
 }
 
@@ -116,10 +96,7 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
     match encode(&mut body, &state.registry) {
         Ok(()) => (
             StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
+            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
             body,
         ),
         Err(err) => (
@@ -137,10 +114,7 @@ async fn healthz() -> &'static str {
 async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
     match state.readiness.state() {
         Ok(()) => (StatusCode::OK, "ready\n".to_string()),
-        Err(reason) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {reason}\n"),
-        ),
+        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}\n")),
     }
 }
 
@@ -178,10 +152,7 @@ mod tests {
         assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
         let not_ready = get(addr, "/readyz").await;
         assert!(not_ready.starts_with("HTTP/1.1 503"), "{not_ready}");
-        assert!(
-            not_ready.contains("waiting for the first sync"),
-            "{not_ready}"
-        );
+        assert!(not_ready.contains("waiting for the first sync"), "{not_ready}");
         readiness.set_ready();
         assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
 

@@ -17,11 +17,7 @@ pub struct Backoff {
 impl Backoff {
     /// A backoff starting at `min` and capped at `max` (`max` is raised to `min` if lower).
     pub fn new(min: Duration, max: Duration) -> Self {
-        Self {
-            min,
-            max: max.max(min),
-            next: min,
-        }
+        Self { min, max: max.max(min), next: min }
     }
 
     /// The delay before the next attempt.

@@ -66,11 +66,7 @@ pub fn usage_error(message: &str) -> ! {
 }
 
 fn first_line(text: &str) -> String {
-    text.lines()
-        .find(|line| !line.trim().is_empty())
-        .unwrap_or(text)
-        .trim()
-        .to_string()
+    text.lines().find(|line| !line.trim().is_empty()).unwrap_or(text).trim().to_string()
 }
 
 #[cfg(test)]

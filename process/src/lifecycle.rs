@@ -21,10 +21,7 @@ pub fn run_main(
     common: &CommonArgs,
     work: impl Future<Output = anyhow::Result<()>>,
 ) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("{service_name}: cannot start the async runtime: {err}");

@@ -34,10 +34,7 @@ pub fn set_parent_from(span: &Span, trace: Option<&pb::TraceContext>) {
 
 /// Makes `span` a child of the trace in HTTP/2 request headers (gRPC metadata).
 pub fn set_parent_from_headers(span: &Span, headers: &tonic::codegen::http::HeaderMap) {
-    set_parent(
-        span,
-        TraceContextPropagator::new().extract(&HeaderExtractor(headers)),
-    );
+    set_parent(span, TraceContextPropagator::new().extract(&HeaderExtractor(headers)));
 }
 
 /// A tonic client interceptor that puts the current span's context into the request's
@@ -144,23 +141,15 @@ mod tests {
     fn a_span_parented_from_a_message_continues_that_trace() {
         with_otel(|| {
             let span = tracing::info_span!("child");
-            let parent = pb::TraceContext {
-                traceparent: PARENT.into(),
-                tracestate: String::new(),
-            };
+            let parent = pb::TraceContext { traceparent: PARENT.into(), tracestate: String::new() };
             set_parent_from(&span, Some(&parent));
             let context = trace_context_of(&span);
             assert!(
-                context
-                    .traceparent
-                    .starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+                context.traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
                 "{context:?}"
             );
             // A child has its own span ID.
-            assert!(
-                !context.traceparent.contains("00f067aa0ba902b7"),
-                "{context:?}"
-            );
+            assert!(!context.traceparent.contains("00f067aa0ba902b7"), "{context:?}");
         });
     }
 

@@ -1,0 +1,422 @@
+//! Turning a configuration from the contract into a `Config`, collecting every error with the
+//! object and field it concerns, so an operator can fix them all in one go.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use metallb_proto::pb;
+
+use super::{Advertisement, Community, Config, Peer, Pool};
+use crate::{address::Family, address_range::AddressRange, selector::Selector};
+
+/// One reason a configuration is rejected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// "AddressPool/default", "BGPPeer/router1", ...
+    pub object: String,
+    /// Field path inside the object, e.g. "addresses[1]".
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.object, self.field, self.message)
+    }
+}
+
+impl From<ConfigError> for pb::ConfigError {
+    fn from(err: ConfigError) -> Self {
+        Self { object: err.object, field: err.field, message: err.message }
+    }
+}
+
+/// RFC 4271 section 4.2: a hold time is 0 or at least 3 seconds.
+const MIN_NONZERO_HOLD_TIME: u32 = 3;
+const DEFAULT_HOLD_TIME: u32 = 90;
+
+#[derive(Default)]
+struct Errors(Vec<ConfigError>);
+
+impl Errors {
+    fn add(&mut self, object: &str, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigError {
+            object: object.to_string(),
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    fn selectors(
+        &mut self,
+        object: &str,
+        field: &str,
+        selectors: &[pb::LabelSelector],
+    ) -> Vec<Selector> {
+        let mut compiled = Vec::new();
+        for (index, selector) in selectors.iter().enumerate() {
+            match Selector::from_pb(selector) {
+                Ok(selector) => compiled.push(selector),
+                Err(message) => self.add(object, format!("{field}[{index}]"), message),
+            }
+        }
+        compiled
+    }
+}
+
+/// Validates `config`; on failure returns every error found.
+pub fn validate(config: &pb::Config) -> Result<Config, Vec<ConfigError>> {
+    let mut errors = Errors::default();
+    let aliases = communities(&config.communities, &mut errors);
+    let bfd_profiles = bfd_profiles(&config.bfd_profiles, &mut errors);
+    let pools = pools(&config.pools, &mut errors);
+    let peers = peers(&config.peers, &bfd_profiles, &mut errors);
+    let advertisements =
+        advertisements(&config.advertisements, &pools, &peers, &aliases, &mut errors);
+    if !errors.0.is_empty() {
+        return Err(errors.0);
+    }
+    Ok(Config { pools, peers, advertisements, source: config.clone() })
+}
+
+fn unique_name(
+    seen: &mut BTreeSet<String>,
+    kind: &str,
+    name: &str,
+    errors: &mut Errors,
+) -> Option<String> {
+    let object = format!("{kind}/{name}");
+    if name.trim().is_empty() {
+        errors.add(&object, "name", "must not be empty");
+        return None;
+    }
+    if !seen.insert(name.to_string()) {
+        errors.add(&object, "name", format!("another {kind} is also named {name:?}"));
+        return None;
+    }
+    Some(object)
+}
+
+fn communities(aliases: &[pb::CommunityAlias], errors: &mut Errors) -> BTreeMap<String, Community> {
+    let mut seen = BTreeSet::new();
+    let mut resolved = BTreeMap::new();
+    for alias in aliases {
+        let Some(object) = unique_name(&mut seen, "Community", &alias.name, errors) else {
+            continue;
+        };
+        match Community::parse(&alias.value) {
+            Ok(value) => {
+                resolved.insert(alias.name.clone(), value);
+            }
+            Err(message) => errors.add(&object, "value", message),
+        }
+    }
+    resolved
+}
+
+fn bfd_profiles(profiles: &[pb::BfdProfile], errors: &mut Errors) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    for profile in profiles {
+        let Some(object) = unique_name(&mut seen, "BFDProfile", &profile.name, errors) else {
+            continue;
+        };
+        let intervals = [
+            ("receiveInterval", profile.receive_interval_ms),
+            ("transmitInterval", profile.transmit_interval_ms),
+            ("echoInterval", profile.echo_interval_ms),
+        ];
+        for (field, value) in intervals {
+            if let Some(value) = value
+                && !(10..=60_000).contains(&value)
+            {
+                errors.add(&object, field, format!("{value} ms is outside 10..60000"));
+            }
+        }
+        if let Some(multiplier) = profile.detect_multiplier
+            && !(2..=255).contains(&multiplier)
+        {
+            errors.add(&object, "detectMultiplier", format!("{multiplier} is outside 2..255"));
+        }
+        if let Some(ttl) = profile.minimum_ttl
+            && !(1..=254).contains(&ttl)
+        {
+            errors.add(&object, "minimumTtl", format!("{ttl} is outside 1..254"));
+        }
+    }
+    seen
+}
+
+fn pools(pools: &[pb::AddressPool], errors: &mut Errors) -> BTreeMap<String, Pool> {
+    let mut seen = BTreeSet::new();
+    let mut valid = BTreeMap::new();
+    // Every parsed range with its owner, to find overlaps within and across pools.
+    let mut all_ranges: Vec<(String, usize, AddressRange)> = Vec::new();
+    for pool in pools {
+        let Some(object) = unique_name(&mut seen, "AddressPool", &pool.name, errors) else {
+            continue;
+        };
+        if pool.addresses.is_empty() {
+            errors.add(&object, "addresses", "a pool needs at least one CIDR or range");
+        }
+        let mut ranges = Vec::new();
+        for (index, text) in pool.addresses.iter().enumerate() {
+            match AddressRange::parse(text) {
+                Ok(range) => {
+                    for (other_pool, other_index, other) in &all_ranges {
+                        if range.overlaps(other) {
+                            let message = if *other_pool == pool.name {
+                                format!("{text} overlaps addresses[{other_index}] of the same pool")
+                            } else {
+                                format!(
+                                    "{text} overlaps pool {other_pool:?} ({})",
+                                    pools_address(pools, other_pool, *other_index)
+                                )
+                            };
+                            errors.add(&object, format!("addresses[{index}]"), message);
+                        }
+                    }
+                    all_ranges.push((pool.name.clone(), index, range));
+                    ranges.push(range);
+                }
+                Err(message) => errors.add(&object, format!("addresses[{index}]"), message),
+            }
+        }
+        let allocation = pool.service_allocation.clone().unwrap_or_default();
+        if allocation.priority < 0 {
+            errors.add(&object, "serviceAllocation.priority", "must not be negative");
+        }
+        let namespace_selectors = errors.selectors(
+            &object,
+            "serviceAllocation.namespaceSelectors",
+            &allocation.namespace_selectors,
+        );
+        let service_selectors = errors.selectors(
+            &object,
+            "serviceAllocation.serviceSelectors",
+            &allocation.service_selectors,
+        );
+        valid.insert(
+            pool.name.clone(),
+            Pool {
+                name: pool.name.clone(),
+                addresses: pool.addresses.clone(),
+                ranges,
+                auto_assign: pool.auto_assign,
+                avoid_buggy_ips: pool.avoid_buggy_ips,
+                priority: (allocation.priority > 0).then_some(allocation.priority),
+                namespaces: allocation.namespaces,
+                namespace_selectors,
+                service_selectors,
+                labels: pool.labels.clone(),
+            },
+        );
+    }
+    valid
+}
+
+fn pools_address(pools: &[pb::AddressPool], name: &str, index: usize) -> String {
+    pools
+        .iter()
+        .find(|pool| pool.name == name)
+        .and_then(|pool| pool.addresses.get(index))
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn peers(
+    peers: &[pb::BgpPeer],
+    bfd_profiles: &BTreeSet<String>,
+    errors: &mut Errors,
+) -> BTreeMap<String, Peer> {
+    let mut seen = BTreeSet::new();
+    let mut valid = BTreeMap::new();
+    for peer in peers {
+        let Some(object) = unique_name(&mut seen, "BGPPeer", &peer.name, errors) else {
+            continue;
+        };
+        if peer.my_asn == 0 {
+            errors.add(&object, "myASN", "AS number 0 is reserved (RFC 7607); use 1..4294967295");
+        }
+        if peer.peer_asn == 0 {
+            errors.add(&object, "peerASN", "AS number 0 is reserved (RFC 7607); use 1..4294967295");
+        }
+        if peer.peer_address.parse::<std::net::IpAddr>().is_err() {
+            errors.add(
+                &object,
+                "peerAddress",
+                format!("{:?} is not an IP address", peer.peer_address),
+            );
+        }
+        if !peer.source_address.is_empty()
+            && peer.source_address.parse::<std::net::IpAddr>().is_err()
+        {
+            errors.add(
+                &object,
+                "sourceAddress",
+                format!("{:?} is not an IP address", peer.source_address),
+            );
+        }
+        if !peer.router_id.is_empty() && peer.router_id.parse::<std::net::Ipv4Addr>().is_err() {
+            errors.add(&object, "routerID", format!("{:?} is not an IPv4 address", peer.router_id));
+        }
+        if peer.peer_port > u32::from(u16::MAX) {
+            errors.add(&object, "peerPort", format!("{} is not a TCP port", peer.peer_port));
+        }
+        let hold_time = peer.hold_time_seconds.unwrap_or(DEFAULT_HOLD_TIME);
+        if hold_time != 0 && hold_time < MIN_NONZERO_HOLD_TIME {
+            errors.add(
+                &object,
+                "holdTime",
+                format!("{hold_time}s is not allowed: a hold time is 0 or at least 3s (RFC 4271)"),
+            );
+        }
+        if hold_time > u32::from(u16::MAX) {
+            errors.add(&object, "holdTime", format!("{hold_time}s is more than 65535s"));
+        }
+        if let Some(keepalive) = peer.keepalive_time_seconds
+            && keepalive > hold_time
+        {
+            errors.add(
+                &object,
+                "keepaliveTime",
+                format!("{keepalive}s is longer than the hold time ({hold_time}s)"),
+            );
+        }
+        if !peer.bfd_profile.is_empty() && !bfd_profiles.contains(&peer.bfd_profile) {
+            errors.add(
+                &object,
+                "bfdProfile",
+                format!("no BFDProfile is named {:?}", peer.bfd_profile),
+            );
+        }
+        let node_selectors = errors.selectors(&object, "nodeSelectors", &peer.node_selectors);
+        let mut spec = peer.clone();
+        spec.hold_time_seconds = Some(hold_time);
+        spec.keepalive_time_seconds = Some(peer.keepalive_time_seconds.unwrap_or(hold_time / 3));
+        if spec.peer_port == 0 {
+            spec.peer_port = 179;
+        }
+        valid.insert(peer.name.clone(), Peer { spec, node_selectors });
+    }
+    valid
+}
+
+fn advertisements(
+    advertisements: &[pb::BgpAdvertisement],
+    pools: &BTreeMap<String, Pool>,
+    peers: &BTreeMap<String, Peer>,
+    aliases: &BTreeMap<String, Community>,
+    errors: &mut Errors,
+) -> Vec<Advertisement> {
+    let mut seen = BTreeSet::new();
+    let mut valid = Vec::new();
+    for ad in advertisements {
+        let Some(object) = unique_name(&mut seen, "BGPAdvertisement", &ad.name, errors) else {
+            continue;
+        };
+        for (index, name) in ad.ip_address_pools.iter().enumerate() {
+            if !pools.contains_key(name) {
+                errors.add(
+                    &object,
+                    format!("ipAddressPools[{index}]"),
+                    format!("no AddressPool is named {name:?}"),
+                );
+            }
+        }
+        let pool_selectors =
+            errors.selectors(&object, "ipAddressPoolSelectors", &ad.ip_address_pool_selectors);
+        let selected: Vec<String> = pools
+            .values()
+            .filter(|pool| {
+                let named = ad.ip_address_pools.contains(&pool.name);
+                let by_label = pool_selectors.iter().any(|selector| selector.matches(&pool.labels));
+                let everything =
+                    ad.ip_address_pools.is_empty() && ad.ip_address_pool_selectors.is_empty();
+                named || by_label || everything
+            })
+            .map(|pool| pool.name.clone())
+            .collect();
+
+        let length_v4 = aggregation_length(
+            &object,
+            "aggregationLength",
+            ad.aggregation_length,
+            Family::V4,
+            errors,
+        );
+        let length_v6 = aggregation_length(
+            &object,
+            "aggregationLengthV6",
+            ad.aggregation_length_v6,
+            Family::V6,
+            errors,
+        );
+        for pool_name in &selected {
+            for range in &pools[pool_name].ranges {
+                let (length, field) = match range.family {
+                    Family::V4 => (length_v4, "aggregationLength"),
+                    Family::V6 => (length_v6, "aggregationLengthV6"),
+                };
+                let pool_prefix = range.most_specific_prefix_len();
+                if length < pool_prefix {
+                    errors.add(
+                        &object,
+                        field,
+                        format!("/{length} is shorter than pool {pool_name:?}'s /{pool_prefix}: it would announce addresses outside the pool"),
+                    );
+                }
+            }
+        }
+
+        let mut communities = Vec::new();
+        for (index, text) in ad.communities.iter().enumerate() {
+            match Community::resolve(text, aliases) {
+                Ok(community) => communities.push(community),
+                Err(message) => errors.add(&object, format!("communities[{index}]"), message),
+            }
+        }
+        for (index, name) in ad.peers.iter().enumerate() {
+            if !peers.contains_key(name) {
+                errors.add(
+                    &object,
+                    format!("peers[{index}]"),
+                    format!("no BGPPeer is named {name:?}"),
+                );
+            }
+        }
+        let node_selectors = errors.selectors(&object, "nodeSelectors", &ad.node_selectors);
+        valid.push(Advertisement {
+            name: ad.name.clone(),
+            aggregation_length_v4: length_v4,
+            aggregation_length_v6: length_v6,
+            local_pref: ad.local_pref,
+            communities,
+            pools: selected,
+            node_selectors,
+            peers: ad.peers.clone(),
+        });
+    }
+    valid
+}
+
+fn aggregation_length(
+    object: &str,
+    field: &str,
+    value: Option<u32>,
+    family: Family,
+    errors: &mut Errors,
+) -> u8 {
+    let max = family.bits();
+    match value {
+        None => max,
+        Some(length) if length <= u32::from(max) => length as u8,
+        Some(length) => {
+            errors.add(
+                object,
+                field,
+                format!("/{length} is longer than an {family} address (/{max})"),
+            );
+            max
+        }
+    }
+}
