@@ -27,11 +27,7 @@ pub struct Args {
 }
 
 fn non_empty(value: &str) -> Result<String, String> {
-    if value.trim().is_empty() {
-        Err("must not be empty".into())
-    } else {
-        Ok(value.to_string())
-    }
+    if value.trim().is_empty() { Err("must not be empty".into()) } else { Ok(value.to_string()) }
 }
 
 fn endpoint_url(value: &str) -> Result<String, String> {

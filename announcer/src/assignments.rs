@@ -59,8 +59,7 @@ impl Assignments {
         // A route without a key cannot be addressed by a later delta; the allocator never
         // sends one, and keeping it would make it impossible to withdraw.
         let Some(key) = &route.key else { return };
-        self.routes
-            .insert((key.peer.clone(), key.prefix.clone()), route);
+        self.routes.insert((key.peer.clone(), key.prefix.clone()), route);
     }
 }
 
@@ -69,20 +68,12 @@ mod tests {
     use super::*;
 
     fn peer(name: &str) -> pb::BgpPeer {
-        pb::BgpPeer {
-            name: name.into(),
-            peer_asn: 64500,
-            my_asn: 64512,
-            ..Default::default()
-        }
+        pb::BgpPeer { name: name.into(), peer_asn: 64500, my_asn: 64512, ..Default::default() }
     }
 
     fn route(peer: &str, prefix: &str, local_pref: Option<u32>) -> pb::Route {
         pb::Route {
-            key: Some(pb::RouteKey {
-                peer: peer.into(),
-                prefix: prefix.into(),
-            }),
+            key: Some(pb::RouteKey { peer: peer.into(), prefix: prefix.into() }),
             local_pref,
             ..Default::default()
         }
@@ -96,10 +87,7 @@ mod tests {
     fn a_snapshot_is_taken_whole() {
         let assignments = Assignments::from_snapshot(pb::NodeAssignments {
             peers: vec![peer("r1")],
-            routes: vec![
-                route("r1", "192.0.2.1/32", None),
-                route("r1", "2001:db8::1/128", None),
-            ],
+            routes: vec![route("r1", "192.0.2.1/32", None), route("r1", "2001:db8::1/128", None)],
         });
         assert_eq!(assignments.peers().keys().collect::<Vec<_>>(), ["r1"]);
         assert_eq!(assignments.routes().len(), 2);
@@ -109,10 +97,7 @@ mod tests {
     fn deltas_add_change_and_withdraw_routes() {
         let mut assignments = Assignments::from_snapshot(pb::NodeAssignments {
             peers: vec![peer("r1")],
-            routes: vec![
-                route("r1", "192.0.2.1/32", None),
-                route("r1", "192.0.2.2/32", None),
-            ],
+            routes: vec![route("r1", "192.0.2.1/32", None), route("r1", "192.0.2.2/32", None)],
         });
         assignments.apply(pb::AssignmentDelta {
             routes_upserted: vec![
@@ -137,15 +122,10 @@ mod tests {
     fn removing_a_peer_removes_its_routes_only() {
         let mut assignments = Assignments::from_snapshot(pb::NodeAssignments {
             peers: vec![peer("r1"), peer("r2")],
-            routes: vec![
-                route("r1", "192.0.2.1/32", None),
-                route("r2", "192.0.2.1/32", None),
-            ],
+            routes: vec![route("r1", "192.0.2.1/32", None), route("r2", "192.0.2.1/32", None)],
         });
-        assignments.apply(pb::AssignmentDelta {
-            peers_removed: vec!["r1".into()],
-            ..Default::default()
-        });
+        assignments
+            .apply(pb::AssignmentDelta { peers_removed: vec!["r1".into()], ..Default::default() });
         assert_eq!(assignments.peers().keys().collect::<Vec<_>>(), ["r2"]);
         assert_eq!(
             assignments.routes().keys().cloned().collect::<Vec<_>>(),

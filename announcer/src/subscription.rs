@@ -77,9 +77,7 @@ async fn stream_once(
         .map_err(|err| anyhow::anyhow!("connecting: {err}"))?;
     let mut client =
         AllocatorClient::with_interceptor(channel, propagation::inject_current_context);
-    let request = pb::WatchAssignmentsRequest {
-        node_name: node_name.to_string(),
-    };
+    let request = pb::WatchAssignmentsRequest { node_name: node_name.to_string() };
     let mut stream = client.watch_assignments(request).await?.into_inner();
 
     let mut current: Option<Assignments> = None;
@@ -95,11 +93,8 @@ async fn stream_once(
         }
         last_sequence = Some(message.sequence);
 
-        let span = tracing::info_span!(
-            "assignment.update",
-            node = node_name,
-            sequence = message.sequence
-        );
+        let span =
+            tracing::info_span!("assignment.update", node = node_name, sequence = message.sequence);
         propagation::set_parent_from(&span, message.trace.as_ref());
         let applied = async {
             match message.update {
@@ -125,9 +120,7 @@ async fn stream_once(
                         );
                         Ok(())
                     }
-                    None => Err(anyhow::anyhow!(
-                        "the allocator sent a delta before any snapshot"
-                    )),
+                    None => Err(anyhow::anyhow!("the allocator sent a delta before any snapshot")),
                 },
                 None => Err(anyhow::anyhow!("the allocator sent an empty update")),
             }

@@ -23,19 +23,11 @@ impl ChildProcess {
     pub fn spawn(name: &str, mut command: Command, log_dir: &Path) -> anyhow::Result<Self> {
         let log_path = log_dir.join(format!("{name}.log"));
         let log = File::create(&log_path)?;
-        command
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .process_group(0);
+        command.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log).process_group(0);
         let child = command.spawn().map_err(|err| {
             anyhow::anyhow!("starting {name} ({:?}): {err}", command.get_program())
         })?;
-        Ok(Self {
-            name: name.to_string(),
-            child,
-            log_path,
-        })
+        Ok(Self { name: name.to_string(), child, log_path })
     }
 
     /// The process ID.
@@ -57,11 +49,9 @@ impl ChildProcess {
     pub fn ensure_running(&mut self) -> anyhow::Result<()> {
         match self.child.try_wait()? {
             None => Ok(()),
-            Some(status) => anyhow::bail!(
-                "{} exited with {status}; its log:\n{}",
-                self.name,
-                self.log()
-            ),
+            Some(status) => {
+                anyhow::bail!("{} exited with {status}; its log:\n{}", self.name, self.log())
+            }
         }
     }
 
@@ -78,10 +68,7 @@ impl ChildProcess {
                 return Ok(status);
             }
             if Instant::now() >= deadline {
-                anyhow::bail!(
-                    "{} did not exit within {timeout:?} of signal {signal}",
-                    self.name
-                );
+                anyhow::bail!("{} did not exit within {timeout:?} of signal {signal}", self.name);
             }
             std::thread::sleep(Duration::from_millis(20));
         }

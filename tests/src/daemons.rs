@@ -30,10 +30,7 @@ impl Daemon {
     ) -> anyhow::Result<Self> {
         let admin_addr = free_loopback_addr();
         let mut command = Command::new(our_binary(binary));
-        command
-            .args(args)
-            .arg("--admin-addr")
-            .arg(admin_addr.to_string());
+        command.args(args).arg("--admin-addr").arg(admin_addr.to_string());
         // Start from a known environment: a developer's OTEL_* or METALLB_* must not leak in.
         for (key, _) in std::env::vars() {
             if key.starts_with("OTEL_") || key.starts_with("METALLB_") || key == "KUBECONFIG" {
@@ -42,10 +39,7 @@ impl Daemon {
         }
         command.envs(env.iter().map(|(key, value)| (*key, value)));
         let process = ChildProcess::spawn(binary, command, log_dir)?;
-        Ok(Self {
-            process,
-            admin_addr,
-        })
+        Ok(Self { process, admin_addr })
     }
 
     /// The admin endpoint's address.

@@ -6,7 +6,5 @@ use std::net::{SocketAddr, TcpListener};
 /// and report it should do that instead; this is for those that cannot.
 pub fn free_loopback_addr() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("binding an ephemeral loopback port");
-    listener
-        .local_addr()
-        .expect("local address of an ephemeral port")
+    listener.local_addr().expect("local address of an ephemeral port")
 }

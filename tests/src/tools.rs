@@ -17,9 +17,7 @@ pub fn cache_dir() -> PathBuf {
 }
 
 fn home_dir() -> PathBuf {
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/root"))
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"))
 }
 
 /// Path of a Go-built tool from the cache: "etcd", "kube-apiserver", "kubectl", "jaeger",
@@ -27,10 +25,7 @@ fn home_dir() -> PathBuf {
 pub fn cached_tool(name: &str) -> PathBuf {
     let path = cache_dir().join("bin").join(name);
     if !is_executable(&path) {
-        panic!(
-            "{name} is not installed at {}: {INSTALL_HINT}",
-            path.display()
-        );
+        panic!("{name} is not installed at {}: {INSTALL_HINT}", path.display());
     }
     path
 }
@@ -66,9 +61,7 @@ fn target_profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("path of the running executable");
     let dir = exe.parent().expect("directory of the running executable");
     if dir.file_name().is_some_and(|name| name == "deps") {
-        dir.parent()
-            .map(Path::to_path_buf)
-            .expect("target/<profile> directory")
+        dir.parent().map(Path::to_path_buf).expect("target/<profile> directory")
     } else {
         dir.to_path_buf()
     }

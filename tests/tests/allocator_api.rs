@@ -16,27 +16,17 @@ async fn grpcurl_lists_the_api_health_and_reflection() {
     let out = grpcurl(allocator.grpc_addr(), None, &["list"]).unwrap();
     assert_eq!(out.code, 0, "{out:?}");
     let services: Vec<&str> = out.stdout.lines().collect();
-    for expected in [
-        "metallb.v1.Allocator",
-        "grpc.health.v1.Health",
-        "grpc.reflection.v1.ServerReflection",
-    ] {
-        assert!(
-            services.contains(&expected),
-            "{expected} missing from {services:?}"
-        );
+    for expected in
+        ["metallb.v1.Allocator", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"]
+    {
+        assert!(services.contains(&expected), "{expected} missing from {services:?}");
     }
 }
 
 #[tokio::test]
 async fn grpcurl_describe_reads_as_a_manual() {
     let (allocator, _logs) = allocator().await;
-    let out = grpcurl(
-        allocator.grpc_addr(),
-        None,
-        &["describe", "metallb.v1.Allocator"],
-    )
-    .unwrap();
+    let out = grpcurl(allocator.grpc_addr(), None, &["describe", "metallb.v1.Allocator"]).unwrap();
     assert_eq!(out.code, 0, "{out:?}");
     // Every RPC of the contract, each with its comment above it.
     for rpc in [
@@ -67,18 +57,13 @@ async fn grpcurl_describe_reads_as_a_manual() {
         );
     }
     assert!(
-        out.stdout
-            .contains("returns ( stream .metallb.v1.AssignmentUpdate )"),
+        out.stdout.contains("returns ( stream .metallb.v1.AssignmentUpdate )"),
         "{}",
         out.stdout
     );
 
-    let message = grpcurl(
-        allocator.grpc_addr(),
-        None,
-        &["describe", "metallb.v1.Service"],
-    )
-    .unwrap();
+    let message =
+        grpcurl(allocator.grpc_addr(), None, &["describe", "metallb.v1.Service"]).unwrap();
     assert_eq!(message.code, 0, "{message:?}");
     for field in [
         "load_balancer_ips",
@@ -87,11 +72,7 @@ async fn grpcurl_describe_reads_as_a_manual() {
         "external_traffic_policy",
         "ready_endpoint_nodes",
     ] {
-        assert!(
-            message.stdout.contains(field),
-            "{field} missing:\n{}",
-            message.stdout
-        );
+        assert!(message.stdout.contains(field), "{field} missing:\n{}", message.stdout);
     }
 }
 
@@ -100,18 +81,10 @@ async fn health_check_answers_serving_for_the_server_and_the_api() {
     let (allocator, _logs) = allocator().await;
     for service in ["", "metallb.v1.Allocator"] {
         let request = format!(r#"{{"service":"{service}"}}"#);
-        let out = grpcurl(
-            allocator.grpc_addr(),
-            Some(&request),
-            &["grpc.health.v1.Health/Check"],
-        )
-        .unwrap();
+        let out = grpcurl(allocator.grpc_addr(), Some(&request), &["grpc.health.v1.Health/Check"])
+            .unwrap();
         assert_eq!(out.code, 0, "{out:?}");
-        assert!(
-            out.stdout.contains(r#""status": "SERVING""#),
-            "{service:?}: {}",
-            out.stdout
-        );
+        assert!(out.stdout.contains(r#""status": "SERVING""#), "{service:?}: {}", out.stdout);
     }
     let unknown = grpcurl(
         allocator.grpc_addr(),
@@ -125,12 +98,8 @@ async fn health_check_answers_serving_for_the_server_and_the_api() {
 #[tokio::test]
 async fn rpcs_not_built_yet_answer_unimplemented() {
     let (allocator, _logs) = allocator().await;
-    let out = grpcurl(
-        allocator.grpc_addr(),
-        Some("{}"),
-        &["metallb.v1.Allocator/ListPools"],
-    )
-    .unwrap();
+    let out =
+        grpcurl(allocator.grpc_addr(), Some("{}"), &["metallb.v1.Allocator/ListPools"]).unwrap();
     // grpcurl exits with 64 + the status code; UNIMPLEMENTED is 12.
     assert_eq!(out.code, 64 + 12, "{out:?}");
     assert!(out.stderr.contains("Code: Unimplemented"), "{}", out.stderr);

@@ -39,14 +39,8 @@ const BINARIES: [&str; 3] = ["metallb-allocator", "metallb-announcer", "metallb-
 #[test]
 fn help_explains_every_flag_and_its_environment_variable() {
     for binary in BINARIES {
-        let output = Command::new(our_binary(binary))
-            .arg("--help")
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{binary} --help failed: {output:?}"
-        );
+        let output = Command::new(our_binary(binary)).arg("--help").output().unwrap();
+        assert!(output.status.success(), "{binary} --help failed: {output:?}");
         let help = String::from_utf8(output.stdout).unwrap();
         let lines: Vec<&str> = help.lines().collect();
         for (flag, env) in flags_of(binary) {
@@ -54,54 +48,27 @@ fn help_explains_every_flag_and_its_environment_variable() {
                 .iter()
                 .position(|line| line.trim_start().starts_with(flag))
                 .unwrap_or_else(|| panic!("{binary} --help lacks {flag}:\n{help}"));
-            let explanation = lines
-                .get(at + 1)
-                .map(|line| line.trim())
-                .unwrap_or_default();
-            assert!(
-                explanation.len() > 10,
-                "{binary} {flag} is not explained:\n{help}"
-            );
-            let section = lines[at..]
-                .iter()
-                .take(12)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join("\n");
+            let explanation = lines.get(at + 1).map(|line| line.trim()).unwrap_or_default();
+            assert!(explanation.len() > 10, "{binary} {flag} is not explained:\n{help}");
+            let section = lines[at..].iter().take(12).cloned().collect::<Vec<_>>().join("\n");
             assert!(
                 section.contains(&format!("[env: {env}")),
                 "{binary} {flag} does not name {env}:\n{section}"
             );
         }
         // No flag appears that the test does not know of: a new flag needs its line above.
-        let listed = lines
-            .iter()
-            .filter(|line| line.trim_start().starts_with("--"))
-            .count();
-        assert_eq!(
-            listed,
-            flags_of(binary).len(),
-            "{binary}: unexpected flags:\n{help}"
-        );
+        let listed = lines.iter().filter(|line| line.trim_start().starts_with("--")).count();
+        assert_eq!(listed, flags_of(binary).len(), "{binary}: unexpected flags:\n{help}");
     }
 }
 
 #[test]
 fn invalid_flags_exit_64_with_one_line() {
     let cases: [(&str, &[&str], &str); 4] = [
-        (
-            "metallb-allocator",
-            &["--grpc-addr", "not-an-address"],
-            "--grpc-addr",
-        ),
+        ("metallb-allocator", &["--grpc-addr", "not-an-address"], "--grpc-addr"),
         (
             "metallb-announcer",
-            &[
-                "--node-name",
-                "",
-                "--allocator-endpoint",
-                "http://127.0.0.1:1",
-            ],
+            &["--node-name", "", "--allocator-endpoint", "http://127.0.0.1:1"],
             "--node-name",
         ),
         (
@@ -117,21 +84,14 @@ fn invalid_flags_exit_64_with_one_line() {
             .env_remove("METALLB_NODE_NAME")
             .output()
             .unwrap();
-        assert_eq!(
-            output.status.code(),
-            Some(64),
-            "{binary} {args:?}: {output:?}"
-        );
+        assert_eq!(output.status.code(), Some(64), "{binary} {args:?}: {output:?}");
         let stderr = String::from_utf8(output.stderr).unwrap();
         assert_eq!(
             stderr.trim_end().lines().count(),
             1,
             "{binary} {args:?} printed more than one line:\n{stderr}"
         );
-        assert!(
-            stderr.contains(flag),
-            "{binary} {args:?} does not name {flag}: {stderr}"
-        );
+        assert!(stderr.contains(flag), "{binary} {args:?} does not name {flag}: {stderr}");
     }
 }
 
@@ -145,11 +105,7 @@ async fn allocator_serves_admin_endpoint_and_exits_cleanly_on_sigterm() {
     let (status, _) = daemon.admin_get("/metrics").await.unwrap();
     assert_eq!(status, 200);
     let exit = daemon.terminate(Duration::from_secs(15)).unwrap();
-    assert!(
-        exit.success(),
-        "allocator exited with {exit}; log:\n{}",
-        daemon.log()
-    );
+    assert!(exit.success(), "allocator exited with {exit}; log:\n{}", daemon.log());
     assert!(daemon.log().contains("SIGTERM"), "{}", daemon.log());
 }
 
@@ -169,11 +125,7 @@ async fn announcer_is_not_ready_without_a_snapshot_keeps_retrying_and_stops_on_s
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     let body = loop {
         if let Ok((503, body)) = announcer.admin_get("/readyz").await
-            && announcer
-                .log()
-                .matches("assignment stream unavailable")
-                .count()
-                >= 2
+            && announcer.log().matches("assignment stream unavailable").count() >= 2
         {
             break body;
         }
@@ -184,40 +136,28 @@ async fn announcer_is_not_ready_without_a_snapshot_keeps_retrying_and_stops_on_s
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert!(
-        body.contains("waiting for the first assignment snapshot"),
-        "{body}"
-    );
+    assert!(body.contains("waiting for the first assignment snapshot"), "{body}");
     assert!(
         announcer.log().contains("Unimplemented") || announcer.log().contains("not implemented"),
         "{}",
         announcer.log()
     );
     let exit = announcer.terminate(Duration::from_secs(15)).unwrap();
-    assert!(
-        exit.success(),
-        "announcer exited with {exit}; log:\n{}",
-        announcer.log()
-    );
+    assert!(exit.success(), "announcer exited with {exit}; log:\n{}", announcer.log());
 }
 
 #[tokio::test]
 async fn json_logs_are_one_object_per_line() {
     let logs = tempfile::tempdir().unwrap();
     let mut allocator =
-        Allocator::start(&[("METALLB_LOG_FORMAT", "json".to_string())], logs.path())
-            .await
-            .unwrap();
+        Allocator::start(&[("METALLB_LOG_FORMAT", "json".to_string())], logs.path()).await.unwrap();
     allocator.daemon.terminate(Duration::from_secs(15)).unwrap();
     let log = allocator.daemon.log();
     let mut parsed = 0;
     for line in log.lines().filter(|line| !line.trim().is_empty()) {
         let value: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|err| panic!("not JSON ({err}): {line}"));
-        assert!(
-            value.get("level").is_some() && value.get("message").is_some(),
-            "{line}"
-        );
+        assert!(value.get("level").is_some() && value.get("message").is_some(), "{line}");
         parsed += 1;
     }
     assert!(parsed >= 2, "expected start and stop lines:\n{log}");

@@ -17,10 +17,7 @@ async fn main() -> anyhow::Result<()> {
     println!("\nThe allocator's API, listed through server reflection:");
     print!("{}", grpcurl(addr, None, &["list"])?.stdout);
     println!("\nIts health:");
-    print!(
-        "{}",
-        grpcurl(addr, None, &["grpc.health.v1.Health/Check"])?.stdout
-    );
+    print!("{}", grpcurl(addr, None, &["grpc.health.v1.Health/Check"])?.stdout);
 
     let grpcurl_path = cached_tool("grpcurl");
     println!(
