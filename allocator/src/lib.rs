@@ -4,11 +4,15 @@
 
 pub mod address;
 pub mod address_range;
+pub mod allocate;
 pub mod api;
 pub mod args;
 pub mod config;
 pub mod error;
+pub mod leases;
 pub mod selector;
 pub mod server;
+pub mod service_spec;
+pub mod sharing;
 
 pub use error::{Error, Result};

@@ -1,0 +1,237 @@
+//! The lease table: which service holds which IPs, and for each IP who holds it. Memory grows
+//! with the number of leases, never with the size of a pool: free addresses are found from the
+//! gaps between held ones.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+    time::SystemTime,
+};
+
+use crate::{
+    address::{Address, Family},
+    address_range::AddressRange,
+    service_spec::{Port, ServiceKey},
+};
+
+/// The IPs one service holds, and what sharing them depends on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Lease {
+    /// The holder.
+    pub service: ServiceKey,
+    /// At most one IP per family.
+    pub ips: Vec<IpAddr>,
+    /// The pool they come from.
+    pub pool: String,
+    /// The sharing key they are held under.
+    pub sharing_key: Option<String>,
+    /// The holder's ports, so a service sharing the IP can avoid them.
+    pub ports: BTreeSet<Port>,
+    /// The holder uses externalTrafficPolicy Local.
+    pub local_traffic: bool,
+    /// The holder's pod selector.
+    pub selector: BTreeMap<String, String>,
+    /// When the lease was given.
+    pub assigned_at: SystemTime,
+}
+
+/// Every lease, indexed by service and by address.
+#[derive(Clone, Debug, Default)]
+pub struct Leases {
+    by_service: BTreeMap<ServiceKey, Lease>,
+    holders: BTreeMap<Address, BTreeSet<ServiceKey>>,
+}
+
+impl Leases {
+    /// The lease of `service`.
+    pub fn get(&self, service: &ServiceKey) -> Option<&Lease> {
+        self.by_service.get(service)
+    }
+
+    /// All leases, by service.
+    pub fn iter(&self) -> impl Iterator<Item = &Lease> {
+        self.by_service.values()
+    }
+
+    /// Number of leases.
+    pub fn len(&self) -> usize {
+        self.by_service.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.by_service.is_empty()
+    }
+
+    /// Services holding `address`.
+    pub fn holders(&self, address: Address) -> impl Iterator<Item = &Lease> {
+        self.holders.get(&address).into_iter().flatten().filter_map(|key| self.by_service.get(key))
+    }
+
+    /// Gives `lease` to its service, replacing any lease it had.
+    pub fn insert(&mut self, lease: Lease) {
+        self.remove(&lease.service);
+        for ip in &lease.ips {
+            self.holders.entry(Address::from_ip(*ip)).or_default().insert(lease.service.clone());
+        }
+        self.by_service.insert(lease.service.clone(), lease);
+    }
+
+    /// Takes `service`'s lease away.
+    pub fn remove(&mut self, service: &ServiceKey) -> Option<Lease> {
+        let lease = self.by_service.remove(service)?;
+        for ip in &lease.ips {
+            let address = Address::from_ip(*ip);
+            if let Some(holders) = self.holders.get_mut(&address) {
+                holders.remove(service);
+                if holders.is_empty() {
+                    self.holders.remove(&address);
+                }
+            }
+        }
+        Some(lease)
+    }
+
+    /// Held addresses inside `range`, in order.
+    pub fn held_in(&self, range: &AddressRange) -> impl Iterator<Item = Address> + '_ {
+        let first = Address { family: range.family, value: range.first };
+        let last = Address { family: range.family, value: range.last };
+        self.holders.range(first..=last).map(|(address, _)| *address)
+    }
+
+    /// Number of distinct held addresses inside `range`.
+    pub fn count_held_in(&self, range: &AddressRange) -> u64 {
+        self.held_in(range).count() as u64
+    }
+
+    /// The first address of `range` that nobody holds and `acceptable` allows, found by walking
+    /// the held addresses in order: O(held in range), whatever the range's size.
+    pub fn first_free(
+        &self,
+        range: &AddressRange,
+        acceptable: impl Fn(Address) -> bool,
+    ) -> Option<Address> {
+        let family = range.family;
+        let next_acceptable = |mut value: u128| -> Option<u128> {
+            // Unacceptable addresses (.0/.255) come at most two in a row, but stay general.
+            while value <= range.last {
+                if acceptable(Address { family, value }) {
+                    return Some(value);
+                }
+                value = value.checked_add(1)?;
+            }
+            None
+        };
+        let mut candidate = next_acceptable(range.first)?;
+        for held in self.held_in(range) {
+            if held.value < candidate {
+                continue;
+            }
+            if held.value > candidate {
+                break;
+            }
+            candidate = next_acceptable(candidate.checked_add(1)?)?;
+        }
+        Some(Address { family, value: candidate })
+    }
+}
+
+/// Family of the lease's IPs, in order.
+pub fn families_of(ips: &[IpAddr]) -> Vec<Family> {
+    ips.iter().map(|ip| Family::of(*ip)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> ServiceKey {
+        ServiceKey { namespace: "default".into(), name: name.into() }
+    }
+
+    fn lease(name: &str, ips: &[&str]) -> Lease {
+        Lease {
+            service: key(name),
+            ips: ips.iter().map(|ip| ip.parse().unwrap()).collect(),
+            pool: "p".into(),
+            sharing_key: None,
+            ports: BTreeSet::new(),
+            local_traffic: false,
+            selector: BTreeMap::new(),
+            assigned_at: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    fn ip(address: Address) -> String {
+        address.to_ip().to_string()
+    }
+
+    #[test]
+    fn first_free_skips_held_addresses_and_unacceptable_ones() {
+        let range = AddressRange::parse("192.0.2.0/24").unwrap();
+        let mut leases = Leases::default();
+        assert_eq!(ip(leases.first_free(&range, |_| true).unwrap()), "192.0.2.0");
+        assert_eq!(
+            ip(leases.first_free(&range, |a| !a.confuses_buggy_firmware()).unwrap()),
+            "192.0.2.1"
+        );
+        leases.insert(lease("a", &["192.0.2.1"]));
+        leases.insert(lease("b", &["192.0.2.2"]));
+        leases.insert(lease("c", &["192.0.2.4"]));
+        assert_eq!(
+            ip(leases.first_free(&range, |a| !a.confuses_buggy_firmware()).unwrap()),
+            "192.0.2.3"
+        );
+        leases.remove(&key("a"));
+        assert_eq!(
+            ip(leases.first_free(&range, |a| !a.confuses_buggy_firmware()).unwrap()),
+            "192.0.2.1"
+        );
+    }
+
+    #[test]
+    fn a_full_range_has_no_free_address() {
+        let range = AddressRange::parse("192.0.2.8/30").unwrap();
+        let mut leases = Leases::default();
+        for (n, address) in
+            ["192.0.2.8", "192.0.2.9", "192.0.2.10", "192.0.2.11"].iter().enumerate()
+        {
+            leases.insert(lease(&format!("s{n}"), &[address]));
+        }
+        assert_eq!(leases.first_free(&range, |_| true), None);
+        assert_eq!(leases.count_held_in(&range), 4);
+    }
+
+    #[test]
+    fn an_ipv6_slash_64_is_searched_without_enumeration() {
+        let range = AddressRange::parse("2001:db8::/64").unwrap();
+        let mut leases = Leases::default();
+        for n in 0..1000u32 {
+            leases.insert(lease(&format!("s{n}"), &[&format!("2001:db8::{n:x}")]));
+        }
+        assert_eq!(ip(leases.first_free(&range, |_| true).unwrap()), "2001:db8::3e8");
+        // The last address of the /64 is reachable too.
+        let tail =
+            AddressRange::parse("2001:db8::ffff:ffff:ffff:fffe-2001:db8::ffff:ffff:ffff:ffff")
+                .unwrap();
+        leases.insert(lease("tail", &["2001:db8::ffff:ffff:ffff:fffe"]));
+        assert_eq!(
+            ip(leases.first_free(&tail, |_| true).unwrap()),
+            "2001:db8::ffff:ffff:ffff:ffff"
+        );
+    }
+
+    #[test]
+    fn shared_addresses_count_once_and_free_with_their_last_holder() {
+        let range = AddressRange::parse("192.0.2.0/30").unwrap();
+        let mut leases = Leases::default();
+        leases.insert(lease("a", &["192.0.2.1"]));
+        leases.insert(lease("b", &["192.0.2.1"]));
+        assert_eq!(leases.count_held_in(&range), 1);
+        assert_eq!(leases.holders(Address::from_ip("192.0.2.1".parse().unwrap())).count(), 2);
+        leases.remove(&key("a"));
+        assert_eq!(leases.count_held_in(&range), 1);
+        leases.remove(&key("b"));
+        assert_eq!(leases.count_held_in(&range), 0);
+    }
+}
