@@ -10,6 +10,8 @@ pub mod args;
 pub mod config;
 pub mod error;
 pub mod leases;
+pub mod nodes;
+pub mod routes;
 pub mod selector;
 pub mod server;
 pub mod service_spec;
