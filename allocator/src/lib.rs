@@ -16,5 +16,6 @@ pub mod selector;
 pub mod server;
 pub mod service_spec;
 pub mod sharing;
+pub mod state;
 
 pub use error::{Error, Result};

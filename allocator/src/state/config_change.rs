@@ -1,0 +1,138 @@
+//! Applying a configuration: validated, checked against the leases it would break, then put
+//! in force with every service re-evaluated; or kept waiting until the services holding the
+//! IPs it would take let go.
+
+use std::time::SystemTime;
+
+use metallb_proto::pb;
+
+use super::{AllocatorState, PendingConfig, outcome_to_pb};
+use crate::{
+    address::Address,
+    config::{Config, validate},
+    service_spec::ServiceKey,
+};
+
+impl AllocatorState {
+    /// Validates and applies `config`, or explains why not.
+    pub fn apply_config(
+        &mut self,
+        config: &pb::Config,
+        source: &str,
+        now: SystemTime,
+    ) -> pb::ApplyConfigResponse {
+        let validated = match validate(config) {
+            Ok(validated) => validated,
+            Err(errors) => {
+                // A newer configuration supersedes one that was waiting.
+                self.pending = None;
+                self.last_config_rejected = true;
+                return pb::ApplyConfigResponse {
+                    accepted: false,
+                    errors: errors.into_iter().map(Into::into).collect(),
+                    ..Default::default()
+                };
+            }
+        };
+        let blocking = self.blocking(&validated);
+        if !blocking.is_empty() {
+            self.pending = Some(PendingConfig { config: validated, source: source.to_string() });
+            self.last_config_rejected = true;
+            return pb::ApplyConfigResponse {
+                accepted: false,
+                errors: blocking.iter().map(|(_, error)| error.clone()).collect(),
+                blocking_services: blocking.iter().map(|(key, _)| key.to_pb()).collect(),
+                changed: Vec::new(),
+            };
+        }
+        let changed = self.install(validated, now);
+        pb::ApplyConfigResponse { accepted: true, changed, ..Default::default() }
+    }
+
+    /// Puts the waiting configuration in force if nothing blocks it any more.
+    pub(super) fn retry_pending(&mut self, now: SystemTime) -> Option<pb::DeferredConfig> {
+        let pending = self.pending.as_ref()?;
+        if !self.blocking(&pending.config).is_empty() {
+            return None;
+        }
+        let pending = self.pending.take()?;
+        tracing::info!(
+            source = pending.source,
+            "a waiting configuration is no longer blocked and takes effect"
+        );
+        let changed = self.install(pending.config, now);
+        Some(pb::DeferredConfig { source: pending.source, changed })
+    }
+
+    /// Services holding IPs that `config` would take away, each with the error to report.
+    fn blocking(&self, config: &Config) -> Vec<(ServiceKey, pb::ConfigError)> {
+        let mut blocking = Vec::new();
+        for lease in self.leases.iter() {
+            let pool = config.pools.get(&lease.pool);
+            let lost: Vec<String> = lease
+                .ips
+                .iter()
+                .filter(|ip| !pool.is_some_and(|pool| pool.offers(Address::from_ip(**ip))))
+                .map(|ip| ip.to_string())
+                .collect();
+            if lost.is_empty() {
+                continue;
+            }
+            let message = match pool {
+                None => format!(
+                    "pool {:?} would be removed, but service {} holds {} from it",
+                    lease.pool,
+                    lease.service,
+                    lost.join(", ")
+                ),
+                Some(_) => format!(
+                    "service {} holds {}, which pool {:?} would no longer offer",
+                    lease.service,
+                    lost.join(", "),
+                    lease.pool
+                ),
+            };
+            let error = pb::ConfigError {
+                object: format!("AddressPool/{}", lease.pool),
+                field: "addresses".into(),
+                message,
+            };
+            blocking.push((lease.service.clone(), error));
+        }
+        blocking
+    }
+
+    /// Puts `config` in force and re-evaluates every service; returns those whose outcome
+    /// changed.
+    fn install(&mut self, config: Config, now: SystemTime) -> Vec<pb::ServiceOutcome> {
+        self.config = Some(config);
+        self.pending = None;
+        self.last_config_rejected = false;
+        let before: Vec<_> =
+            self.services.keys().map(|key| (key.clone(), self.current_outcome(key))).collect();
+        // Services holding leases first, so that keeping them comes before handing out more.
+        let mut specs: Vec<_> = self.services.values().cloned().collect();
+        specs.sort_by_key(|spec| self.leases.get(&spec.key).is_none());
+        let mut changed = Vec::new();
+        for spec in specs {
+            let key = spec.key.clone();
+            let outcome = self.evaluate(spec, now);
+            let previous = before.iter().find(|(k, _)| *k == key).map(|(_, outcome)| outcome);
+            if previous != Some(&outcome) {
+                changed.push(outcome_to_pb(&key, &outcome));
+            }
+        }
+        changed
+    }
+
+    fn current_outcome(&self, key: &ServiceKey) -> super::Outcome {
+        match (self.leases.get(key), self.failures.get(key)) {
+            (Some(lease), _) => Ok(lease.clone()),
+            (None, Some(failure)) => Err(failure.clone()),
+            (None, None) => Err(crate::allocate::Failure {
+                reason: pb::FailureReason::Unspecified,
+                message: String::new(),
+            }),
+        }
+    }
+}

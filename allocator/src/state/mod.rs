@@ -1,0 +1,215 @@
+//! The allocator's state and every change to it. One owner: the API holds it behind a single
+//! lock taken for short, synchronous sections; nothing here awaits.
+
+mod config_change;
+mod views;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+    time::SystemTime,
+};
+
+use metallb_proto::pb;
+
+pub use self::views::{lease_to_pb, outcome_to_pb};
+use crate::{
+    allocate::{Failure, assign},
+    config::Config,
+    leases::{Lease, Leases},
+    nodes::NodeInfo,
+    routes::node_assignments,
+    service_spec::{InvalidService, ServiceKey, ServiceSpec},
+};
+
+/// What became of a service: its lease or why it has none.
+pub type Outcome = Result<Lease, Failure>;
+
+/// A configuration waiting because it would take IPs from services.
+#[derive(Clone, Debug)]
+struct PendingConfig {
+    config: Config,
+    source: String,
+}
+
+/// Configuration, leases, services, nodes and sessions.
+#[derive(Debug, Default)]
+pub struct AllocatorState {
+    config: Option<Config>,
+    pending: Option<PendingConfig>,
+    last_config_rejected: bool,
+    leases: Leases,
+    services: BTreeMap<ServiceKey, ServiceSpec>,
+    failures: BTreeMap<ServiceKey, Failure>,
+    nodes: BTreeMap<String, NodeInfo>,
+    sessions: BTreeMap<(String, String), pb::SessionState>,
+    synced: bool,
+}
+
+impl AllocatorState {
+    /// Whether the first full sync is done (before it, nothing new is allocated from a
+    /// partial picture and no snapshot is streamed).
+    pub fn is_synced(&self) -> bool {
+        self.synced
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Option<&Config> {
+        self.config.as_ref()
+    }
+
+    /// The leases.
+    pub fn leases(&self) -> &Leases {
+        &self.leases
+    }
+
+    /// Whether the configuration in force is not the last one offered (it was rejected or is
+    /// waiting): MetalLB's "config stale".
+    pub fn config_is_stale(&self) -> bool {
+        self.last_config_rejected || self.pending.is_some()
+    }
+
+    /// Gives `spec` its lease (or records why not), then lets a waiting configuration
+    /// through if this change unblocked it.
+    pub fn upsert(
+        &mut self,
+        spec: ServiceSpec,
+        now: SystemTime,
+    ) -> (Outcome, Option<pb::DeferredConfig>) {
+        let outcome = self.evaluate(spec, now);
+        (outcome, self.retry_pending(now))
+    }
+
+    /// Records that a service's request is inconsistent: it loses any lease.
+    pub fn reject(&mut self, invalid: &InvalidService) -> Option<Outcome> {
+        let key = invalid.key.clone()?;
+        self.leases.remove(&key);
+        self.services.remove(&key);
+        let failure =
+            Failure { reason: pb::FailureReason::InvalidRequest, message: invalid.message.clone() };
+        self.failures.insert(key, failure.clone());
+        Some(Err(failure))
+    }
+
+    /// Forgets a service; returns the IPs it released.
+    pub fn delete(
+        &mut self,
+        key: &ServiceKey,
+        now: SystemTime,
+    ) -> (Vec<IpAddr>, Option<pb::DeferredConfig>) {
+        self.services.remove(key);
+        self.failures.remove(key);
+        let released = self.leases.remove(key).map(|lease| lease.ips).unwrap_or_default();
+        (released, self.retry_pending(now))
+    }
+
+    /// Level-based sync: `specs` are all the services there are. Leases of absent services are
+    /// released first, then services whose status or lease names IPs are handled (adoption),
+    /// then the rest. Marks the state synced.
+    pub fn sync(
+        &mut self,
+        specs: Vec<Result<ServiceSpec, InvalidService>>,
+        now: SystemTime,
+    ) -> (Vec<Option<(ServiceKey, Outcome)>>, Vec<Lease>, Option<pb::DeferredConfig>) {
+        let present: BTreeSet<ServiceKey> = specs
+            .iter()
+            .filter_map(|spec| match spec {
+                Ok(spec) => Some(spec.key.clone()),
+                Err(invalid) => invalid.key.clone(),
+            })
+            .collect();
+        let absent: Vec<ServiceKey> = self
+            .leases
+            .iter()
+            .map(|lease| lease.service.clone())
+            .chain(self.services.keys().cloned())
+            .chain(self.failures.keys().cloned())
+            .filter(|key| !present.contains(key))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut released = Vec::new();
+        for key in absent {
+            self.services.remove(&key);
+            self.failures.remove(&key);
+            released.extend(self.leases.remove(&key));
+        }
+
+        let mut outcomes: Vec<Option<(ServiceKey, Outcome)>> = vec![None; specs.len()];
+        let (holding, others): (Vec<_>, Vec<_>) =
+            specs.into_iter().enumerate().partition(|(_, spec)| {
+                spec.as_ref().is_ok_and(|spec| {
+                    !spec.current_ips.is_empty() || self.leases.get(&spec.key).is_some()
+                })
+            });
+        for (index, spec) in holding.into_iter().chain(others) {
+            outcomes[index] = match spec {
+                Ok(spec) => {
+                    let key = spec.key.clone();
+                    Some((key, self.evaluate(spec, now)))
+                }
+                Err(invalid) => {
+                    let outcome = self.reject(&invalid);
+                    invalid.key.zip(outcome)
+                }
+            };
+        }
+        self.synced = true;
+        (outcomes, released, self.retry_pending(now))
+    }
+
+    /// Records a node.
+    pub fn update_node(&mut self, node: NodeInfo) {
+        self.nodes.insert(node.name.clone(), node);
+    }
+
+    /// Forgets a node.
+    pub fn delete_node(&mut self, name: &str) {
+        self.nodes.remove(name);
+    }
+
+    /// Replaces a node's session report.
+    pub fn report_sessions(&mut self, node: &str, sessions: Vec<pb::SessionState>) {
+        self.sessions.retain(|(reporter, _), _| reporter != node);
+        for mut session in sessions {
+            session.node_name = node.to_string();
+            self.sessions.insert((node.to_string(), session.peer.clone()), session);
+        }
+    }
+
+    /// What `node` must announce, or `None` before the first sync or any configuration (an
+    /// announcer then keeps what it has rather than withdrawing everything).
+    pub fn node_view(&self, node: &str) -> Option<pb::NodeAssignments> {
+        if !self.synced {
+            return None;
+        }
+        let config = self.config.as_ref()?;
+        let Some(node) = self.nodes.get(node) else {
+            // A node the watcher has not reported yet announces nothing.
+            return Some(pb::NodeAssignments::default());
+        };
+        Some(node_assignments(config, &self.leases, &self.services, node))
+    }
+
+    fn evaluate(&mut self, spec: ServiceSpec, now: SystemTime) -> Outcome {
+        let key = spec.key.clone();
+        let outcome = assign(self.config.as_ref(), &self.leases, &spec, now);
+        match &outcome {
+            Ok(lease) => {
+                self.leases.insert(lease.clone());
+                self.failures.remove(&key);
+            }
+            Err(failure) => {
+                // A service whose request cannot be met holds nothing, as in MetalLB: keeping
+                // an IP it no longer asks for would be worse.
+                self.leases.remove(&key);
+                self.failures.insert(key.clone(), failure.clone());
+            }
+        }
+        self.services.insert(key, spec);
+        outcome
+    }
+}
+
+#[cfg(test)]
+mod tests;

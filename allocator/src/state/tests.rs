@@ -1,0 +1,180 @@
+//! The state's life: configuration changes, adoption, sync, deferred configurations.
+
+use std::time::SystemTime;
+
+use metallb_proto::pb;
+
+use super::AllocatorState;
+use crate::service_spec::{ServiceKey, ServiceSpec};
+
+fn pool(name: &str, addresses: &[&str], avoid_buggy_ips: bool) -> pb::AddressPool {
+    pb::AddressPool {
+        name: name.into(),
+        addresses: addresses.iter().map(|a| a.to_string()).collect(),
+        auto_assign: true,
+        avoid_buggy_ips,
+        ..Default::default()
+    }
+}
+
+fn config(pools: Vec<pb::AddressPool>) -> pb::Config {
+    pb::Config { pools, ..Default::default() }
+}
+
+fn service(name: &str) -> pb::Service {
+    pb::Service {
+        key: Some(pb::ServiceKey { namespace: "default".into(), name: name.into() }),
+        ip_families: vec![pb::IpFamily::Ipv4 as i32],
+        ..Default::default()
+    }
+}
+
+fn spec(service: &pb::Service) -> ServiceSpec {
+    ServiceSpec::from_pb(service).unwrap()
+}
+
+fn key(name: &str) -> ServiceKey {
+    ServiceKey { namespace: "default".into(), name: name.into() }
+}
+
+fn ip_of(state: &AllocatorState, name: &str) -> Option<String> {
+    state.lease(&key(name)).map(|lease| lease.ips.join(","))
+}
+
+fn now() -> SystemTime {
+    SystemTime::now()
+}
+
+#[test]
+fn an_invalid_configuration_changes_nothing() {
+    let mut state = AllocatorState::default();
+    assert!(
+        state
+            .apply_config(&config(vec![pool("a", &["192.0.2.0/24"], false)]), "test", now())
+            .accepted
+    );
+    let response =
+        state.apply_config(&config(vec![pool("a", &["192.0.2.0/33"], false)]), "test", now());
+    assert!(!response.accepted);
+    assert_eq!(response.errors[0].object, "AddressPool/a");
+    assert_eq!(state.config().unwrap().pools["a"].addresses, ["192.0.2.0/24"]);
+    assert!(state.config_is_stale());
+}
+
+#[test]
+fn the_tutorial_configuration_waits_for_the_service_holding_dot_zero_then_applies_itself() {
+    let mut state = AllocatorState::default();
+    state.apply_config(&config(vec![pool("my-ip-space", &["192.0.2.0/24"], false)]), "cm", now());
+    state.sync(vec![], now());
+    let mut nginx = service("nginx");
+    state.upsert(spec(&nginx), now()).0.unwrap();
+    assert_eq!(ip_of(&state, "nginx").as_deref(), Some("192.0.2.0"));
+
+    let buggy = config(vec![pool("my-ip-space", &["192.0.2.0/24"], true)]);
+    let response = state.apply_config(&buggy, "cm", now());
+    assert!(!response.accepted);
+    assert_eq!(response.blocking_services, [key("nginx").to_pb()]);
+    assert!(
+        response.errors[0].message.contains("default/nginx holds 192.0.2.0"),
+        "{:?}",
+        response.errors
+    );
+    assert!(
+        !state.config().unwrap().pools["my-ip-space"].avoid_buggy_ips,
+        "the old configuration stays"
+    );
+
+    nginx.load_balancer_ip = "192.0.2.1".into();
+    let (outcome, deferred) = state.upsert(spec(&nginx), now());
+    assert_eq!(outcome.unwrap().ips[0].to_string(), "192.0.2.1");
+    assert_eq!(deferred.expect("the waiting configuration applies").source, "cm");
+    assert!(state.config().unwrap().pools["my-ip-space"].avoid_buggy_ips);
+    assert!(!state.config_is_stale());
+}
+
+#[test]
+fn removing_a_pool_in_use_is_refused_and_a_newer_config_supersedes_the_waiting_one() {
+    let mut state = AllocatorState::default();
+    state.apply_config(&config(vec![pool("a", &["192.0.2.0/28"], false)]), "t", now());
+    state.sync(vec![Ok(spec(&service("s")))], now());
+    let response =
+        state.apply_config(&config(vec![pool("b", &["198.51.100.0/28"], false)]), "t", now());
+    assert!(!response.accepted);
+    assert!(
+        response.errors[0].message.contains("pool \"a\" would be removed"),
+        "{:?}",
+        response.errors
+    );
+    let keep = state.apply_config(
+        &config(vec![pool("a", &["192.0.2.0/28"], false), pool("b", &["198.51.100.0/28"], false)]),
+        "t",
+        now(),
+    );
+    assert!(keep.accepted);
+    state.delete(&key("s"), now());
+    assert_eq!(
+        state.config().unwrap().pools.len(),
+        2,
+        "the superseded configuration never applies"
+    );
+}
+
+#[test]
+fn sync_adopts_ips_in_status_before_allocating_new_ones_and_releases_absent_services() {
+    let mut state = AllocatorState::default();
+    state.apply_config(&config(vec![pool("a", &["192.0.2.0/30"], false)]), "t", now());
+    let fresh = service("fresh");
+    let mut holder = service("holder");
+    holder.current_ips = vec!["192.0.2.0".into()];
+    // The service without status comes first, yet may not take the held address.
+    let (outcomes, _, _) = state.sync(vec![Ok(spec(&fresh)), Ok(spec(&holder))], now());
+    assert!(outcomes.iter().all(|outcome| outcome.as_ref().unwrap().1.is_ok()));
+    assert_eq!(ip_of(&state, "holder").as_deref(), Some("192.0.2.0"));
+    assert_eq!(ip_of(&state, "fresh").as_deref(), Some("192.0.2.1"));
+
+    let (_, released, _) = state.sync(vec![Ok(spec(&holder))], now());
+    assert_eq!(released.len(), 1);
+    assert_eq!(released[0].service, key("fresh"));
+    assert_eq!(state.leases().len(), 1);
+}
+
+#[test]
+fn a_new_pool_gives_waiting_services_their_ips_and_reports_them() {
+    let mut state = AllocatorState::default();
+    state.apply_config(&config(vec![pool("a", &["192.0.2.0/32"], false)]), "t", now());
+    state.sync(vec![Ok(spec(&service("first"))), Ok(spec(&service("second")))], now());
+    assert!(ip_of(&state, "second").is_none());
+    let response =
+        state.apply_config(&config(vec![pool("a", &["192.0.2.0/31"], false)]), "t", now());
+    assert!(response.accepted);
+    assert_eq!(response.changed.len(), 1, "{:?}", response.changed);
+    assert_eq!(ip_of(&state, "second").as_deref(), Some("192.0.2.1"));
+    assert_eq!(ip_of(&state, "first").as_deref(), Some("192.0.2.0"));
+}
+
+#[test]
+fn nothing_is_streamed_before_the_first_sync() {
+    let mut state = AllocatorState::default();
+    state.apply_config(&config(vec![pool("a", &["192.0.2.0/30"], false)]), "t", now());
+    assert!(state.node_view("n1").is_none());
+    state.sync(vec![], now());
+    assert_eq!(state.node_view("n1"), Some(pb::NodeAssignments::default()));
+}
+
+#[test]
+fn pool_usage_counts_sizes_without_enumerating_and_leases_once() {
+    let mut state = AllocatorState::default();
+    state.apply_config(
+        &config(vec![pool("big", &["192.0.2.0/24", "2001:db8::/64"], true)]),
+        "t",
+        now(),
+    );
+    let mut dual = service("dual");
+    dual.ip_family_policy = pb::IpFamilyPolicy::RequireDualStack as i32;
+    state.sync(vec![Ok(spec(&dual))], now());
+    let usage = &state.list_pools()[0];
+    let v4 = &usage.families[0];
+    assert_eq!((v4.size.as_str(), v4.used, v4.free.as_str()), ("254", 1, "253"));
+    let v6 = &usage.families[1];
+    assert_eq!((v6.size.as_str(), v6.used), ("18446744073709551616", 1));
+}
