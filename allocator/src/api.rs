@@ -1,91 +1,228 @@
-//! The `metallb.v1.Allocator` gRPC service. Every RPC of the contract is present; the ones
-//! whose logic is not built yet answer UNIMPLEMENTED rather than anything made up.
+//! The `metallb.v1.Allocator` gRPC service: checks each request, runs it against the core in
+//! a span joined to the caller's trace, and answers in the contract's terms.
 
-use std::pin::Pin;
+use std::{pin::Pin, sync::Arc, time::SystemTime};
 
+use metallb_process::propagation::{set_parent_from, trace_context_of};
 use metallb_proto::pb::{self, allocator_server::Allocator};
-use tokio_stream::Stream;
+use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
+use tracing::Span;
 
-use crate::Error;
+use crate::{
+    Error,
+    core::Core,
+    nodes::NodeInfo,
+    service_spec::{ServiceKey, ServiceSpec},
+    state::{SyncResult, outcome_to_pb},
+};
 
 /// The allocator's API implementation.
-#[derive(Debug, Default)]
-pub struct AllocatorApi {}
+#[derive(Clone)]
+pub struct AllocatorApi {
+    core: Arc<Core>,
+}
+
+impl AllocatorApi {
+    /// The API over `core`.
+    pub fn new(core: Arc<Core>) -> Self {
+        Self { core }
+    }
+}
 
 type RpcResult<T> = Result<Response<T>, Status>;
 
-fn not_implemented<T>(rpc: &'static str) -> RpcResult<T> {
-    Err(Error::NotImplemented { rpc }.into())
+/// A span for one operation, child of the caller's trace (from the message when it carries
+/// one, otherwise from the gRPC metadata through the request span).
+fn operation_span(name: &'static str, trace: Option<&pb::TraceContext>) -> Span {
+    let span = tracing::info_span!("allocator.operation", otel.name = name);
+    set_parent_from(&span, trace);
+    span
+}
+
+fn service_key(key: Option<&pb::ServiceKey>) -> Result<ServiceKey, Error> {
+    ServiceKey::from_pb(key).map_err(Error::InvalidArgument)
+}
+
+fn required_name<'a>(field: &str, value: &'a str) -> Result<&'a str, Error> {
+    if value.trim().is_empty() {
+        Err(Error::InvalidArgument(format!("{field} is required")))
+    } else {
+        Ok(value)
+    }
 }
 
 #[tonic::async_trait]
 impl Allocator for AllocatorApi {
     async fn apply_config(
         &self,
-        _: Request<pb::ApplyConfigRequest>,
+        request: Request<pb::ApplyConfigRequest>,
     ) -> RpcResult<pb::ApplyConfigResponse> {
-        not_implemented("ApplyConfig")
+        let request = request.into_inner();
+        let span = operation_span("ApplyConfig", request.trace.as_ref());
+        let config =
+            request.config.ok_or_else(|| Error::InvalidArgument("config is required".into()))?;
+        let response = span.in_scope(|| {
+            let response =
+                self.core.change(&trace_context_of(&span), |state| state.apply_config(&config, &request.source, SystemTime::now()));
+            if response.accepted {
+                tracing::info!(source = request.source, changed = response.changed.len(), "configuration accepted");
+            } else {
+                let reasons: Vec<String> =
+                    response.errors.iter().map(|e| format!("{} {}: {}", e.object, e.field, e.message)).collect();
+                tracing::warn!(source = request.source, errors = ?reasons, "configuration rejected; the previous one stays in force");
+            }
+            response
+        });
+        Ok(Response::new(response))
     }
 
     async fn upsert_service(
         &self,
-        _: Request<pb::UpsertServiceRequest>,
+        request: Request<pb::UpsertServiceRequest>,
     ) -> RpcResult<pb::UpsertServiceResponse> {
-        not_implemented("UpsertService")
+        let request = request.into_inner();
+        let span = operation_span("UpsertService", request.trace.as_ref());
+        let service =
+            request.service.ok_or_else(|| Error::InvalidArgument("service is required".into()))?;
+        let key = service_key(service.key.as_ref())?;
+        if !self.core.read(|state| state.is_synced()) {
+            return Err(Error::NotSynced("UpsertService").into());
+        }
+        let response = span.in_scope(|| {
+            let trace = trace_context_of(&span);
+            let (outcome, deferred_config) = match ServiceSpec::from_pb(&service) {
+                Ok(spec) => self.core.change(&trace, |state| state.upsert(spec, SystemTime::now())),
+                Err(invalid) => {
+                    let outcome = self.core.change(&trace, |state| state.reject(&invalid)).expect("key checked above");
+                    (outcome, None)
+                }
+            };
+            match &outcome {
+                Ok(lease) => tracing::info!(service = %key, ips = ?lease.ips, pool = lease.pool, "service assigned"),
+                Err(failure) => tracing::warn!(service = %key, reason = ?failure.reason, failure.message, "allocation failed"),
+            }
+            pb::UpsertServiceResponse { outcome: Some(outcome_to_pb(&key, &outcome)), deferred_config }
+        });
+        Ok(Response::new(response))
     }
 
     async fn delete_service(
         &self,
-        _: Request<pb::DeleteServiceRequest>,
+        request: Request<pb::DeleteServiceRequest>,
     ) -> RpcResult<pb::DeleteServiceResponse> {
-        not_implemented("DeleteService")
+        let request = request.into_inner();
+        let span = operation_span("DeleteService", request.trace.as_ref());
+        let key = service_key(request.service.as_ref())?;
+        let response = span.in_scope(|| {
+            let (released, deferred_config) = self
+                .core
+                .change(&trace_context_of(&span), |state| state.delete(&key, SystemTime::now()));
+            tracing::info!(service = %key, released = ?released, "service deleted");
+            pb::DeleteServiceResponse {
+                released_ips: released.iter().map(|ip| ip.to_string()).collect(),
+                deferred_config,
+            }
+        });
+        Ok(Response::new(response))
     }
 
     async fn sync_services(
         &self,
-        _: Request<pb::SyncServicesRequest>,
+        request: Request<pb::SyncServicesRequest>,
     ) -> RpcResult<pb::SyncServicesResponse> {
-        not_implemented("SyncServices")
+        let request = request.into_inner();
+        let span = operation_span("SyncServices", request.trace.as_ref());
+        for (index, service) in request.services.iter().enumerate() {
+            ServiceKey::from_pb(service.key.as_ref()).map_err(|message| {
+                Error::InvalidArgument(format!("services[{index}]: {message}"))
+            })?;
+        }
+        let specs: Vec<_> = request.services.iter().map(ServiceSpec::from_pb).collect();
+        let response = span.in_scope(|| {
+            let SyncResult { outcomes, released, deferred: deferred_config } = self
+                .core
+                .change(&trace_context_of(&span), |state| state.sync(specs, SystemTime::now()));
+            let outcomes: Vec<pb::ServiceOutcome> = outcomes
+                .into_iter()
+                .flatten()
+                .map(|(key, outcome)| outcome_to_pb(&key, &outcome))
+                .collect();
+            tracing::info!(
+                services = outcomes.len(),
+                released = released.len(),
+                "full sync applied"
+            );
+            pb::SyncServicesResponse {
+                outcomes,
+                released: released.iter().map(crate::state::lease_to_pb).collect(),
+                deferred_config,
+            }
+        });
+        self.core.mark_synced().await;
+        Ok(Response::new(response))
     }
 
     async fn update_node(
         &self,
-        _: Request<pb::UpdateNodeRequest>,
+        request: Request<pb::UpdateNodeRequest>,
     ) -> RpcResult<pb::UpdateNodeResponse> {
-        not_implemented("UpdateNode")
+        let request = request.into_inner();
+        let span = operation_span("UpdateNode", request.trace.as_ref());
+        let node = request.node.ok_or_else(|| Error::InvalidArgument("node is required".into()))?;
+        let node = NodeInfo::from_pb(&node).map_err(Error::InvalidArgument)?;
+        span.in_scope(|| {
+            self.core.change(&trace_context_of(&span), |state| state.update_node(node))
+        });
+        Ok(Response::new(pb::UpdateNodeResponse {}))
     }
 
     async fn delete_node(
         &self,
-        _: Request<pb::DeleteNodeRequest>,
+        request: Request<pb::DeleteNodeRequest>,
     ) -> RpcResult<pb::DeleteNodeResponse> {
-        not_implemented("DeleteNode")
+        let request = request.into_inner();
+        let span = operation_span("DeleteNode", request.trace.as_ref());
+        let name = required_name("name", &request.name)?;
+        span.in_scope(|| {
+            self.core.change(&trace_context_of(&span), |state| state.delete_node(name))
+        });
+        Ok(Response::new(pb::DeleteNodeResponse {}))
     }
 
     async fn list_pools(
         &self,
         _: Request<pb::ListPoolsRequest>,
     ) -> RpcResult<pb::ListPoolsResponse> {
-        not_implemented("ListPools")
+        Ok(Response::new(pb::ListPoolsResponse {
+            pools: self.core.read(|state| state.list_pools()),
+        }))
     }
 
     async fn list_leases(
         &self,
-        _: Request<pb::ListLeasesRequest>,
+        request: Request<pb::ListLeasesRequest>,
     ) -> RpcResult<pb::ListLeasesResponse> {
-        not_implemented("ListLeases")
+        let request = request.into_inner();
+        let leases = self.core.read(|state| state.list_leases(&request.namespace, &request.pool));
+        Ok(Response::new(pb::ListLeasesResponse { leases }))
     }
 
-    async fn get_lease(&self, _: Request<pb::GetLeaseRequest>) -> RpcResult<pb::Lease> {
-        not_implemented("GetLease")
+    async fn get_lease(&self, request: Request<pb::GetLeaseRequest>) -> RpcResult<pb::Lease> {
+        let key = service_key(request.get_ref().service.as_ref())?;
+        let lease = self.core.read(|state| state.lease(&key));
+        Ok(Response::new(
+            lease.ok_or_else(|| Error::NotFound(format!("service {key} holds no lease")))?,
+        ))
     }
 
     async fn get_node_assignments(
         &self,
-        _: Request<pb::GetNodeAssignmentsRequest>,
+        request: Request<pb::GetNodeAssignmentsRequest>,
     ) -> RpcResult<pb::NodeAssignments> {
-        not_implemented("GetNodeAssignments")
+        let node = required_name("node_name", &request.get_ref().node_name)?;
+        let view = self.core.read(|state| state.node_view(node));
+        Ok(Response::new(view.ok_or(Error::NotSynced("GetNodeAssignments"))?))
     }
 
     type WatchAssignmentsStream =
@@ -93,22 +230,31 @@ impl Allocator for AllocatorApi {
 
     async fn watch_assignments(
         &self,
-        _: Request<pb::WatchAssignmentsRequest>,
+        request: Request<pb::WatchAssignmentsRequest>,
     ) -> RpcResult<Self::WatchAssignmentsStream> {
-        not_implemented("WatchAssignments")
+        let node = required_name("node_name", &request.get_ref().node_name)?.to_string();
+        let receiver = self.core.read(|state| self.core.streams().open(&node, state));
+        tracing::info!(node, "announcer subscribed");
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
 
     async fn report_sessions(
         &self,
-        _: Request<pb::ReportSessionsRequest>,
+        request: Request<pb::ReportSessionsRequest>,
     ) -> RpcResult<pb::ReportSessionsResponse> {
-        not_implemented("ReportSessions")
+        let request = request.into_inner();
+        let node = required_name("node_name", &request.node_name)?.to_string();
+        self.core.change(&pb::TraceContext::default(), |state| {
+            state.report_sessions(&node, request.sessions)
+        });
+        Ok(Response::new(pb::ReportSessionsResponse {}))
     }
 
     async fn list_sessions(
         &self,
-        _: Request<pb::ListSessionsRequest>,
+        request: Request<pb::ListSessionsRequest>,
     ) -> RpcResult<pb::ListSessionsResponse> {
-        not_implemented("ListSessions")
+        let sessions = self.core.read(|state| state.list_sessions(&request.get_ref().node_name));
+        Ok(Response::new(pb::ListSessionsResponse { sessions }))
     }
 }

@@ -3,12 +3,16 @@
 /// Everything that can go wrong answering an allocator request.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The RPC is part of the contract but has no implementation in this build.
-    #[error("{rpc} is not implemented by this allocator version")]
-    NotImplemented {
-        /// Name of the RPC, e.g. "ApplyConfig".
-        rpc: &'static str,
-    },
+    /// The request is malformed: a required field is missing or unparseable.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The thing asked for does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The allocator cannot answer this yet: it has not had the watcher's first full sync, and
+    /// allocating from a partial picture could hand out an IP a service already holds.
+    #[error("{0} is refused until the first full sync of services (SyncServices) is done")]
+    NotSynced(&'static str),
 }
 
 /// Result with the allocator's error.
@@ -18,7 +22,9 @@ impl From<Error> for tonic::Status {
     fn from(err: Error) -> Self {
         let message = err.to_string();
         match err {
-            Error::NotImplemented { .. } => tonic::Status::unimplemented(message),
+            Error::InvalidArgument(_) => tonic::Status::invalid_argument(message),
+            Error::NotFound(_) => tonic::Status::not_found(message),
+            Error::NotSynced(_) => tonic::Status::failed_precondition(message),
         }
     }
 }

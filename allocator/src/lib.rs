@@ -8,8 +8,10 @@ pub mod allocate;
 pub mod api;
 pub mod args;
 pub mod config;
+pub mod core;
 pub mod error;
 pub mod leases;
+pub mod metrics;
 pub mod nodes;
 pub mod routes;
 pub mod selector;
@@ -17,5 +19,6 @@ pub mod server;
 pub mod service_spec;
 pub mod sharing;
 pub mod state;
+pub mod streams;
 
 pub use error::{Error, Result};

@@ -1,8 +1,10 @@
 //! `metallb-allocator`: see `metallb_allocator` for what it does.
 
-use std::process::ExitCode;
+use std::{process::ExitCode, sync::Arc};
 
-use metallb_allocator::{api::AllocatorApi, args::Args, server::serve_grpc};
+use metallb_allocator::{
+    api::AllocatorApi, args::Args, core::Core, metrics::Metrics, server::serve_grpc,
+};
 use metallb_process::{AdminServer, Readiness, parse_args_or_exit, run_until_shutdown};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
@@ -15,20 +17,22 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let readiness = Readiness::new("the gRPC server is not listening yet");
-    let registry = Registry::default();
+    let readiness = Readiness::new("starting");
+    let mut registry = Registry::default();
+    let metrics = Metrics::register(&mut registry);
     let admin = AdminServer::bind(args.common.admin_addr, registry, readiness.clone()).await?;
     let grpc_listener = TcpListener::bind(args.grpc_addr).await.map_err(|err| {
         anyhow::anyhow!("cannot listen on gRPC address {}: {err}", args.grpc_addr)
     })?;
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    let core = Arc::new(Core::new(metrics, readiness, health_reporter).await);
     tracing::info!(
         grpc_addr = %grpc_listener.local_addr()?,
         admin_addr = %admin.local_addr()?,
-        "allocator listening"
+        "allocator listening; not ready until the first full sync"
     );
-    readiness.set_ready();
     run_until_shutdown(&args.common, admin, |shutdown| {
-        serve_grpc(grpc_listener, AllocatorApi::default(), shutdown)
+        serve_grpc(grpc_listener, AllocatorApi::new(core), health_service, shutdown)
     })
     .await
 }

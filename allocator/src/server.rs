@@ -1,27 +1,26 @@
 //! The allocator's gRPC server: the API, the standard health service and server reflection on
 //! one port, every request in a span joined to the caller's trace.
 
-use metallb_proto::{
-    ALLOCATOR_SERVICE_NAME, FILE_DESCRIPTOR_SET, pb::allocator_server::AllocatorServer,
-};
+use metallb_proto::{FILE_DESCRIPTOR_SET, pb::allocator_server::AllocatorServer};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::Server;
+use tonic::{server::NamedService, transport::Server};
+use tonic_health::pb::health_server::{Health, HealthServer};
 
 use crate::api::AllocatorApi;
 
-/// Serves the allocator's gRPC API on `listener` until `shutdown` completes, then lets
-/// in-flight requests finish.
-pub async fn serve_grpc(
+/// Serves `api` and `health` on `listener` until `shutdown` completes, then lets in-flight
+/// requests finish.
+pub async fn serve_grpc<H>(
     listener: TcpListener,
     api: AllocatorApi,
+    health: HealthServer<H>,
     shutdown: impl Future<Output = ()> + Send,
-) -> anyhow::Result<()> {
-    let (health, health_service) = tonic_health::server::health_reporter();
-    // The process answers; whether it can allocate is reported per service name once the
-    // allocation logic exists. Until then the API is served and says UNIMPLEMENTED.
-    health.set_service_status(ALLOCATOR_SERVICE_NAME, tonic_health::ServingStatus::Serving).await;
-
+) -> anyhow::Result<()>
+where
+    H: Health,
+    HealthServer<H>: NamedService,
+{
     // v1 is what current grpcurl uses; v1alpha keeps older clients (and grpcui) working.
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
@@ -34,7 +33,7 @@ pub async fn serve_grpc(
 
     Server::builder()
         .trace_fn(metallb_process::propagation::grpc_server_span)
-        .add_service(health_service)
+        .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(AllocatorServer::new(api))

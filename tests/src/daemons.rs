@@ -56,11 +56,20 @@ impl Daemon {
 
     /// Waits until /readyz answers 200; fails with the log if the process exits or time runs out.
     pub async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        self.wait_for("/readyz").await
+    }
+
+    /// Waits until /healthz answers 200: the process is up, though maybe not ready.
+    pub async fn wait_live(&mut self) -> anyhow::Result<()> {
+        self.wait_for("/healthz").await
+    }
+
+    async fn wait_for(&mut self, path: &str) -> anyhow::Result<()> {
         let deadline = Instant::now() + READY_TIMEOUT;
         let mut last = String::from("no answer yet");
         while Instant::now() < deadline {
             self.process.ensure_running()?;
-            match self.admin_get("/readyz").await {
+            match self.admin_get(path).await {
                 Ok((200, _)) => return Ok(()),
                 Ok((status, body)) => last = format!("{status} {body}"),
                 Err(err) => last = err.to_string(),
@@ -93,12 +102,13 @@ pub struct Allocator {
 }
 
 impl Allocator {
-    /// Starts the allocator on free loopback ports with `env` and waits until it is ready.
+    /// Starts the allocator on free loopback ports with `env` and waits until it is live (it
+    /// becomes ready only after a first full sync of services).
     pub async fn start(env: &[(&str, String)], log_dir: &Path) -> anyhow::Result<Self> {
         let grpc_addr = free_loopback_addr();
         let args = ["--grpc-addr".to_string(), grpc_addr.to_string()];
         let mut daemon = Daemon::start("metallb-allocator", &args, env, log_dir)?;
-        daemon.wait_ready().await?;
+        daemon.wait_live().await?;
         Ok(Self { daemon, grpc_addr })
     }
 

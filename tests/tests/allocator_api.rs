@@ -76,16 +76,49 @@ async fn grpcurl_describe_reads_as_a_manual() {
     }
 }
 
-#[tokio::test]
-async fn health_check_answers_serving_for_the_server_and_the_api() {
-    let (allocator, _logs) = allocator().await;
-    for service in ["", "metallb.v1.Allocator"] {
-        let request = format!(r#"{{"service":"{service}"}}"#);
-        let out = grpcurl(allocator.grpc_addr(), Some(&request), &["grpc.health.v1.Health/Check"])
+/// grpcurl's exit code for a failed RPC: 64 + the gRPC status code.
+fn exit_code_for(status: tonic::Code) -> i32 {
+    64 + status as i32
+}
+
+fn call(allocator: &Allocator, method: &str, data: &str) -> serde_json::Value {
+    let out =
+        grpcurl(allocator.grpc_addr(), Some(data), &[&format!("metallb.v1.Allocator/{method}")])
             .unwrap();
-        assert_eq!(out.code, 0, "{out:?}");
-        assert!(out.stdout.contains(r#""status": "SERVING""#), "{service:?}: {}", out.stdout);
-    }
+    assert_eq!(out.code, 0, "{method} {data}: {out:?}");
+    serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|err| panic!("{method}: {err}: {}", out.stdout))
+}
+
+fn health(allocator: &Allocator, service: &str) -> String {
+    let request = format!(r#"{{"service":"{service}"}}"#);
+    let out =
+        grpcurl(allocator.grpc_addr(), Some(&request), &["grpc.health.v1.Health/Check"]).unwrap();
+    assert_eq!(out.code, 0, "{out:?}");
+    out.stdout
+}
+
+const CONFIG: &str = r#"{"source": "grpcurl", "config": {
+    "pools": [{"name": "default", "addresses": ["192.0.2.0/24", "2001:db8::/64"], "auto_assign": true}],
+    "peers": [{"name": "router", "my_asn": 64512, "peer_asn": 64500, "peer_address": "198.51.100.1"}],
+    "advertisements": [{"name": "all"}]}}"#;
+
+#[tokio::test]
+async fn the_api_is_not_serving_until_the_first_full_sync() {
+    let (allocator, _logs) = allocator().await;
+    assert!(health(&allocator, "").contains(r#""status": "SERVING""#));
+    assert!(health(&allocator, "metallb.v1.Allocator").contains("NOT_SERVING"));
+    let early = grpcurl(
+        allocator.grpc_addr(),
+        Some(r#"{"service": {"key": {"namespace": "default", "name": "web"}}}"#),
+        &["metallb.v1.Allocator/UpsertService"],
+    )
+    .unwrap();
+    assert_eq!(early.code, exit_code_for(tonic::Code::FailedPrecondition), "{early:?}");
+    assert!(early.stderr.contains("first full sync"), "{}", early.stderr);
+
+    call(&allocator, "SyncServices", "{}");
+    assert!(health(&allocator, "metallb.v1.Allocator").contains(r#""status": "SERVING""#));
     let unknown = grpcurl(
         allocator.grpc_addr(),
         Some(r#"{"service":"no.such.Service"}"#),
@@ -96,12 +129,112 @@ async fn health_check_answers_serving_for_the_server_and_the_api() {
 }
 
 #[tokio::test]
-async fn rpcs_not_built_yet_answer_unimplemented() {
+async fn a_user_drives_configuration_services_and_inspection_with_grpcurl() {
     let (allocator, _logs) = allocator().await;
-    let out =
-        grpcurl(allocator.grpc_addr(), Some("{}"), &["metallb.v1.Allocator/ListPools"]).unwrap();
-    // grpcurl exits with 64 + the status code; UNIMPLEMENTED is 12.
-    assert_eq!(out.code, 64 + 12, "{out:?}");
-    assert!(out.stderr.contains("Code: Unimplemented"), "{}", out.stderr);
-    assert!(out.stderr.contains("ListPools"), "{}", out.stderr);
+    let applied = call(&allocator, "ApplyConfig", CONFIG);
+    assert_eq!(applied["accepted"], true, "{applied}");
+    call(&allocator, "SyncServices", "{}");
+    call(&allocator, "UpdateNode", r#"{"node": {"name": "node-a"}}"#);
+
+    let upserted = call(
+        &allocator,
+        "UpsertService",
+        r#"{"service": {"key": {"namespace": "default", "name": "web"}, "ip_families": ["IP_FAMILY_IPV4"],
+            "ports": [{"port": 80, "protocol": "PROTOCOL_TCP"}], "has_ready_endpoints": true}}"#,
+    );
+    assert_eq!(upserted["outcome"]["lease"]["ips"][0], "192.0.2.0", "{upserted}");
+
+    let pools = call(&allocator, "ListPools", "{}");
+    let v4 = &pools["pools"][0]["families"][0];
+    assert_eq!(
+        (v4["size"].as_str(), v4["used"].as_str(), v4["free"].as_str()),
+        (Some("256"), Some("1"), Some("255")),
+        "{pools}"
+    );
+    assert_eq!(pools["pools"][0]["families"][1]["size"], "18446744073709551616");
+
+    let leases = call(&allocator, "ListLeases", r#"{"namespace": "default"}"#);
+    assert_eq!(leases["leases"][0]["service"]["name"], "web", "{leases}");
+    assert!(leases["leases"][0]["assignedAt"].is_string(), "{leases}");
+    let lease =
+        call(&allocator, "GetLease", r#"{"service": {"namespace": "default", "name": "web"}}"#);
+    assert_eq!(lease["pool"], "default");
+
+    let routes = call(&allocator, "GetNodeAssignments", r#"{"node_name": "node-a"}"#);
+    assert_eq!(routes["routes"][0]["key"]["prefix"], "192.0.2.0/32", "{routes}");
+    assert_eq!(routes["peers"][0]["name"], "router");
+
+    let failed = call(
+        &allocator,
+        "UpsertService",
+        r#"{"service": {"key": {"namespace": "default", "name": "elsewhere"}, "load_balancer_ip": "203.0.113.9"}}"#,
+    );
+    assert_eq!(
+        failed["outcome"]["failure"]["reason"], "FAILURE_REASON_IP_NOT_IN_ANY_POOL",
+        "{failed}"
+    );
+    assert!(
+        failed["outcome"]["failure"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("203.0.113.9 is not in any pool")
+    );
+
+    let deleted = call(
+        &allocator,
+        "DeleteService",
+        r#"{"service": {"namespace": "default", "name": "web"}}"#,
+    );
+    assert_eq!(deleted["releasedIps"][0], "192.0.2.0");
+    let metrics = allocator.daemon.admin_get("/metrics").await.unwrap().1;
+    assert!(
+        metrics.contains(r#"metallb_allocator_addresses_in_use_total{pool="default"} 0"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains("metallb_k8s_client_config_loaded_bool 1"), "{metrics}");
+}
+
+#[tokio::test]
+async fn bad_requests_get_precise_status_codes() {
+    let (allocator, _logs) = allocator().await;
+    call(&allocator, "SyncServices", "{}");
+    let cases = [
+        (
+            "UpsertService",
+            r#"{"service": {"key": {"name": "no-namespace"}}}"#,
+            tonic::Code::InvalidArgument,
+            "namespace",
+        ),
+        ("ApplyConfig", r#"{"source": "x"}"#, tonic::Code::InvalidArgument, "config is required"),
+        ("WatchAssignments", "{}", tonic::Code::InvalidArgument, "node_name is required"),
+        (
+            "GetLease",
+            r#"{"service": {"namespace": "default", "name": "none"}}"#,
+            tonic::Code::NotFound,
+            "holds no lease",
+        ),
+        ("SyncServices", r#"{"services": [{}]}"#, tonic::Code::InvalidArgument, "services[0]"),
+    ];
+    for (method, data, code, text) in cases {
+        let out = grpcurl(
+            allocator.grpc_addr(),
+            Some(data),
+            &[&format!("metallb.v1.Allocator/{method}")],
+        )
+        .unwrap();
+        assert_eq!(out.code, exit_code_for(code), "{method}: {out:?}");
+        assert!(out.stderr.contains(text), "{method}: {}", out.stderr);
+    }
+    let rejected = call(
+        &allocator,
+        "ApplyConfig",
+        r#"{"config": {"pools": [{"name": "a", "addresses": ["192.0.2.0/33"]}], "peers": [{"name": "r", "peer_address": "x"}]}}"#,
+    );
+    assert_eq!(
+        rejected["accepted"],
+        serde_json::Value::Null,
+        "proto3 JSON omits false: {rejected}"
+    );
+    let errors = rejected["errors"].as_array().unwrap();
+    assert!(errors.len() >= 3, "{rejected}");
 }

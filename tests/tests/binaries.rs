@@ -6,6 +6,7 @@ use std::{process::Command, time::Duration};
 
 use metallb_tests::{
     daemons::{Allocator, Daemon},
+    grpcurl::grpcurl,
     tools::our_binary,
 };
 
@@ -95,22 +96,34 @@ fn invalid_flags_exit_64_with_one_line() {
     }
 }
 
+fn sync_services(allocator: &Allocator) {
+    let out =
+        grpcurl(allocator.grpc_addr(), Some("{}"), &["metallb.v1.Allocator/SyncServices"]).unwrap();
+    assert_eq!(out.code, 0, "{out:?}");
+}
+
 #[tokio::test]
-async fn allocator_serves_admin_endpoint_and_exits_cleanly_on_sigterm() {
+async fn allocator_serves_admin_endpoint_is_ready_after_the_first_sync_and_exits_cleanly_on_sigterm()
+ {
     let logs = tempfile::tempdir().unwrap();
     let mut allocator = Allocator::start(&[], logs.path()).await.unwrap();
-    let daemon = &mut allocator.daemon;
-    assert_eq!(daemon.admin_get("/healthz").await.unwrap().0, 200);
-    assert_eq!(daemon.admin_get("/readyz").await.unwrap().0, 200);
-    let (status, _) = daemon.admin_get("/metrics").await.unwrap();
+    let (status, body) = allocator.daemon.admin_get("/readyz").await.unwrap();
+    assert_eq!(status, 503);
+    assert!(body.contains("first full sync"), "{body}");
+    assert_eq!(allocator.daemon.admin_get("/healthz").await.unwrap().0, 200);
+    sync_services(&allocator);
+    allocator.daemon.wait_ready().await.unwrap();
+    let (status, metrics) = allocator.daemon.admin_get("/metrics").await.unwrap();
     assert_eq!(status, 200);
+    assert!(metrics.contains("metallb_k8s_client_config_loaded_bool 0"), "{metrics}");
+    let daemon = &mut allocator.daemon;
     let exit = daemon.terminate(Duration::from_secs(15)).unwrap();
     assert!(exit.success(), "allocator exited with {exit}; log:\n{}", daemon.log());
     assert!(daemon.log().contains("SIGTERM"), "{}", daemon.log());
 }
 
 #[tokio::test]
-async fn announcer_is_not_ready_without_a_snapshot_keeps_retrying_and_stops_on_sigterm() {
+async fn announcer_is_ready_once_it_has_a_snapshot_and_stops_on_sigterm() {
     let logs = tempfile::tempdir().unwrap();
     let allocator = Allocator::start(&[], logs.path()).await.unwrap();
     let args = [
@@ -120,30 +133,46 @@ async fn announcer_is_not_ready_without_a_snapshot_keeps_retrying_and_stops_on_s
         allocator.grpc_url(),
     ];
     let mut announcer = Daemon::start("metallb-announcer", &args, &[], logs.path()).unwrap();
-    // The allocator answers UNIMPLEMENTED to the stream, so the announcer must say why it is
-    // not ready and retry, not pretend.
+    announcer.wait_live().await.unwrap();
+    // No snapshot before the allocator's first sync: the announcer says why it is not ready.
+    let (status, body) = announcer.admin_get("/readyz").await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("waiting for the first assignment snapshot"), "{body}");
+
+    let config = r#"{"config": {"pools": [{"name": "p", "addresses": ["192.0.2.0/28"], "auto_assign": true}]}}"#;
+    let out = grpcurl(allocator.grpc_addr(), Some(config), &["metallb.v1.Allocator/ApplyConfig"])
+        .unwrap();
+    assert_eq!(out.code, 0, "{out:?}");
+    sync_services(&allocator);
+    announcer.wait_ready().await.unwrap();
+    assert!(announcer.log().contains("snapshot applied"), "{}", announcer.log());
+    let exit = announcer.terminate(Duration::from_secs(15)).unwrap();
+    assert!(exit.success(), "announcer exited with {exit}; log:\n{}", announcer.log());
+}
+
+#[tokio::test]
+async fn announcer_retries_with_backoff_while_the_allocator_is_unreachable() {
+    let logs = tempfile::tempdir().unwrap();
+    let nobody = metallb_tests::ports::free_loopback_addr();
+    let args = [
+        "--node-name".into(),
+        "node-a".into(),
+        "--allocator-endpoint".into(),
+        format!("http://{nobody}"),
+    ];
+    let mut announcer = Daemon::start("metallb-announcer", &args, &[], logs.path()).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let body = loop {
-        if let Ok((503, body)) = announcer.admin_get("/readyz").await
-            && announcer.log().matches("assignment stream unavailable").count() >= 2
-        {
-            break body;
-        }
+    while announcer.log().matches("assignment stream unavailable").count() < 2 {
         assert!(
             std::time::Instant::now() < deadline,
             "announcer never retried; log:\n{}",
             announcer.log()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert!(body.contains("waiting for the first assignment snapshot"), "{body}");
-    assert!(
-        announcer.log().contains("Unimplemented") || announcer.log().contains("not implemented"),
-        "{}",
-        announcer.log()
-    );
+    }
+    assert_eq!(announcer.admin_get("/readyz").await.unwrap().0, 503);
     let exit = announcer.terminate(Duration::from_secs(15)).unwrap();
-    assert!(exit.success(), "announcer exited with {exit}; log:\n{}", announcer.log());
+    assert!(exit.success(), "{exit}");
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use std::{
 
 use metallb_proto::pb;
 
-pub use self::views::{lease_to_pb, outcome_to_pb};
+pub use self::views::{family_size_and_use, lease_to_pb, outcome_to_pb};
 use crate::{
     allocate::{Failure, assign},
     config::Config,
@@ -24,6 +24,17 @@ use crate::{
 
 /// What became of a service: its lease or why it has none.
 pub type Outcome = Result<Lease, Failure>;
+
+/// What a full sync did.
+#[derive(Debug)]
+pub struct SyncResult {
+    /// One entry per service given, in order; `None` for an entry without a readable key.
+    pub outcomes: Vec<Option<(ServiceKey, Outcome)>>,
+    /// Leases of services that were absent.
+    pub released: Vec<Lease>,
+    /// A waiting configuration the sync let through.
+    pub deferred: Option<pb::DeferredConfig>,
+}
 
 /// A configuration waiting because it would take IPs from services.
 #[derive(Clone, Debug)]
@@ -110,7 +121,7 @@ impl AllocatorState {
         &mut self,
         specs: Vec<Result<ServiceSpec, InvalidService>>,
         now: SystemTime,
-    ) -> (Vec<Option<(ServiceKey, Outcome)>>, Vec<Lease>, Option<pb::DeferredConfig>) {
+    ) -> SyncResult {
         let present: BTreeSet<ServiceKey> = specs
             .iter()
             .filter_map(|spec| match spec {
@@ -155,7 +166,7 @@ impl AllocatorState {
             };
         }
         self.synced = true;
-        (outcomes, released, self.retry_pending(now))
+        SyncResult { outcomes, released, deferred: self.retry_pending(now) }
     }
 
     /// Records a node.

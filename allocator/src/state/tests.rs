@@ -127,12 +127,12 @@ fn sync_adopts_ips_in_status_before_allocating_new_ones_and_releases_absent_serv
     let mut holder = service("holder");
     holder.current_ips = vec!["192.0.2.0".into()];
     // The service without status comes first, yet may not take the held address.
-    let (outcomes, _, _) = state.sync(vec![Ok(spec(&fresh)), Ok(spec(&holder))], now());
-    assert!(outcomes.iter().all(|outcome| outcome.as_ref().unwrap().1.is_ok()));
+    let outcomes = state.sync(vec![Ok(spec(&fresh)), Ok(spec(&holder))], now());
+    assert!(outcomes.outcomes.iter().all(|outcome| outcome.as_ref().unwrap().1.is_ok()));
     assert_eq!(ip_of(&state, "holder").as_deref(), Some("192.0.2.0"));
     assert_eq!(ip_of(&state, "fresh").as_deref(), Some("192.0.2.1"));
 
-    let (_, released, _) = state.sync(vec![Ok(spec(&holder))], now());
+    let released = state.sync(vec![Ok(spec(&holder))], now()).released;
     assert_eq!(released.len(), 1);
     assert_eq!(released[0].service, key("fresh"));
     assert_eq!(state.leases().len(), 1);
