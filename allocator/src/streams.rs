@@ -143,3 +143,148 @@ async fn feed(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::{nodes::NodeInfo, service_spec::ServiceSpec};
+
+    fn state_with_node() -> AllocatorState {
+        let mut state = AllocatorState::default();
+        let config = pb::Config {
+            pools: vec![pb::AddressPool {
+                name: "p".into(),
+                addresses: vec!["192.0.2.0/24".into()],
+                auto_assign: true,
+                ..Default::default()
+            }],
+            peers: vec![pb::BgpPeer {
+                name: "r".into(),
+                my_asn: 64512,
+                peer_asn: 64512,
+                peer_address: "198.51.100.1".into(),
+                ..Default::default()
+            }],
+            advertisements: vec![pb::BgpAdvertisement { name: "all".into(), ..Default::default() }],
+            ..Default::default()
+        };
+        assert!(state.apply_config(&config, "test", SystemTime::now()).accepted);
+        state.update_node(NodeInfo {
+            name: "n1".into(),
+            labels: Default::default(),
+            excluded: false,
+        });
+        state.sync(vec![], SystemTime::now());
+        state
+    }
+
+    fn add_service(state: &mut AllocatorState, n: usize) {
+        let service = pb::Service {
+            key: Some(pb::ServiceKey { namespace: "default".into(), name: format!("s{n}") }),
+            has_ready_endpoints: true,
+            ..Default::default()
+        };
+        state.upsert(ServiceSpec::from_pb(&service).unwrap(), SystemTime::now()).0.unwrap();
+    }
+
+    fn trace(n: usize) -> pb::TraceContext {
+        pb::TraceContext {
+            traceparent: format!("00-{n:032x}-{:016x}-01", 1),
+            tracestate: String::new(),
+        }
+    }
+
+    /// Folds a stream's messages into what the announcer would hold.
+    fn fold(messages: &[pb::AssignmentUpdate]) -> pb::NodeAssignments {
+        let mut routes: std::collections::BTreeMap<String, pb::Route> = Default::default();
+        for message in messages {
+            match message.update.clone().unwrap() {
+                Update::Snapshot(snapshot) => {
+                    routes = snapshot
+                        .routes
+                        .into_iter()
+                        .map(|r| (r.key.clone().unwrap().prefix, r))
+                        .collect();
+                }
+                Update::Delta(delta) => {
+                    for withdrawn in delta.routes_withdrawn {
+                        routes.remove(&withdrawn.prefix);
+                    }
+                    for route in delta.routes_upserted {
+                        routes.insert(route.key.clone().unwrap().prefix, route);
+                    }
+                }
+            }
+        }
+        pb::NodeAssignments { peers: Vec::new(), routes: routes.into_values().collect() }
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_then_deltas_each_with_the_trace_of_its_cause() {
+        let mut state = state_with_node();
+        let streams = NodeStreams::default();
+        let mut stream = streams.open("n1", &state);
+        let first = stream.recv().await.unwrap().unwrap();
+        assert!(matches!(first.update, Some(Update::Snapshot(_))));
+        assert_eq!(first.sequence, 1);
+
+        add_service(&mut state, 0);
+        streams.publish(&state, &trace(7));
+        let second = tokio::time::timeout(Duration::from_secs(5), stream.recv())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(second.sequence, 2);
+        assert_eq!(second.trace.unwrap(), trace(7));
+        let Some(Update::Delta(delta)) = second.update else { panic!("expected a delta") };
+        assert_eq!(delta.routes_upserted.len(), 1);
+        assert!(delta.peers_upserted.is_empty(), "an unchanged peer is not resent");
+
+        // A change that does not affect the node sends nothing.
+        streams.publish(&state, &trace(8));
+        assert!(tokio::time::timeout(Duration::from_millis(200), stream.recv()).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_slow_stream_never_holds_up_another_and_catches_up_with_a_snapshot() {
+        let mut state = state_with_node();
+        let streams = NodeStreams::default();
+        let mut slow = streams.open("n1", &state);
+        let mut fast = streams.open("n1", &state);
+        let mut fast_messages = vec![fast.recv().await.unwrap().unwrap()];
+        for n in 0..(STREAM_BUFFER * 4) {
+            add_service(&mut state, n);
+            streams.publish(&state, &trace(n));
+            // The fast reader keeps up, message by message, while the slow one reads nothing.
+            let message = tokio::time::timeout(Duration::from_secs(5), fast.recv())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            fast_messages.push(message);
+        }
+        assert_eq!(fold(&fast_messages).routes.len(), STREAM_BUFFER * 4);
+
+        let mut slow_messages = Vec::new();
+        while let Ok(Some(message)) =
+            tokio::time::timeout(Duration::from_millis(300), slow.recv()).await
+        {
+            slow_messages.push(message.unwrap());
+        }
+        let sequences: Vec<u64> = slow_messages.iter().map(|m| m.sequence).collect();
+        assert_eq!(sequences, (1..=sequences.len() as u64).collect::<Vec<_>>(), "no gaps");
+        assert!(
+            slow_messages.len() <= STREAM_BUFFER + 2,
+            "the slow stream was not bounded: {}",
+            slow_messages.len()
+        );
+        assert!(
+            slow_messages.iter().skip(1).any(|m| matches!(m.update, Some(Update::Snapshot(_)))),
+            "the lagging stream got a fresh snapshot"
+        );
+        assert_eq!(fold(&slow_messages), fold(&fast_messages), "both end with the same routes");
+    }
+}
