@@ -14,7 +14,7 @@ use crate::{
     core::Core,
     nodes::NodeInfo,
     service_spec::{ServiceKey, ServiceSpec},
-    state::{SyncResult, outcome_to_pb},
+    state::{ChangeResult, SyncResult, outcome_to_pb},
 };
 
 /// The allocator's API implementation.
@@ -91,18 +91,18 @@ impl Allocator for AllocatorApi {
         }
         let response = span.in_scope(|| {
             let trace = trace_context_of(&span);
-            let (outcome, deferred_config) = match ServiceSpec::from_pb(&service) {
+            let ChangeResult { result: outcome, deferred: deferred_config, others_changed } = match ServiceSpec::from_pb(&service) {
                 Ok(spec) => self.core.change(&trace, |state| state.upsert(spec, SystemTime::now())),
                 Err(invalid) => {
                     let outcome = self.core.change(&trace, |state| state.reject(&invalid)).expect("key checked above");
-                    (outcome, None)
+                    ChangeResult { result: outcome, deferred: None, others_changed: Vec::new() }
                 }
             };
             match &outcome {
                 Ok(lease) => tracing::info!(service = %key, ips = ?lease.ips, pool = lease.pool, "service assigned"),
                 Err(failure) => tracing::warn!(service = %key, reason = ?failure.reason, failure.message, "allocation failed"),
             }
-            pb::UpsertServiceResponse { outcome: Some(outcome_to_pb(&key, &outcome)), deferred_config }
+            pb::UpsertServiceResponse { outcome: Some(outcome_to_pb(&key, &outcome)), deferred_config, others_changed }
         });
         Ok(Response::new(response))
     }
@@ -115,13 +115,14 @@ impl Allocator for AllocatorApi {
         let span = operation_span("DeleteService", request.trace.as_ref());
         let key = service_key(request.service.as_ref())?;
         let response = span.in_scope(|| {
-            let (released, deferred_config) = self
+            let ChangeResult { result: released, deferred: deferred_config, others_changed } = self
                 .core
                 .change(&trace_context_of(&span), |state| state.delete(&key, SystemTime::now()));
             tracing::info!(service = %key, released = ?released, "service deleted");
             pb::DeleteServiceResponse {
                 released_ips: released.iter().map(|ip| ip.to_string()).collect(),
                 deferred_config,
+                others_changed,
             }
         });
         Ok(Response::new(response))

@@ -186,7 +186,7 @@ mod tests {
             has_ready_endpoints: true,
             ..Default::default()
         };
-        state.upsert(ServiceSpec::from_pb(&service).unwrap(), SystemTime::now()).0.unwrap();
+        state.upsert(ServiceSpec::from_pb(&service).unwrap(), SystemTime::now()).result.unwrap();
     }
 
     fn trace(n: usize) -> pb::TraceContext {

@@ -65,6 +65,10 @@ pub fn assign(
 
 /// Whether `lease` still satisfies `spec` under `config`, so keeping it is right.
 pub fn still_valid(config: &Config, leases: &Leases, spec: &ServiceSpec, lease: &Lease) -> bool {
+    let allowed = allowed_families(spec);
+    if lease.ips.iter().any(|ip| !allowed.contains(&Family::of(*ip))) {
+        return false;
+    }
     let Some(pool) = config.pools.get(&lease.pool) else { return false };
     if lease.ips.iter().any(|ip| !pool.offers(Address::from_ip(*ip))) {
         return false;
@@ -86,6 +90,14 @@ pub fn still_valid(config: &Config, leases: &Leases, spec: &ServiceSpec, lease: 
     lease.ips.iter().all(|ip| {
         leases.holders(Address::from_ip(*ip)).all(|holder| may_share(spec, holder).is_ok())
     })
+}
+
+/// Families a service may hold at all: its primary when single-stack, both otherwise.
+fn allowed_families(spec: &ServiceSpec) -> Vec<Family> {
+    match spec.family_policy {
+        FamilyPolicy::SingleStack => vec![spec.families[0]],
+        _ => vec![Family::V4, Family::V6],
+    }
 }
 
 /// Whether `ips` has what a fresh allocation would give: the primary family, and both when
@@ -118,10 +130,7 @@ fn requested(
     spec: &ServiceSpec,
     ips: &[IpAddr],
 ) -> Result<(String, Vec<IpAddr>), Failure> {
-    let allowed: Vec<Family> = match spec.family_policy {
-        FamilyPolicy::SingleStack => vec![spec.families[0]],
-        _ => vec![Family::V4, Family::V6],
-    };
+    let allowed = allowed_families(spec);
     let mut pool_name: Option<&str> = None;
     for ip in ips {
         let address = Address::from_ip(*ip);

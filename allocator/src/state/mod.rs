@@ -25,6 +25,17 @@ use crate::{
 /// What became of a service: its lease or why it has none.
 pub type Outcome = Result<Lease, Failure>;
 
+/// The result of a change to one service, and what it caused elsewhere.
+#[derive(Debug)]
+pub struct ChangeResult<T> {
+    /// The change's own result.
+    pub result: T,
+    /// A waiting configuration the change let through.
+    pub deferred: Option<pb::DeferredConfig>,
+    /// Other services whose outcome changed (they got an IP the change freed).
+    pub others_changed: Vec<pb::ServiceOutcome>,
+}
+
 /// What a full sync did.
 #[derive(Debug)]
 pub struct SyncResult {
@@ -81,14 +92,14 @@ impl AllocatorState {
     }
 
     /// Gives `spec` its lease (or records why not), then lets a waiting configuration
-    /// through if this change unblocked it.
-    pub fn upsert(
-        &mut self,
-        spec: ServiceSpec,
-        now: SystemTime,
-    ) -> (Outcome, Option<pb::DeferredConfig>) {
+    /// through if this change unblocked it, and retries services waiting for an IP.
+    pub fn upsert(&mut self, spec: ServiceSpec, now: SystemTime) -> ChangeResult<Outcome> {
+        let key = spec.key.clone();
+        let released = self.leases.get(&key).map(|lease| lease.ips.clone()).unwrap_or_default();
         let outcome = self.evaluate(spec, now);
-        (outcome, self.retry_pending(now))
+        let still_held = outcome.as_ref().map(|lease| lease.ips.clone()).unwrap_or_default();
+        let freed_any = released.iter().any(|ip| !still_held.contains(ip));
+        self.after_change(outcome, freed_any, Some(&key), now)
     }
 
     /// Records that a service's request is inconsistent: it loses any lease.
@@ -103,15 +114,53 @@ impl AllocatorState {
     }
 
     /// Forgets a service; returns the IPs it released.
-    pub fn delete(
-        &mut self,
-        key: &ServiceKey,
-        now: SystemTime,
-    ) -> (Vec<IpAddr>, Option<pb::DeferredConfig>) {
+    pub fn delete(&mut self, key: &ServiceKey, now: SystemTime) -> ChangeResult<Vec<IpAddr>> {
         self.services.remove(key);
         self.failures.remove(key);
         let released = self.leases.remove(key).map(|lease| lease.ips).unwrap_or_default();
-        (released, self.retry_pending(now))
+        let freed_any = !released.is_empty();
+        self.after_change(released, freed_any, Some(key), now)
+    }
+
+    /// What follows any change to a service: a waiting configuration may now apply, and when
+    /// IPs were freed, services that failed for lack of one are tried again.
+    fn after_change<T>(
+        &mut self,
+        result: T,
+        freed_any: bool,
+        changed: Option<&ServiceKey>,
+        now: SystemTime,
+    ) -> ChangeResult<T> {
+        let deferred = self.retry_pending(now);
+        let others_changed = if freed_any && deferred.is_none() {
+            self.retry_failed(changed, now)
+        } else {
+            Vec::new()
+        };
+        ChangeResult { result, deferred, others_changed }
+    }
+
+    /// Re-evaluates services that hold no IP (except `skip`); returns those that now have one.
+    fn retry_failed(
+        &mut self,
+        skip: Option<&ServiceKey>,
+        now: SystemTime,
+    ) -> Vec<pb::ServiceOutcome> {
+        let waiting: Vec<ServiceSpec> = self
+            .failures
+            .keys()
+            .filter(|key| Some(*key) != skip)
+            .filter_map(|key| self.services.get(key).cloned())
+            .collect();
+        let mut changed = Vec::new();
+        for spec in waiting {
+            let key = spec.key.clone();
+            let outcome = self.evaluate(spec, now);
+            if outcome.is_ok() {
+                changed.push(outcome_to_pb(&key, &outcome));
+            }
+        }
+        changed
     }
 
     /// Level-based sync: `specs` are all the services there are. Leases of absent services are
@@ -139,7 +188,7 @@ impl AllocatorState {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let mut released = Vec::new();
+        let mut released: Vec<Lease> = Vec::new();
         for key in absent {
             self.services.remove(&key);
             self.failures.remove(&key);
@@ -166,7 +215,17 @@ impl AllocatorState {
             };
         }
         self.synced = true;
-        SyncResult { outcomes, released, deferred: self.retry_pending(now) }
+        let deferred = self.retry_pending(now);
+        // A service listed before the one whose IP it may share or take was evaluated too
+        // early; one more pass settles it, and its outcome in the answer follows.
+        if deferred.is_none() && !self.retry_failed(None, now).is_empty() {
+            for (key, outcome) in outcomes.iter_mut().flatten() {
+                if let Some(lease) = self.leases.get(key) {
+                    *outcome = Ok(lease.clone());
+                }
+            }
+        }
+        SyncResult { outcomes, released, deferred }
     }
 
     /// Records a node.

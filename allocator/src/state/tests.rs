@@ -67,7 +67,7 @@ fn the_tutorial_configuration_waits_for_the_service_holding_dot_zero_then_applie
     state.apply_config(&config(vec![pool("my-ip-space", &["192.0.2.0/24"], false)]), "cm", now());
     state.sync(vec![], now());
     let mut nginx = service("nginx");
-    state.upsert(spec(&nginx), now()).0.unwrap();
+    state.upsert(spec(&nginx), now()).result.unwrap();
     assert_eq!(ip_of(&state, "nginx").as_deref(), Some("192.0.2.0"));
 
     let buggy = config(vec![pool("my-ip-space", &["192.0.2.0/24"], true)]);
@@ -85,7 +85,8 @@ fn the_tutorial_configuration_waits_for_the_service_holding_dot_zero_then_applie
     );
 
     nginx.load_balancer_ip = "192.0.2.1".into();
-    let (outcome, deferred) = state.upsert(spec(&nginx), now());
+    let change = state.upsert(spec(&nginx), now());
+    let (outcome, deferred) = (change.result, change.deferred);
     assert_eq!(outcome.unwrap().ips[0].to_string(), "192.0.2.1");
     assert_eq!(deferred.expect("the waiting configuration applies").source, "cm");
     assert!(state.config().unwrap().pools["my-ip-space"].avoid_buggy_ips);
