@@ -11,6 +11,7 @@ use std::{
 use crate::{
     address::{Address, Family},
     address_range::AddressRange,
+    held_runs::HeldRuns,
     service_spec::{Port, ServiceKey},
 };
 
@@ -40,6 +41,7 @@ pub struct Lease {
 pub struct Leases {
     by_service: BTreeMap<ServiceKey, Lease>,
     holders: BTreeMap<Address, BTreeSet<ServiceKey>>,
+    runs: HeldRuns,
 }
 
 impl Leases {
@@ -72,7 +74,12 @@ impl Leases {
     pub fn insert(&mut self, lease: Lease) {
         self.remove(&lease.service);
         for ip in &lease.ips {
-            self.holders.entry(Address::from_ip(*ip)).or_default().insert(lease.service.clone());
+            let address = Address::from_ip(*ip);
+            let holders = self.holders.entry(address).or_default();
+            if holders.is_empty() {
+                self.runs.insert(address);
+            }
+            holders.insert(lease.service.clone());
         }
         self.by_service.insert(lease.service.clone(), lease);
     }
@@ -86,6 +93,7 @@ impl Leases {
                 holders.remove(service);
                 if holders.is_empty() {
                     self.holders.remove(&address);
+                    self.runs.remove(address);
                 }
             }
         }
@@ -100,39 +108,26 @@ impl Leases {
     }
 
     /// Number of distinct held addresses inside `range`.
-    pub fn count_held_in(&self, range: &AddressRange) -> u64 {
-        self.held_in(range).count() as u64
+    pub fn count_held_in(&self, range: &AddressRange) -> u128 {
+        self.runs.count_in(range.family, range.first, range.last)
     }
 
-    /// The first address of `range` that nobody holds and `acceptable` allows, found by walking
-    /// the held addresses in order: O(held in range), whatever the range's size.
+    /// The first address of `range` that nobody holds and `acceptable` allows: O(log n) per
+    /// run of held addresses skipped, whatever the range's size.
     pub fn first_free(
         &self,
         range: &AddressRange,
         acceptable: impl Fn(Address) -> bool,
     ) -> Option<Address> {
-        let family = range.family;
-        let next_acceptable = |mut value: u128| -> Option<u128> {
-            // Unacceptable addresses (.0/.255) come at most two in a row, but stay general.
-            while value <= range.last {
-                if acceptable(Address { family, value }) {
-                    return Some(value);
-                }
-                value = value.checked_add(1)?;
+        let mut from = range.first;
+        loop {
+            let value = self.runs.first_free_from(range.family, from, range.last)?;
+            let address = Address { family: range.family, value };
+            if acceptable(address) {
+                return Some(address);
             }
-            None
-        };
-        let mut candidate = next_acceptable(range.first)?;
-        for held in self.held_in(range) {
-            if held.value < candidate {
-                continue;
-            }
-            if held.value > candidate {
-                break;
-            }
-            candidate = next_acceptable(candidate.checked_add(1)?)?;
+            from = value.checked_add(1)?;
         }
-        Some(Address { family, value: candidate })
     }
 }
 

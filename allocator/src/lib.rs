@@ -10,6 +10,7 @@ pub mod args;
 pub mod config;
 pub mod core;
 pub mod error;
+pub mod held_runs;
 pub mod leases;
 pub mod metrics;
 pub mod nodes;

@@ -98,7 +98,7 @@ pub fn family_size_and_use(pool: &Pool, family: Family, leases: &Leases) -> (u12
             range.size() - if pool.avoid_buggy_ips { buggy_addresses_in(range) } else { 0 }
         })
         .fold(0u128, u128::saturating_add);
-    let used = ranges.map(|range| u128::from(leases.count_held_in(range))).sum();
+    let used = ranges.map(|range| leases.count_held_in(range)).sum();
     (size, used)
 }
 
