@@ -2,11 +2,7 @@
 //! with the number of leases, never with the size of a pool: free addresses are found from the
 //! gaps between held ones.
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    net::IpAddr,
-    time::SystemTime,
-};
+use std::{collections::BTreeMap, net::IpAddr, time::SystemTime};
 
 use crate::{
     address::{Address, Family},
@@ -27,7 +23,7 @@ pub struct Lease {
     /// The sharing key they are held under.
     pub sharing_key: Option<String>,
     /// The holder's ports, so a service sharing the IP can avoid them.
-    pub ports: BTreeSet<Port>,
+    pub ports: Vec<Port>,
     /// The holder uses externalTrafficPolicy Local.
     pub local_traffic: bool,
     /// The holder's pod selector.
@@ -40,7 +36,9 @@ pub struct Lease {
 #[derive(Clone, Debug, Default)]
 pub struct Leases {
     by_service: BTreeMap<ServiceKey, Lease>,
-    holders: BTreeMap<Address, BTreeSet<ServiceKey>>,
+    // A Vec, not a set: almost every address has one holder, and a one-element B-tree set
+    // costs a whole node.
+    holders: BTreeMap<Address, Vec<ServiceKey>>,
     runs: HeldRuns,
 }
 
@@ -79,7 +77,9 @@ impl Leases {
             if holders.is_empty() {
                 self.runs.insert(address);
             }
-            holders.insert(lease.service.clone());
+            if !holders.contains(&lease.service) {
+                holders.push(lease.service.clone());
+            }
         }
         self.by_service.insert(lease.service.clone(), lease);
     }
@@ -90,7 +90,7 @@ impl Leases {
         for ip in &lease.ips {
             let address = Address::from_ip(*ip);
             if let Some(holders) = self.holders.get_mut(&address) {
-                holders.remove(service);
+                holders.retain(|holder| holder != service);
                 if holders.is_empty() {
                     self.holders.remove(&address);
                     self.runs.remove(address);
@@ -150,7 +150,7 @@ mod tests {
             ips: ips.iter().map(|ip| ip.parse().unwrap()).collect(),
             pool: "p".into(),
             sharing_key: None,
-            ports: BTreeSet::new(),
+            ports: Vec::new(),
             local_traffic: false,
             selector: BTreeMap::new(),
             assigned_at: SystemTime::UNIX_EPOCH,

@@ -69,8 +69,8 @@ pub struct ServiceSpec {
     pub pool: Option<String>,
     /// Its sharing key.
     pub sharing_key: Option<String>,
-    /// (protocol, port) pairs.
-    pub ports: BTreeSet<Port>,
+    /// (protocol, port) pairs, sorted, without duplicates.
+    pub ports: Vec<Port>,
     /// Families in order of preference; the first is the primary.
     pub families: Vec<Family>,
     /// How many families it wants.
@@ -149,7 +149,7 @@ impl ServiceSpec {
         };
         check_requested_families(&requested_ips, family_policy).map_err(invalid)?;
 
-        let ports = service
+        let mut ports: Vec<Port> = service
             .ports
             .iter()
             .map(|port| {
@@ -160,6 +160,8 @@ impl ServiceSpec {
                 (protocol, port.port)
             })
             .collect();
+        ports.sort_unstable();
+        ports.dedup();
 
         Ok(Self {
             key,

@@ -21,7 +21,7 @@ pub fn may_share(spec: &ServiceSpec, holder: &Lease) -> Result<(), String> {
             ));
         }
     }
-    if let Some((protocol, port)) = spec.ports.intersection(&holder.ports).next() {
+    if let Some((protocol, port)) = spec.ports.iter().find(|port| holder.ports.contains(port)) {
         let protocol = metallb_proto::pb::Protocol::try_from(*protocol)
             .map(|p| p.as_str_name().trim_start_matches("PROTOCOL_").to_lowercase())
             .unwrap_or_default();
