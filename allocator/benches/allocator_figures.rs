@@ -184,13 +184,13 @@ fn lease_table_memory() {
     for n in 0..SERVICES {
         let ip = std::net::Ipv4Addr::from(0xc612_0000u32 + n as u32);
         leases.insert(Lease {
-            service: ServiceKey { namespace: format!("ns{}", n % 100), name: format!("svc-{n}") },
+            service: ServiceKey {
+                namespace: format!("ns{}", n % 100).into(),
+                name: format!("svc-{n}").into(),
+            },
             ips: vec![ip.into()],
             pool: "v4".to_string(),
-            sharing_key: None,
-            ports: vec![(pb::Protocol::Tcp as i32, 80)],
-            local_traffic: false,
-            selector: Default::default(),
+            sharing: None,
             assigned_at: SystemTime::now(),
         });
     }

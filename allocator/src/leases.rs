@@ -11,7 +11,7 @@ use crate::{
     service_spec::{Port, ServiceKey},
 };
 
-/// The IPs one service holds, and what sharing them depends on.
+/// The IPs one service holds.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Lease {
     /// The holder.
@@ -20,25 +20,80 @@ pub struct Lease {
     pub ips: Vec<IpAddr>,
     /// The pool they come from.
     pub pool: String,
-    /// The sharing key they are held under.
-    pub sharing_key: Option<String>,
-    /// The holder's ports, so a service sharing the IP can avoid them.
+    /// What others must match to share the IPs; `None` when the holder has no sharing key and
+    /// so shares with nobody (most leases: boxed so they pay one pointer for it).
+    pub sharing: Option<Box<SharingTerms>>,
+    /// When the lease was given.
+    pub assigned_at: SystemTime,
+}
+
+/// What decides whether another service may share a lease's IPs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SharingTerms {
+    /// The metallb.io/allow-shared-ip key.
+    pub key: String,
+    /// The holder's ports.
     pub ports: Vec<Port>,
     /// The holder uses externalTrafficPolicy Local.
     pub local_traffic: bool,
     /// The holder's pod selector.
     pub selector: BTreeMap<String, String>,
-    /// When the lease was given.
-    pub assigned_at: SystemTime,
+}
+
+impl Lease {
+    /// The sharing key, if any.
+    pub fn sharing_key(&self) -> Option<&str> {
+        self.sharing.as_ref().map(|terms| terms.key.as_str())
+    }
+}
+
+/// Who holds one address: almost always one service, kept inline; a Vec only when shared.
+#[derive(Clone, Debug)]
+enum Holders {
+    One(ServiceKey),
+    Many(Vec<ServiceKey>),
+}
+
+impl Holders {
+    fn iter(&self) -> impl Iterator<Item = &ServiceKey> {
+        match self {
+            Self::One(key) => std::slice::from_ref(key).iter(),
+            Self::Many(keys) => keys.iter(),
+        }
+    }
+
+    fn add(&mut self, key: &ServiceKey) {
+        match self {
+            Self::One(existing) if existing == key => {}
+            Self::One(existing) => *self = Self::Many(vec![existing.clone(), key.clone()]),
+            Self::Many(keys) if !keys.contains(key) => keys.push(key.clone()),
+            Self::Many(_) => {}
+        }
+    }
+
+    /// Removes `key`; `true` when nobody holds the address any more.
+    fn remove(&mut self, key: &ServiceKey) -> bool {
+        match self {
+            Self::One(existing) => existing == key,
+            Self::Many(keys) => {
+                keys.retain(|holder| holder != key);
+                let last = match keys.as_slice() {
+                    [] => return true,
+                    [last] => last.clone(),
+                    _ => return false,
+                };
+                *self = Self::One(last);
+                false
+            }
+        }
+    }
 }
 
 /// Every lease, indexed by service and by address.
 #[derive(Clone, Debug, Default)]
 pub struct Leases {
     by_service: BTreeMap<ServiceKey, Lease>,
-    // A Vec, not a set: almost every address has one holder, and a one-element B-tree set
-    // costs a whole node.
-    holders: BTreeMap<Address, Vec<ServiceKey>>,
+    holders: BTreeMap<Address, Holders>,
     runs: HeldRuns,
 }
 
@@ -65,7 +120,11 @@ impl Leases {
 
     /// Services holding `address`.
     pub fn holders(&self, address: Address) -> impl Iterator<Item = &Lease> {
-        self.holders.get(&address).into_iter().flatten().filter_map(|key| self.by_service.get(key))
+        self.holders
+            .get(&address)
+            .into_iter()
+            .flat_map(Holders::iter)
+            .filter_map(|key| self.by_service.get(key))
     }
 
     /// Gives `lease` to its service, replacing any lease it had.
@@ -73,12 +132,14 @@ impl Leases {
         self.remove(&lease.service);
         for ip in &lease.ips {
             let address = Address::from_ip(*ip);
-            let holders = self.holders.entry(address).or_default();
-            if holders.is_empty() {
-                self.runs.insert(address);
-            }
-            if !holders.contains(&lease.service) {
-                holders.push(lease.service.clone());
+            match self.holders.entry(address) {
+                std::collections::btree_map::Entry::Occupied(mut holders) => {
+                    holders.get_mut().add(&lease.service)
+                }
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    slot.insert(Holders::One(lease.service.clone()));
+                    self.runs.insert(address);
+                }
             }
         }
         self.by_service.insert(lease.service.clone(), lease);
@@ -89,12 +150,11 @@ impl Leases {
         let lease = self.by_service.remove(service)?;
         for ip in &lease.ips {
             let address = Address::from_ip(*ip);
-            if let Some(holders) = self.holders.get_mut(&address) {
-                holders.retain(|holder| holder != service);
-                if holders.is_empty() {
-                    self.holders.remove(&address);
-                    self.runs.remove(address);
-                }
+            if let Some(holders) = self.holders.get_mut(&address)
+                && holders.remove(service)
+            {
+                self.holders.remove(&address);
+                self.runs.remove(address);
             }
         }
         Some(lease)
@@ -149,10 +209,7 @@ mod tests {
             service: key(name),
             ips: ips.iter().map(|ip| ip.parse().unwrap()).collect(),
             pool: "p".into(),
-            sharing_key: None,
-            ports: Vec::new(),
-            local_traffic: false,
-            selector: BTreeMap::new(),
+            sharing: None,
             assigned_at: SystemTime::UNIX_EPOCH,
         }
     }

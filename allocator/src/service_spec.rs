@@ -4,19 +4,21 @@
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     net::IpAddr,
+    sync::Arc,
 };
 
 use metallb_proto::pb;
 
 use crate::address::Family;
 
-/// Namespace and name of a service.
+/// Namespace and name of a service. Shared strings: a key is cloned into every index that
+/// refers to its service, and at 100k services the copies would cost more than the leases.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ServiceKey {
     /// Namespace.
-    pub namespace: String,
+    pub namespace: Arc<str>,
     /// Name.
-    pub name: String,
+    pub name: Arc<str>,
 }
 
 impl ServiceKey {
@@ -29,12 +31,12 @@ impl ServiceKey {
                 key.namespace, key.name
             ));
         }
-        Ok(Self { namespace: key.namespace.clone(), name: key.name.clone() })
+        Ok(Self { namespace: key.namespace.as_str().into(), name: key.name.as_str().into() })
     }
 
     /// To the contract.
     pub fn to_pb(&self) -> pb::ServiceKey {
-        pb::ServiceKey { namespace: self.namespace.clone(), name: self.name.clone() }
+        pb::ServiceKey { namespace: self.namespace.to_string(), name: self.name.to_string() }
     }
 }
 

@@ -10,8 +10,8 @@ pub fn may_share(spec: &ServiceSpec, holder: &Lease) -> Result<(), String> {
         return Ok(());
     }
     let holder_name = &holder.service;
-    match (&spec.sharing_key, &holder.sharing_key) {
-        (Some(mine), Some(theirs)) if mine == theirs => {}
+    let terms = match (&spec.sharing_key, &holder.sharing) {
+        (Some(mine), Some(terms)) if *mine == terms.key => terms,
         (Some(_), Some(_)) => {
             return Err(format!("held by {holder_name} under a different sharing key"));
         }
@@ -20,15 +20,15 @@ pub fn may_share(spec: &ServiceSpec, holder: &Lease) -> Result<(), String> {
                 "held by {holder_name}, and both need the same metallb.io/allow-shared-ip to share"
             ));
         }
-    }
-    if let Some((protocol, port)) = spec.ports.iter().find(|port| holder.ports.contains(port)) {
+    };
+    if let Some((protocol, port)) = spec.ports.iter().find(|port| terms.ports.contains(port)) {
         let protocol = metallb_proto::pb::Protocol::try_from(*protocol)
             .map(|p| p.as_str_name().trim_start_matches("PROTOCOL_").to_lowercase())
             .unwrap_or_default();
         return Err(format!("shared with {holder_name}, which also uses {protocol}/{port}"));
     }
-    let both_cluster = !spec.local_traffic && !holder.local_traffic;
-    if !both_cluster && spec.selector != holder.selector {
+    let both_cluster = !spec.local_traffic && !terms.local_traffic;
+    if !both_cluster && spec.selector != terms.selector {
         return Err(format!(
             "shared with {holder_name}: services sharing an IP must both use externalTrafficPolicy Cluster or select the same pods"
         ));

@@ -8,7 +8,7 @@ use metallb_proto::pb::FailureReason;
 use crate::{
     address::{Address, Family},
     config::{Config, Pool},
-    leases::{Lease, Leases, families_of},
+    leases::{Lease, Leases, SharingTerms, families_of},
     service_spec::{FamilyPolicy, ServiceSpec},
     sharing::may_share,
 };
@@ -110,16 +110,15 @@ fn fresh_families_satisfied(spec: &ServiceSpec, ips: &[IpAddr]) -> bool {
 }
 
 fn lease_for(spec: &ServiceSpec, pool: String, ips: Vec<IpAddr>, assigned_at: SystemTime) -> Lease {
-    Lease {
-        service: spec.key.clone(),
-        ips,
-        pool,
-        sharing_key: spec.sharing_key.clone(),
-        ports: spec.ports.clone(),
-        local_traffic: spec.local_traffic,
-        selector: spec.selector.clone(),
-        assigned_at,
-    }
+    let sharing = spec.sharing_key.as_ref().map(|key| {
+        Box::new(SharingTerms {
+            key: key.clone(),
+            ports: spec.ports.clone(),
+            local_traffic: spec.local_traffic,
+            selector: spec.selector.clone(),
+        })
+    });
+    Lease { service: spec.key.clone(), ips, pool, sharing, assigned_at }
 }
 
 /// Specific IPs: each in a pool that may serve the service, all in one pool, each free or

@@ -17,7 +17,7 @@ pub fn lease_to_pb(lease: &Lease) -> pb::Lease {
         service: Some(lease.service.to_pb()),
         ips: lease.ips.iter().map(|ip| ip.to_string()).collect(),
         pool: lease.pool.clone(),
-        sharing_key: lease.sharing_key.clone().unwrap_or_default(),
+        sharing_key: lease.sharing_key().unwrap_or_default().to_string(),
         assigned_at: Some(prost_types::Timestamp::from(lease.assigned_at)),
     }
 }
@@ -39,7 +39,7 @@ impl AllocatorState {
     pub fn list_leases(&self, namespace: &str, pool: &str) -> Vec<pb::Lease> {
         self.leases
             .iter()
-            .filter(|lease| namespace.is_empty() || lease.service.namespace == namespace)
+            .filter(|lease| namespace.is_empty() || &*lease.service.namespace == namespace)
             .filter(|lease| pool.is_empty() || lease.pool == pool)
             .map(lease_to_pb)
             .collect()
