@@ -112,7 +112,7 @@ fn service(index: usize, shape: &ServiceShape, current_ips: Vec<String>) -> pb::
         _ => (vec![pb::IpFamily::Ipv6, pb::IpFamily::Ipv4], pb::IpFamilyPolicy::RequireDualStack),
     };
     pb::Service {
-        key: Some(pb::ServiceKey { namespace: "default".into(), name: format!("s{index}").into() }),
+        key: Some(pb::ServiceKey { namespace: "default".into(), name: format!("s{index}") }),
         load_balancer_ips: shape.requested.iter().map(|ip| ip.to_string()).collect(),
         pool: shape.pool.unwrap_or_default().into(),
         sharing_key: shape.sharing_key.unwrap_or_default().into(),
