@@ -1,0 +1,41 @@
+//! The configurations users already have are accepted by the allocator's validation once read:
+//! MetalLB's documented examples of the ConfigMap (v0.1 and later) and of the metallb.io
+//! resources.
+
+use std::collections::BTreeMap;
+
+use metallb_allocator::config::validate;
+use metallb_config_formats::{
+    configmap,
+    resources::{Resources, SecretReference},
+};
+
+const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../config-formats/tests/examples");
+
+fn example(name: &str) -> String {
+    std::fs::read_to_string(format!("{EXAMPLES}/{name}")).unwrap()
+}
+
+#[test]
+fn configmaps_of_every_format_validate() {
+    for name in ["v0.1-tutorial.yaml", "configmap-0.13.yaml"] {
+        let config = configmap::parse(name, &example(name)).unwrap();
+        let validated = validate(&config).unwrap_or_else(|errors| panic!("{name}: {errors:?}"));
+        assert!(!validated.pools.is_empty() && !validated.advertisements.is_empty(), "{name}");
+    }
+}
+
+#[test]
+fn documented_resources_validate_with_aliases_and_selectors_resolved() {
+    let secrets = BTreeMap::from([(
+        SecretReference { name: "secretname".into(), namespace: "metallb-system".into() },
+        "s3cret".to_string(),
+    )]);
+    let config =
+        Resources::from_yaml(&example("metallb-io.yaml")).unwrap().to_config(&secrets).unwrap();
+    let validated = validate(&config).unwrap_or_else(|errors| panic!("{errors:?}"));
+    let by_label = validated.advertisements.iter().find(|ad| ad.name == "by-label").unwrap();
+    assert_eq!(by_label.pools, ["first-pool"]);
+    let local = validated.advertisements.iter().find(|ad| ad.name == "local").unwrap();
+    assert_eq!(local.communities.len(), 2);
+}

@@ -1,0 +1,122 @@
+//! The formats users bring, read from MetalLB's documented examples.
+
+use std::collections::BTreeMap;
+
+use metallb_config_formats::{
+    configmap,
+    resources::{Resources, SecretReference},
+};
+
+const TUTORIAL: &str = include_str!("examples/v0.1-tutorial.yaml");
+const CONFIGMAP_LATER: &str = include_str!("examples/configmap-0.13.yaml");
+const RESOURCES: &str = include_str!("examples/metallb-io.yaml");
+
+#[test]
+fn the_v0_1_tutorial_configmap_reads() {
+    let config = configmap::parse("ConfigMap metallb-system/config", TUTORIAL).unwrap();
+    assert_eq!(config.peers.len(), 1);
+    let peer = &config.peers[0];
+    assert_eq!((peer.name.as_str(), peer.my_asn, peer.peer_asn), ("10.96.0.100", 64512, 64512));
+    assert_eq!(config.pools[0].addresses, ["198.51.100.0/24"]);
+    assert!(config.pools[0].auto_assign, "v0.1 pools always auto-assign");
+    let ad = &config.advertisements[0];
+    assert_eq!((ad.aggregation_length, ad.local_pref), (Some(32), Some(100)));
+    assert_eq!(ad.ip_address_pools, ["my-ip-space"]);
+    assert_eq!(config.communities[0].name, "no-advertise");
+}
+
+#[test]
+fn the_later_configmap_format_reads() {
+    let config = configmap::parse("ConfigMap metallb-system/config", CONFIGMAP_LATER).unwrap();
+    let peer = &config.peers[0];
+    assert_eq!(peer.hold_time_seconds, Some(90));
+    assert_eq!((peer.router_id.as_str(), peer.password.as_str()), ("10.0.0.10", "s3cret"));
+    assert_eq!(peer.node_selectors[0].match_expressions[0].operator, "NotIn");
+    let pool = &config.pools[0];
+    assert_eq!(pool.addresses.len(), 2);
+    assert!(!pool.auto_assign && pool.avoid_buggy_ips);
+    assert_eq!(config.advertisements.len(), 2);
+    assert_eq!(config.advertisements[1].aggregation_length, Some(24));
+    assert_eq!(config.bfd_profiles[0].minimum_ttl, Some(254));
+}
+
+#[test]
+fn a_pool_without_advertisements_is_announced_as_plain_host_routes() {
+    let config =
+        configmap::parse("cm", "address-pools:\n- name: p\n  cidr: [192.0.2.0/24]\n").unwrap();
+    assert_eq!(config.advertisements.len(), 1);
+    assert_eq!(config.advertisements[0].aggregation_length, None);
+}
+
+#[test]
+fn configmap_errors_are_precise() {
+    let typo =
+        configmap::parse("cm", "peers:\n- my-asn: 1\n  peer-asn: 2\n  peer-adress: 192.0.2.1\n")
+            .unwrap_err();
+    assert!(typo.to_string().contains("peer-adress"), "{typo}");
+    let layer2 = configmap::parse(
+        "cm",
+        "address-pools:\n- name: l2\n  protocol: layer2\n  addresses: [192.0.2.0/24]\n",
+    )
+    .unwrap_err();
+    assert!(layer2.message.contains("BGP only"), "{layer2}");
+    let hold = configmap::parse(
+        "cm",
+        "peers:\n- my-asn: 1\n  peer-asn: 2\n  peer-address: 192.0.2.1\n  hold-time: 500ms\n",
+    )
+    .unwrap_err();
+    assert!(hold.message.contains("peers[0].hold-time"), "{hold}");
+    let asn = configmap::parse(
+        "cm",
+        "peers:\n- my-asn: 4294967296\n  peer-asn: 2\n  peer-address: 192.0.2.1\n",
+    )
+    .unwrap_err();
+    assert!(asn.message.contains("my-asn") || asn.message.contains("invalid value"), "{asn}");
+}
+
+#[test]
+fn the_documented_metallb_io_resources_read_unchanged() {
+    let resources = Resources::from_yaml(RESOURCES).unwrap();
+    assert_eq!(resources.pools.len(), 2);
+    let secrets = BTreeMap::from([(
+        SecretReference { name: "secretname".into(), namespace: "metallb-system".into() },
+        "s3cret".to_string(),
+    )]);
+    let config = resources.to_config(&secrets).unwrap();
+    let pool = &config.pools[1];
+    assert!(!pool.auto_assign && pool.avoid_buggy_ips);
+    assert_eq!(pool.service_allocation.as_ref().unwrap().priority, 50);
+    assert_eq!(config.pools[0].labels["zone"], "east");
+    let peer = &config.peers[0];
+    assert_eq!((peer.hold_time_seconds, peer.keepalive_time_seconds), (Some(90), Some(30)));
+    assert_eq!((peer.password.as_str(), peer.router_id.as_str()), ("s3cret", "10.10.10.10"));
+    assert_eq!(config.advertisements[0].communities, ["NO_ADVERTISE", "large:123:456:789"]);
+    assert_eq!(config.advertisements[1].ip_address_pool_selectors[0].match_labels["zone"], "east");
+    assert_eq!(config.communities[0].value, "65535:65282");
+    assert_eq!(config.bfd_profiles[0].detect_multiplier, Some(37));
+}
+
+#[test]
+fn resource_errors_are_precise() {
+    let missing_secret =
+        Resources::from_yaml(RESOURCES).unwrap().to_config(&BTreeMap::new()).unwrap_err();
+    assert!(
+        missing_secret[0]
+            .to_string()
+            .contains("BGPPeer/sample: spec.passwordSecret metallb-system/secretname"),
+        "{missing_secret:?}"
+    );
+    let unknown_field = Resources::from_yaml(
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p}\nspec: {addreses: [192.0.2.0/24]}\n",
+    )
+    .unwrap_err();
+    assert!(
+        unknown_field[0].to_string().contains("IPAddressPool/p: spec: unknown field `addreses`"),
+        "{unknown_field:?}"
+    );
+    let l2 = Resources::from_yaml(
+        "apiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: l2}\nspec: {}\n",
+    )
+    .unwrap_err();
+    assert!(l2[0].message.contains("BGP only"), "{l2:?}");
+}
