@@ -3,7 +3,7 @@
 
 use std::{pin::Pin, sync::Arc, time::SystemTime};
 
-use metallb_process::propagation::{set_parent_from, trace_context_of};
+use metallb_process::propagation::{set_parent_from, trace_context_or};
 use metallb_proto::pb::{self, allocator_server::Allocator};
 use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
@@ -64,7 +64,7 @@ impl Allocator for AllocatorApi {
             request.config.ok_or_else(|| Error::InvalidArgument("config is required".into()))?;
         let response = span.in_scope(|| {
             let response =
-                self.core.change(&trace_context_of(&span), |state| state.apply_config(&config, &request.source, SystemTime::now()));
+                self.core.change(&trace_context_or(&span, request.trace.as_ref()), |state| state.apply_config(&config, &request.source, SystemTime::now()));
             if response.accepted {
                 tracing::info!(source = request.source, changed = response.changed.len(), "configuration accepted");
             } else {
@@ -90,7 +90,7 @@ impl Allocator for AllocatorApi {
             return Err(Error::NotSynced("UpsertService").into());
         }
         let response = span.in_scope(|| {
-            let trace = trace_context_of(&span);
+            let trace = trace_context_or(&span, request.trace.as_ref());
             let ChangeResult { result: outcome, deferred: deferred_config, others_changed } = match ServiceSpec::from_pb(&service) {
                 Ok(spec) => self.core.change(&trace, |state| state.upsert(spec, SystemTime::now())),
                 Err(invalid) => {
@@ -115,9 +115,10 @@ impl Allocator for AllocatorApi {
         let span = operation_span("DeleteService", request.trace.as_ref());
         let key = service_key(request.service.as_ref())?;
         let response = span.in_scope(|| {
-            let ChangeResult { result: released, deferred: deferred_config, others_changed } = self
-                .core
-                .change(&trace_context_of(&span), |state| state.delete(&key, SystemTime::now()));
+            let ChangeResult { result: released, deferred: deferred_config, others_changed } =
+                self.core.change(&trace_context_or(&span, request.trace.as_ref()), |state| {
+                    state.delete(&key, SystemTime::now())
+                });
             tracing::info!(service = %key, released = ?released, "service deleted");
             pb::DeleteServiceResponse {
                 released_ips: released.iter().map(|ip| ip.to_string()).collect(),
@@ -141,9 +142,10 @@ impl Allocator for AllocatorApi {
         }
         let specs: Vec<_> = request.services.iter().map(ServiceSpec::from_pb).collect();
         let response = span.in_scope(|| {
-            let SyncResult { outcomes, released, deferred: deferred_config } = self
-                .core
-                .change(&trace_context_of(&span), |state| state.sync(specs, SystemTime::now()));
+            let SyncResult { outcomes, released, deferred: deferred_config } =
+                self.core.change(&trace_context_or(&span, request.trace.as_ref()), |state| {
+                    state.sync(specs, SystemTime::now())
+                });
             let outcomes: Vec<pb::ServiceOutcome> = outcomes
                 .into_iter()
                 .flatten()
@@ -173,7 +175,9 @@ impl Allocator for AllocatorApi {
         let node = request.node.ok_or_else(|| Error::InvalidArgument("node is required".into()))?;
         let node = NodeInfo::from_pb(&node).map_err(Error::InvalidArgument)?;
         span.in_scope(|| {
-            self.core.change(&trace_context_of(&span), |state| state.update_node(node))
+            self.core.change(&trace_context_or(&span, request.trace.as_ref()), |state| {
+                state.update_node(node)
+            })
         });
         Ok(Response::new(pb::UpdateNodeResponse {}))
     }
@@ -186,7 +190,9 @@ impl Allocator for AllocatorApi {
         let span = operation_span("DeleteNode", request.trace.as_ref());
         let name = required_name("name", &request.name)?;
         span.in_scope(|| {
-            self.core.change(&trace_context_of(&span), |state| state.delete_node(name))
+            self.core.change(&trace_context_or(&span, request.trace.as_ref()), |state| {
+                state.delete_node(name)
+            })
         });
         Ok(Response::new(pb::DeleteNodeResponse {}))
     }

@@ -22,6 +22,14 @@ pub fn trace_context_of(span: &Span) -> pb::TraceContext {
     carrier.0
 }
 
+/// Trace context of `span`, or `fallback` when the span is not recorded (no exporter in this
+/// process): the caller's context then passes through unchanged, so the next hop still joins
+/// the caller's trace.
+pub fn trace_context_or(span: &Span, fallback: Option<&pb::TraceContext>) -> pb::TraceContext {
+    let own = trace_context_of(span);
+    if own.traceparent.is_empty() { fallback.cloned().unwrap_or_default() } else { own }
+}
+
 /// Makes `span` a child of the trace described by `trace`; an empty or malformed context
 /// leaves the span a root, which is the right outcome for an untraced cause.
 pub fn set_parent_from(span: &Span, trace: Option<&pb::TraceContext>) {
@@ -166,6 +174,14 @@ mod tests {
             let server_trace = server_span.context().span().span_context().trace_id();
             assert_eq!(caller_trace, server_trace);
         });
+    }
+
+    #[test]
+    fn without_an_exporter_the_callers_context_passes_through() {
+        let span = tracing::info_span!("untraced");
+        let given = pb::TraceContext { traceparent: PARENT.into(), tracestate: String::new() };
+        assert_eq!(trace_context_or(&span, Some(&given)), given);
+        assert_eq!(trace_context_or(&span, None), pb::TraceContext::default());
     }
 
     #[test]
