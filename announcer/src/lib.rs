@@ -4,4 +4,5 @@
 
 pub mod args;
 pub mod assignments;
+pub mod bgp;
 pub mod subscription;

@@ -1,0 +1,3 @@
+//! The BGP speaker: the wire format (`packet`) and, in later modules, the session FSM.
+
+pub mod packet;
