@@ -1,3 +1,4 @@
 //! The BGP speaker: the wire format (`packet`) and, in later modules, the session FSM.
 
+pub mod fsm;
 pub mod packet;
