@@ -1,4 +1,5 @@
 //! The BGP speaker: the wire format (`packet`) and, in later modules, the session FSM.
 
+pub mod advertise;
 pub mod fsm;
 pub mod packet;
