@@ -2,4 +2,5 @@
 
 pub mod advertise;
 pub mod fsm;
+pub mod md5;
 pub mod packet;
