@@ -4,3 +4,4 @@ pub mod advertise;
 pub mod fsm;
 pub mod md5;
 pub mod packet;
+pub mod session;

@@ -1,0 +1,493 @@
+//! One BGP session over TCP: the driver that turns the FSM's actions into socket I/O and
+//! timers, and socket I/O and timers into its events. It is handed the full set of routes to
+//! advertise (a `watch` channel) and sends only the difference once Established.
+
+use std::{
+    collections::{BTreeSet, HashMap, VecDeque},
+    future::Future,
+    io,
+    net::{IpAddr, SocketAddr},
+    pin::Pin,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use bytes::BytesMut;
+use ipnetwork::IpNetwork;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{
+        TcpStream,
+        tcp::{OwnedReadHalf, OwnedWriteHalf},
+    },
+    sync::{oneshot, watch},
+    task::JoinHandle,
+    time::Instant,
+};
+
+use super::{
+    advertise::{PathContext, Routes, diff, updates},
+    fsm::{Action, Event, Fsm, Negotiated, SessionConfig, State, Timer},
+    md5,
+    packet::{
+        EXTENDED_MAX_LEN, MAX_LEN, Message, WireContext,
+        attribute::{AsWidth, Attribute},
+        iana::{afi, safi},
+        update::Update,
+    },
+};
+
+/// How long one connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a stopping session may take to send its Cease.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where and how to reach the peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerEndpoint {
+    /// Address and port.
+    pub address: SocketAddr,
+    /// Local address to connect from.
+    pub source: Option<IpAddr>,
+    /// TCP MD5 password.
+    pub password: Option<String>,
+    /// IP TTL (hop limit) of our segments: 1 for a directly connected eBGP peer, 255 for
+    /// multihop.
+    pub ttl: Option<u32>,
+}
+
+/// What the session reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionStatus {
+    /// FSM state.
+    pub state: State,
+    /// When it last reached Established (unset while down).
+    pub established_since: Option<SystemTime>,
+    /// Prefixes advertised to the peer now.
+    pub prefixes_sent: u64,
+    /// Prefixes wanted but not advertisable (no next hop of their family on this session,
+    /// or the session is down).
+    pub prefixes_pending: u64,
+    /// Prefixes the peer advertises to us now.
+    pub prefixes_received: u64,
+    /// UPDATE messages sent since the process started.
+    pub updates_sent: u64,
+    /// The last error that took the session down.
+    pub last_error: Option<String>,
+}
+
+impl Default for SessionStatus {
+    fn default() -> Self {
+        Self {
+            state: State::Idle,
+            established_since: None,
+            prefixes_sent: 0,
+            prefixes_pending: 0,
+            prefixes_received: 0,
+            updates_sent: 0,
+            last_error: None,
+        }
+    }
+}
+
+/// A running session.
+pub struct Session {
+    routes: watch::Sender<Arc<Routes>>,
+    status: watch::Receiver<SessionStatus>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Session {
+    /// Starts a session that keeps trying to reach `endpoint` and advertises `routes`.
+    pub fn spawn(endpoint: PeerEndpoint, config: SessionConfig, routes: Arc<Routes>) -> Self {
+        let (routes_sender, routes_receiver) = watch::channel(routes);
+        let (status_sender, status) = watch::channel(SessionStatus::default());
+        let (stop, stopped) = oneshot::channel();
+        let driver = Driver {
+            fsm: Fsm::new(config.clone()),
+            config,
+            endpoint,
+            connection: None,
+            connecting: None,
+            deadlines: HashMap::new(),
+            desired: routes_receiver,
+            advertised: Routes::new(),
+            context: None,
+            received: BTreeSet::new(),
+            status: status_sender,
+            report: SessionStatus::default(),
+        };
+        let task = tokio::spawn(driver.run(stopped));
+        Self { routes: routes_sender, status, stop: Some(stop), task }
+    }
+
+    /// Replaces the routes to advertise.
+    pub fn set_routes(&self, routes: Arc<Routes>) {
+        self.routes.send_replace(routes);
+    }
+
+    /// The current status.
+    pub fn status(&self) -> SessionStatus {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver that sees every status change.
+    pub fn watch_status(&self) -> watch::Receiver<SessionStatus> {
+        self.status.clone()
+    }
+
+    /// Sends a Cease if connected, closes, and waits (bounded) for the task to end.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if tokio::time::timeout(STOP_TIMEOUT, &mut self.task).await.is_err() {
+            self.task.abort();
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // Dropped without `stop`: end the task; the socket closes with it.
+        if self.stop.is_some() {
+            self.task.abort();
+        }
+    }
+}
+
+struct Connection {
+    reader: OwnedReadHalf,
+    writer: OwnedWriteHalf,
+    buffer: BytesMut,
+    local: SocketAddr,
+    wire: WireContext,
+}
+
+type Connecting = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
+
+struct Driver {
+    fsm: Fsm,
+    config: SessionConfig,
+    endpoint: PeerEndpoint,
+    connection: Option<Connection>,
+    connecting: Option<Connecting>,
+    deadlines: HashMap<Timer, Instant>,
+    desired: watch::Receiver<Arc<Routes>>,
+    advertised: Routes,
+    context: Option<PathContext>,
+    received: BTreeSet<IpNetwork>,
+    status: watch::Sender<SessionStatus>,
+    report: SessionStatus,
+}
+
+/// What woke the driver.
+enum Wake {
+    Connected(io::Result<TcpStream>),
+    Read(io::Result<usize>),
+    Timers,
+    RoutesChanged,
+    Stop,
+}
+
+impl Driver {
+    async fn run(mut self, mut stop: oneshot::Receiver<()>) {
+        let mut events = VecDeque::from([Event::Start]);
+        let mut stopping = false;
+        loop {
+            while let Some(event) = events.pop_front() {
+                for action in self.fsm.event(event) {
+                    self.apply(action, &mut events).await;
+                }
+            }
+            self.publish_status();
+            if stopping && self.fsm.state() == State::Idle {
+                return;
+            }
+            let next_deadline = self.deadlines.values().min().copied();
+            let wake = tokio::select! {
+                result = connect_progress(&mut self.connecting) => Wake::Connected(result),
+                result = read_progress(&mut self.connection) => Wake::Read(result),
+                () = sleep_until(next_deadline) => Wake::Timers,
+                changed = self.desired.changed() => match changed {
+                    Ok(()) => Wake::RoutesChanged,
+                    // The owner is gone: nothing will ever stop us otherwise.
+                    Err(_) => Wake::Stop,
+                },
+                _ = &mut stop, if !stopping => Wake::Stop,
+            };
+            match wake {
+                Wake::Connected(result) => {
+                    self.connecting = None;
+                    match result.and_then(|stream| self.attach(stream)) {
+                        Ok(()) => events.push_back(Event::TcpConnected),
+                        Err(err) => events.push_back(Event::TcpConnectFailed(err.to_string())),
+                    }
+                }
+                Wake::Read(Ok(0)) => {
+                    events.push_back(Event::TcpClosed("the peer closed the connection".into()))
+                }
+                Wake::Read(Ok(_)) => self.decode_frames(&mut events),
+                Wake::Read(Err(err)) => events.push_back(Event::TcpClosed(err.to_string())),
+                Wake::Timers => {
+                    let now = Instant::now();
+                    let expired: Vec<Timer> = self
+                        .deadlines
+                        .iter()
+                        .filter(|(_, at)| **at <= now)
+                        .map(|(timer, _)| *timer)
+                        .collect();
+                    for timer in expired {
+                        self.deadlines.remove(&timer);
+                        events.push_back(Event::TimerExpired(timer));
+                    }
+                }
+                Wake::RoutesChanged => {
+                    if self.fsm.state() == State::Established {
+                        self.send_difference(&mut events).await;
+                    } else {
+                        self.report.prefixes_pending = self.desired.borrow().len() as u64;
+                    }
+                }
+                Wake::Stop => {
+                    stopping = true;
+                    events.push_back(Event::Stop);
+                }
+            }
+        }
+    }
+
+    async fn apply(&mut self, action: Action, events: &mut VecDeque<Event>) {
+        match action {
+            Action::Connect => self.connecting = Some(Box::pin(connect(self.endpoint.clone()))),
+            Action::Disconnect => {
+                self.connection = None;
+                self.connecting = None;
+                self.context = None;
+                self.advertised.clear();
+                self.received.clear();
+            }
+            Action::Send(message) => self.send(&message, events).await,
+            Action::StartTimer(timer, after) => {
+                self.deadlines.insert(timer, Instant::now() + after);
+            }
+            Action::StopTimer(timer) => {
+                self.deadlines.remove(&timer);
+            }
+            Action::Up(negotiated) => self.session_up(negotiated, events).await,
+            Action::Down(reason) => {
+                tracing::warn!(peer = %self.endpoint.address, reason, "BGP session down");
+                self.report.established_since = None;
+                self.report.last_error = Some(reason);
+            }
+            Action::ResendTable(family) => {
+                let ipv6 = family.0 == afi::IPV6;
+                let table: Routes = self
+                    .advertised
+                    .iter()
+                    .filter(|(p, _)| p.is_ipv6() == ipv6)
+                    .map(|(p, a)| (*p, a.clone()))
+                    .collect();
+                if let Some(context) = self.context.clone() {
+                    for update in updates(&table, &[], &context) {
+                        self.send_update(update, events).await;
+                    }
+                }
+            }
+            Action::Received(update) => self.track_received(&update),
+        }
+    }
+
+    fn attach(&mut self, stream: TcpStream) -> io::Result<()> {
+        stream.set_nodelay(true)?;
+        let local = stream.local_addr()?;
+        let (reader, writer) = stream.into_split();
+        self.connection = Some(Connection {
+            reader,
+            writer,
+            buffer: BytesMut::with_capacity(MAX_LEN),
+            local,
+            wire: WireContext::default(),
+        });
+        Ok(())
+    }
+
+    fn decode_frames(&mut self, events: &mut VecDeque<Event>) {
+        let Some(connection) = self.connection.as_mut() else { return };
+        loop {
+            match Message::decode_frame(&mut connection.buffer, connection.wire) {
+                Ok(Some(message)) => events.push_back(Event::Message(message)),
+                Ok(None) => return,
+                Err(error) => {
+                    // The stream is out of step after a framing error: nothing after it can be read.
+                    connection.buffer.clear();
+                    events.push_back(Event::DecodeError(error));
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn send(&mut self, message: &Message, events: &mut VecDeque<Event>) {
+        let Some(connection) = self.connection.as_mut() else { return };
+        let mut bytes = BytesMut::new();
+        message.encode(connection.wire, &mut bytes);
+        if let Err(err) = connection.writer.write_all(&bytes).await {
+            events.push_back(Event::TcpClosed(format!("sending: {err}")));
+        }
+    }
+
+    async fn send_update(&mut self, update: Update, events: &mut VecDeque<Event>) {
+        self.report.updates_sent += 1;
+        self.send(&Message::Update(update), events).await;
+    }
+
+    async fn session_up(&mut self, negotiated: Negotiated, events: &mut VecDeque<Event>) {
+        let Some(connection) = self.connection.as_mut() else { return };
+        connection.wire = WireContext {
+            as_width: negotiated.as_width,
+            max_len: if negotiated.extended_message { EXTENDED_MAX_LEN } else { MAX_LEN },
+        };
+        let local = connection.local.ip();
+        self.context = Some(PathContext {
+            local_asn: self.config.local_asn,
+            internal: negotiated.internal,
+            two_octet_peer: negotiated.as_width == AsWidth::Two,
+            next_hop_v4: match (self.endpoint.source, local) {
+                (Some(IpAddr::V4(source)), _) => Some(source),
+                (_, IpAddr::V4(local)) => Some(local),
+                _ => None,
+            },
+            next_hop_v6: match (self.endpoint.source, local) {
+                (Some(source @ IpAddr::V6(_)), _) => Some(source),
+                (_, local @ IpAddr::V6(_)) => Some(local),
+                _ => None,
+            },
+            max_len: connection.wire.max_len,
+        });
+        self.report.established_since = Some(SystemTime::now());
+        self.report.last_error = None;
+        tracing::info!(peer = %self.endpoint.address, ?negotiated, "BGP session established");
+        self.send_difference(events).await;
+        // End-of-RIB for each negotiated family (RFC 4724): the initial table is complete.
+        for family in &negotiated.families {
+            let end_of_rib = if family.0 == afi::IPV6 {
+                Update {
+                    attributes: vec![Attribute::MpUnreach {
+                        afi: afi::IPV6,
+                        safi: safi::UNICAST,
+                        withdrawn: Vec::new(),
+                    }],
+                    ..Update::default()
+                }
+            } else {
+                Update::default()
+            };
+            self.send_update(end_of_rib, events).await;
+        }
+    }
+
+    /// Sends what changed between what was advertised and what is desired.
+    async fn send_difference(&mut self, events: &mut VecDeque<Event>) {
+        let Some(context) = self.context.clone() else { return };
+        let desired = self.desired.borrow_and_update().clone();
+        // Routes of a family without a next hop on this session cannot be advertised.
+        let advertisable: Routes = desired
+            .iter()
+            .filter(|(prefix, _)| {
+                if prefix.is_ipv6() {
+                    context.next_hop_v6.is_some()
+                } else {
+                    context.next_hop_v4.is_some()
+                }
+            })
+            .map(|(p, a)| (*p, a.clone()))
+            .collect();
+        let (announce, withdraw) = diff(&self.advertised, &advertisable);
+        for update in updates(&announce, &withdraw, &context) {
+            self.send_update(update, events).await;
+        }
+        self.report.prefixes_pending = (desired.len() - advertisable.len()) as u64;
+        self.advertised = advertisable;
+    }
+
+    fn track_received(&mut self, update: &Update) {
+        for prefix in &update.withdrawn {
+            self.received.remove(prefix);
+        }
+        self.received.extend(update.nlri.iter().copied());
+        for attribute in &update.attributes {
+            match attribute {
+                Attribute::MpReach { nlri, .. } => self.received.extend(nlri.iter().copied()),
+                Attribute::MpUnreach { withdrawn, .. } => withdrawn.iter().for_each(|p| {
+                    self.received.remove(p);
+                }),
+                _ => {}
+            }
+        }
+    }
+
+    fn publish_status(&mut self) {
+        self.report.state = self.fsm.state();
+        self.report.prefixes_sent = self.advertised.len() as u64;
+        self.report.prefixes_received = self.received.len() as u64;
+        if self.fsm.state() != State::Established {
+            self.report.prefixes_pending = self.desired.borrow().len() as u64;
+        }
+        self.status.send_if_modified(|status| {
+            let changed = *status != self.report;
+            if changed {
+                *status = self.report.clone();
+            }
+            changed
+        });
+    }
+}
+
+async fn connect_progress(connecting: &mut Option<Connecting>) -> io::Result<TcpStream> {
+    match connecting {
+        Some(future) => future.await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn read_progress(connection: &mut Option<Connection>) -> io::Result<usize> {
+    match connection {
+        Some(connection) => connection.reader.read_buf(&mut connection.buffer).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Opens the TCP connection with the session's socket options set before connecting.
+async fn connect(endpoint: PeerEndpoint) -> io::Result<TcpStream> {
+    let domain = socket2::Domain::for_address(endpoint.address);
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    socket.set_nonblocking(true)?;
+    if let Some(password) = &endpoint.password {
+        md5::set_md5_password(&socket, endpoint.address, password)?;
+    }
+    if let Some(ttl) = endpoint.ttl {
+        match endpoint.address {
+            SocketAddr::V4(_) => socket.set_ttl_v4(ttl)?,
+            SocketAddr::V6(_) => socket.set_unicast_hops_v6(ttl)?,
+        }
+    }
+    if let Some(source) = endpoint.source {
+        socket.bind(&SocketAddr::new(source, 0).into())?;
+    }
+    let socket = tokio::net::TcpSocket::from_std_stream(socket.into());
+    tokio::time::timeout(CONNECT_TIMEOUT, socket.connect(endpoint.address)).await.map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("no answer from {} within {CONNECT_TIMEOUT:?}", endpoint.address),
+        )
+    })?
+}

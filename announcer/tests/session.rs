@@ -1,0 +1,230 @@
+//! The session driver against a scripted peer on loopback speaking the wire format: the table
+//! goes out packed once Established, changes go out as differences, the hold timer is kept
+//! (under a paused clock), and stopping sends a Cease.
+
+use std::{collections::BTreeSet, net::Ipv4Addr, sync::Arc, time::Duration};
+
+use bytes::BytesMut;
+use ipnetwork::IpNetwork;
+use metallb_announcer::bgp::{
+    advertise::{RouteAttributes, Routes},
+    fsm::{SessionConfig, State},
+    packet::{
+        Message, WireContext, capability::Capability, notification::Notification, open::Open,
+        update::Update,
+    },
+    session::{PeerEndpoint, Session},
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
+
+const PEER_AS: u32 = 64500;
+
+fn config(hold_time: u16) -> SessionConfig {
+    SessionConfig {
+        local_asn: 64512,
+        peer_asn: PEER_AS,
+        router_id: Ipv4Addr::new(192, 0, 2, 1),
+        hold_time,
+        keepalive: None,
+        connect_retry: Duration::from_millis(100),
+        max_retry: Duration::from_secs(1),
+        families: vec![(1, 1)],
+        graceful_restart: Some(120),
+        restarting: false,
+    }
+}
+
+/// A peer that follows a script, using the project's codec.
+struct ScriptedPeer {
+    stream: TcpStream,
+    buffer: BytesMut,
+}
+
+impl ScriptedPeer {
+    async fn accept(listener: &TcpListener, hold_time: u16) -> Self {
+        let (stream, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept())
+            .await
+            .unwrap()
+            .unwrap();
+        let mut peer = Self { stream, buffer: BytesMut::new() };
+        let Message::Open(open) = peer.receive().await else { panic!("OPEN first") };
+        assert!(open.capabilities.contains(&Capability::FourOctetAs(64512)));
+        peer.send(Message::Open(Open {
+            version: 4,
+            my_as: PEER_AS as u16,
+            hold_time,
+            identifier: Ipv4Addr::new(192, 0, 2, 254),
+            capabilities: vec![
+                Capability::Multiprotocol((1, 1)),
+                Capability::FourOctetAs(PEER_AS),
+                Capability::RouteRefresh,
+            ],
+        }))
+        .await;
+        assert_eq!(peer.receive().await, Message::Keepalive);
+        peer.send(Message::Keepalive).await;
+        peer
+    }
+
+    async fn send(&mut self, message: Message) {
+        let mut bytes = BytesMut::new();
+        message.encode(WireContext::default(), &mut bytes);
+        self.stream.write_all(&bytes).await.unwrap();
+    }
+
+    async fn receive(&mut self) -> Message {
+        loop {
+            if let Some(message) =
+                Message::decode_frame(&mut self.buffer, WireContext::default()).unwrap()
+            {
+                return message;
+            }
+            let read = tokio::time::timeout(
+                Duration::from_secs(600),
+                self.stream.read_buf(&mut self.buffer),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+            assert!(read > 0, "the speaker closed the connection");
+        }
+    }
+
+    /// Reads UPDATEs until End-of-RIB, skipping KEEPALIVEs: (announced, withdrawn, UPDATE count).
+    async fn table(&mut self) -> (BTreeSet<IpNetwork>, usize) {
+        let mut announced = BTreeSet::new();
+        let mut count = 0;
+        loop {
+            match self.receive().await {
+                Message::Update(update) if update.is_end_of_rib() => return (announced, count),
+                Message::Update(update) => {
+                    count += 1;
+                    announced.extend(update.nlri);
+                }
+                Message::Keepalive => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    async fn next_update(&mut self) -> Update {
+        loop {
+            match self.receive().await {
+                Message::Update(update) => return update,
+                Message::Keepalive => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+}
+
+fn routes(count: u32) -> Routes {
+    (0..count)
+        .map(|n| {
+            (
+                IpNetwork::new(Ipv4Addr::from(0xc612_0000 + n).into(), 32).unwrap(),
+                RouteAttributes::default(),
+            )
+        })
+        .collect()
+}
+
+async fn start(hold_time: u16, table: Routes) -> (Session, TcpListener) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = PeerEndpoint {
+        address: listener.local_addr().unwrap(),
+        source: None,
+        password: None,
+        ttl: None,
+    };
+    (Session::spawn(endpoint, config(hold_time), Arc::new(table)), listener)
+}
+
+#[tokio::test]
+async fn the_table_goes_out_packed_then_only_differences() {
+    let (session, listener) = start(90, routes(2000)).await;
+    let mut peer = ScriptedPeer::accept(&listener, 90).await;
+    let (announced, updates) = peer.table().await;
+    assert_eq!(announced.len(), 2000);
+    assert!(updates <= 4, "2000 equal routes in {updates} UPDATEs");
+
+    let mut next = routes(2000);
+    let removed = *next.keys().next().unwrap();
+    next.remove(&removed);
+    session.set_routes(Arc::new(next));
+    let update = peer.next_update().await;
+    assert_eq!(update.withdrawn, [removed]);
+    assert!(update.nlri.is_empty(), "nothing else is resent");
+
+    let mut status = session.watch_status();
+    tokio::time::timeout(Duration::from_secs(5), status.wait_for(|s| s.prefixes_sent == 1999))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(session.status().state, State::Established);
+
+    session.stop().await;
+    assert!(matches!(
+        peer.receive().await,
+        Message::Notification(Notification { code: 6, subcode: 2, .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_route_refresh_is_answered_with_the_table() {
+    let (session, listener) = start(90, routes(3)).await;
+    let mut peer = ScriptedPeer::accept(&listener, 90).await;
+    peer.table().await;
+    peer.send(Message::RouteRefresh { afi: 1, safi: 1 }).await;
+    let update = peer.next_update().await;
+    assert_eq!(update.nlri.len(), 3);
+    session.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_peer_is_detected_by_the_hold_timer_and_the_session_comes_back() {
+    let (session, listener) = start(9, routes(1)).await;
+    let mut peer = ScriptedPeer::accept(&listener, 9).await;
+    peer.table().await;
+    // The peer stops talking; the paused clock runs ahead to the hold timer.
+    loop {
+        match peer.receive().await {
+            Message::Keepalive => {}
+            Message::Notification(notification) => {
+                assert_eq!((notification.code, notification.subcode), (4, 0), "Hold Timer Expired");
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let mut status = session.watch_status();
+    status.wait_for(|s| s.last_error.as_deref() == Some("hold timer expired")).await.unwrap();
+    // It reconnects by itself after the backoff and sends the table again.
+    let mut again = ScriptedPeer::accept(&listener, 9).await;
+    assert_eq!(again.table().await.0.len(), 1);
+    session.stop().await;
+}
+
+#[tokio::test]
+async fn a_wrong_peer_as_gets_bad_peer_as() {
+    let (session, listener) = start(90, routes(1)).await;
+    let (stream, _) = listener.accept().await.unwrap();
+    let mut peer = ScriptedPeer { stream, buffer: BytesMut::new() };
+    peer.receive().await;
+    peer.send(Message::Open(Open {
+        version: 4,
+        my_as: 65001,
+        hold_time: 90,
+        identifier: Ipv4Addr::new(192, 0, 2, 254),
+        capabilities: vec![],
+    }))
+    .await;
+    let Message::Notification(notification) = peer.receive().await else {
+        panic!("NOTIFICATION expected")
+    };
+    assert_eq!((notification.code, notification.subcode), (2, 2));
+    session.stop().await;
+}
