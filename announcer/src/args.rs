@@ -22,6 +22,15 @@ pub struct Args {
     )]
     pub allocator_endpoint: String,
 
+    /// This node's IP address (in a DaemonSet, from the downward API's status.hostIP): the BGP
+    /// router ID of sessions whose peer sets none and has no IPv4 source address.
+    #[arg(long, env = "METALLB_NODE_ADDRESS")]
+    pub node_address: Option<std::net::IpAddr>,
+
+    /// Seconds between session reports to the allocator.
+    #[arg(long, env = "METALLB_REPORT_INTERVAL_SECONDS", default_value_t = 5)]
+    pub report_interval_seconds: u64,
+
     #[command(flatten)]
     pub common: CommonArgs,
 }

@@ -5,4 +5,7 @@
 pub mod args;
 pub mod assignments;
 pub mod bgp;
+pub mod metrics;
+pub mod reporter;
+pub mod speaker;
 pub mod subscription;

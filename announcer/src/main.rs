@@ -1,8 +1,11 @@
 //! `metallb-announcer`: see `metallb_announcer` for what it does.
 
-use std::process::ExitCode;
+use std::{process::ExitCode, time::Duration};
 
-use metallb_announcer::{args::Args, subscription::subscribe};
+use metallb_announcer::{
+    args::Args, metrics::Metrics, reporter::report_sessions, speaker::Speaker,
+    subscription::subscribe,
+};
 use metallb_process::{AdminServer, Readiness, parse_args_or_exit, run_until_shutdown};
 use prometheus_client::registry::Registry;
 
@@ -18,7 +21,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "waiting for the first assignment snapshot from {}",
         args.allocator_endpoint
     ));
-    let registry = Registry::default();
+    let mut registry = Registry::default();
+    let metrics = Metrics::register(&mut registry);
     let admin = AdminServer::bind(args.common.admin_addr, registry, readiness.clone()).await?;
     tracing::info!(
         node = args.node_name,
@@ -26,10 +30,33 @@ async fn run(args: Args) -> anyhow::Result<()> {
         admin_addr = %admin.local_addr()?,
         "announcer starting"
     );
-    run_until_shutdown(&args.common, admin, |shutdown| async move {
-        let (_assignments, task) =
-            subscribe(args.allocator_endpoint, args.node_name, readiness, shutdown);
-        task.await?;
+    run_until_shutdown(&args.common, admin, |mut shutdown| async move {
+        let (mut assignments, subscription) =
+            subscribe(args.allocator_endpoint.clone(), args.node_name.clone(), readiness, Box::pin(std::future::pending()));
+        let mut speaker = Speaker::new(args.node_address);
+        let mut report = tokio::time::interval(Duration::from_secs(args.report_interval_seconds.max(1)));
+        loop {
+            tokio::select! {
+                changed = assignments.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    let current = assignments.borrow_and_update().clone();
+                    if let Some(current) = current {
+                        speaker.apply(&current).await;
+                    }
+                }
+                _ = report.tick() => {
+                    let statuses = speaker.statuses();
+                    metrics.update(&statuses);
+                    report_sessions(&args.allocator_endpoint, &args.node_name, speaker.reports(&args.node_name)).await;
+                }
+                () = &mut shutdown => break,
+            }
+        }
+        // Withdraw cleanly on a requested stop; a crash leaves graceful restart to keep routes.
+        speaker.shutdown().await;
+        subscription.abort();
         Ok(())
     })
     .await

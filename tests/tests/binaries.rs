@@ -23,6 +23,8 @@ fn flags_of(binary: &str) -> Vec<(&'static str, &'static str)> {
         "metallb-announcer" => &[
             ("--node-name", "METALLB_NODE_NAME"),
             ("--allocator-endpoint", "METALLB_ALLOCATOR_ENDPOINT"),
+            ("--node-address", "METALLB_NODE_ADDRESS"),
+            ("--report-interval-seconds", "METALLB_REPORT_INTERVAL_SECONDS"),
         ],
         "metallb-watcher" => &[
             ("--kubeconfig", "KUBECONFIG"),

@@ -1,0 +1,72 @@
+//! The announcer's Prometheus metrics, under the names MetalLB's speaker uses.
+
+use std::{collections::HashMap, sync::atomic::AtomicU64};
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
+
+use crate::bgp::{fsm::State, session::SessionStatus};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerLabels {
+    peer: String,
+}
+
+/// BGP session metrics, per peer address.
+#[derive(Clone, Debug, Default)]
+pub struct Metrics {
+    session_up: Family<PeerLabels, Gauge>,
+    updates: Family<PeerLabels, Counter<u64, AtomicU64>>,
+    announced: Family<PeerLabels, Gauge>,
+    pending: Family<PeerLabels, Gauge>,
+    updates_seen: std::sync::Arc<std::sync::Mutex<HashMap<String, u64>>>,
+}
+
+impl Metrics {
+    /// Creates and registers the metrics.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register(
+            "metallb_bgp_session_up",
+            "1 while the BGP session with the peer is established",
+            metrics.session_up.clone(),
+        );
+        // prometheus-client appends _total to counters.
+        registry.register(
+            "metallb_bgp_updates",
+            "BGP UPDATE messages sent to the peer",
+            metrics.updates.clone(),
+        );
+        registry.register(
+            "metallb_bgp_announced_prefixes_total",
+            "Prefixes currently advertised to the peer",
+            metrics.announced.clone(),
+        );
+        registry.register(
+            "metallb_bgp_pending_prefixes_total",
+            "Prefixes that should be advertised to the peer but are not (session down, no next hop)",
+            metrics.pending.clone(),
+        );
+        metrics
+    }
+
+    /// Records the statuses of every session; `peer` is the peer's address, as MetalLB labels it.
+    pub fn update(&self, statuses: &[(String, std::net::IpAddr, SessionStatus)]) {
+        let mut seen = self.updates_seen.lock().expect("metrics lock poisoned");
+        for (_, address, status) in statuses {
+            let labels = PeerLabels { peer: address.to_string() };
+            self.session_up
+                .get_or_create(&labels)
+                .set(i64::from(status.state == State::Established));
+            self.announced.get_or_create(&labels).set(status.prefixes_sent as i64);
+            self.pending.get_or_create(&labels).set(status.prefixes_pending as i64);
+            let previous = seen.insert(labels.peer.clone(), status.updates_sent).unwrap_or(0);
+            self.updates
+                .get_or_create(&labels)
+                .inc_by(status.updates_sent.saturating_sub(previous));
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! The node's BGP speaker: one session per peer the allocator assigns, each handed the routes
+//! for that peer. Applying new assignments is declarative: sessions whose peer settings are
+//! unchanged keep running and only get the new route set; changed peers are restarted; gone
+//! peers are stopped with a Cease.
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
+
+use ipnetwork::IpNetwork;
+use metallb_proto::pb;
+
+use crate::{
+    assignments::Assignments,
+    bgp::{
+        advertise::{RouteAttributes, Routes},
+        fsm::{SessionConfig, State},
+        session::{PeerEndpoint, Session, SessionStatus},
+    },
+};
+
+/// Default first delay between connection attempts.
+const DEFAULT_CONNECT_RETRY: Duration = Duration::from_secs(2);
+/// Longest delay between attempts.
+const MAX_CONNECT_RETRY: Duration = Duration::from_secs(60);
+/// Restart time advertised with graceful restart: how long routers keep our routes while we
+/// come back.
+pub const GRACEFUL_RESTART_TIME: u16 = 120;
+
+/// The sessions of this node.
+pub struct Speaker {
+    node_address: Option<IpAddr>,
+    sessions: BTreeMap<String, RunningSession>,
+    problems: BTreeMap<String, String>,
+}
+
+struct RunningSession {
+    peer: pb::BgpPeer,
+    address: IpAddr,
+    session: Session,
+}
+
+impl Speaker {
+    /// A speaker for a node whose own address (the router ID fallback) is `node_address`.
+    pub fn new(node_address: Option<IpAddr>) -> Self {
+        Self { node_address, sessions: BTreeMap::new(), problems: BTreeMap::new() }
+    }
+
+    /// Makes the sessions match `assignments`.
+    pub async fn apply(&mut self, assignments: &Assignments) {
+        let mut routes_by_peer = routes_by_peer(assignments);
+        let wanted: BTreeMap<&String, &pb::BgpPeer> = assignments.peers().iter().collect();
+        let gone: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|(name, running)| wanted.get(name).is_none_or(|peer| **peer != running.peer))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in gone {
+            if let Some(running) = self.sessions.remove(&name) {
+                tracing::info!(peer = name, "stopping BGP session");
+                running.session.stop().await;
+            }
+        }
+        self.problems.clear();
+        for (name, peer) in wanted {
+            let routes = Arc::new(routes_by_peer.remove(name).unwrap_or_default());
+            if let Some(running) = self.sessions.get(name) {
+                running.session.set_routes(routes);
+                continue;
+            }
+            match session_settings(peer, self.node_address) {
+                Ok((endpoint, config)) => {
+                    tracing::info!(peer = name, address = %endpoint.address, "starting BGP session");
+                    let address = endpoint.address.ip();
+                    let session = Session::spawn(endpoint, config, routes);
+                    self.sessions.insert(
+                        name.clone(),
+                        RunningSession { peer: peer.clone(), address, session },
+                    );
+                }
+                Err(problem) => {
+                    tracing::warn!(peer = name, problem, "cannot start BGP session");
+                    self.problems.insert(name.clone(), problem);
+                }
+            }
+        }
+    }
+
+    /// Every session's status, by peer name, with its address.
+    pub fn statuses(&self) -> Vec<(String, IpAddr, SessionStatus)> {
+        self.sessions
+            .iter()
+            .map(|(name, running)| (name.clone(), running.address, running.session.status()))
+            .collect()
+    }
+
+    /// Session reports for the allocator, including peers that could not be started.
+    pub fn reports(&self, node: &str) -> Vec<pb::SessionState> {
+        let now = Some(prost_types::Timestamp::from(std::time::SystemTime::now()));
+        let mut reports: Vec<pb::SessionState> = self
+            .statuses()
+            .into_iter()
+            .map(|(peer, address, status)| pb::SessionState {
+                node_name: node.to_string(),
+                peer,
+                peer_address: address.to_string(),
+                state: state_to_pb(status.state) as i32,
+                established_since: status.established_since.map(prost_types::Timestamp::from),
+                prefixes_sent: status.prefixes_sent,
+                prefixes_received: status.prefixes_received,
+                last_error: status.last_error.unwrap_or_default(),
+                reported_at: now,
+            })
+            .collect();
+        reports.extend(self.problems.iter().map(|(peer, problem)| pb::SessionState {
+            node_name: node.to_string(),
+            peer: peer.clone(),
+            state: pb::BgpState::Idle as i32,
+            last_error: problem.clone(),
+            reported_at: now,
+            ..Default::default()
+        }));
+        reports
+    }
+
+    /// Stops every session with a Cease.
+    pub async fn shutdown(&mut self) {
+        for (_, running) in std::mem::take(&mut self.sessions) {
+            running.session.stop().await;
+        }
+    }
+}
+
+fn state_to_pb(state: State) -> pb::BgpState {
+    match state {
+        State::Idle => pb::BgpState::Idle,
+        State::Connect => pb::BgpState::Connect,
+        State::Active => pb::BgpState::Active,
+        State::OpenSent => pb::BgpState::OpenSent,
+        State::OpenConfirm => pb::BgpState::OpenConfirm,
+        State::Established => pb::BgpState::Established,
+    }
+}
+
+/// The allocator's routes grouped per peer, parsed into what sessions advertise.
+fn routes_by_peer(assignments: &Assignments) -> BTreeMap<String, Routes> {
+    let mut by_peer: BTreeMap<String, Routes> = BTreeMap::new();
+    for ((peer, prefix), route) in assignments.routes() {
+        let Ok(prefix) = prefix.parse::<IpNetwork>() else {
+            tracing::warn!(peer, prefix, "ignoring a route with an unparseable prefix");
+            continue;
+        };
+        let attributes = RouteAttributes {
+            local_pref: route.local_pref,
+            communities: route.communities.iter().filter_map(|c| parse_standard(c)).collect(),
+            large_communities: route
+                .large_communities
+                .iter()
+                .filter_map(|c| parse_large(c))
+                .collect(),
+        };
+        by_peer.entry(peer.clone()).or_default().insert(prefix, attributes);
+    }
+    by_peer
+}
+
+fn parse_standard(text: &str) -> Option<u32> {
+    let (high, low) = text.split_once(':')?;
+    Some((u32::from(high.parse::<u16>().ok()?) << 16) | u32::from(low.parse::<u16>().ok()?))
+}
+
+fn parse_large(text: &str) -> Option<(u32, u32, u32)> {
+    let mut parts = text.split(':').map(|p| p.parse::<u32>().ok());
+    Some((parts.next()??, parts.next()??, parts.next()??))
+}
+
+/// Endpoint and FSM settings for `peer`, or why the session cannot start.
+pub fn session_settings(
+    peer: &pb::BgpPeer,
+    node_address: Option<IpAddr>,
+) -> Result<(PeerEndpoint, SessionConfig), String> {
+    let address: IpAddr = peer
+        .peer_address
+        .parse()
+        .map_err(|_| format!("peer address {:?} is not an IP address", peer.peer_address))?;
+    let port = if peer.peer_port == 0 {
+        179
+    } else {
+        u16::try_from(peer.peer_port).map_err(|_| "peer port is not a port")?
+    };
+    let source: Option<IpAddr> = if peer.source_address.is_empty() {
+        None
+    } else {
+        Some(peer.source_address.parse().map_err(|_| {
+            format!("source address {:?} is not an IP address", peer.source_address)
+        })?)
+    };
+    let router_id =
+        if !peer.router_id.is_empty() {
+            peer.router_id
+                .parse::<Ipv4Addr>()
+                .map_err(|_| format!("router ID {:?} is not an IPv4 address", peer.router_id))?
+        } else {
+            match (source, node_address) {
+                (Some(IpAddr::V4(source)), _) => source,
+                (_, Some(IpAddr::V4(node))) => node,
+                _ => return Err(
+                    "no router ID: set routerID on the peer or give the announcer --node-address"
+                        .into(),
+                ),
+            }
+        };
+    let external = peer.peer_asn != peer.my_asn;
+    let ttl = match (external, peer.ebgp_multihop) {
+        // A directly connected eBGP peer: one hop, as routers expect (RFC 4271 section 5.1.3).
+        (true, false) => Some(1),
+        (true, true) => Some(255),
+        (false, _) => None,
+    };
+    let hold_time = u16::try_from(peer.hold_time_seconds.unwrap_or(90))
+        .map_err(|_| "hold time above 65535 s")?;
+    let keepalive = peer.keepalive_time_seconds.and_then(|k| u16::try_from(k).ok());
+    let endpoint = PeerEndpoint {
+        address: SocketAddr::new(address, port),
+        source,
+        password: (!peer.password.is_empty()).then(|| peer.password.clone()),
+        ttl,
+    };
+    let config = SessionConfig {
+        local_asn: peer.my_asn,
+        peer_asn: peer.peer_asn,
+        router_id,
+        hold_time,
+        keepalive,
+        connect_retry: peer
+            .connect_time_seconds
+            .map(|s| Duration::from_secs(u64::from(s)))
+            .unwrap_or(DEFAULT_CONNECT_RETRY),
+        max_retry: MAX_CONNECT_RETRY,
+        families: vec![(1, 1), (2, 1)],
+        graceful_restart: peer.enable_graceful_restart.then_some(GRACEFUL_RESTART_TIME),
+        // Every session of a fresh process follows a restart as far as the peer can tell.
+        restarting: peer.enable_graceful_restart,
+    };
+    Ok((endpoint, config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer() -> pb::BgpPeer {
+        pb::BgpPeer {
+            name: "r".into(),
+            my_asn: 64512,
+            peer_asn: 64500,
+            peer_address: "192.0.2.254".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn settings_follow_the_peer() {
+        let (endpoint, config) =
+            session_settings(&peer(), Some("192.0.2.1".parse().unwrap())).unwrap();
+        assert_eq!(endpoint.address, "192.0.2.254:179".parse().unwrap());
+        assert_eq!(endpoint.ttl, Some(1), "eBGP, directly connected");
+        assert_eq!(config.router_id, Ipv4Addr::new(192, 0, 2, 1));
+        let multihop =
+            pb::BgpPeer { ebgp_multihop: true, password: "pw".into(), peer_port: 1179, ..peer() };
+        let (endpoint, _) =
+            session_settings(&multihop, Some("192.0.2.1".parse().unwrap())).unwrap();
+        assert_eq!(
+            (endpoint.ttl, endpoint.password.as_deref(), endpoint.address.port()),
+            (Some(255), Some("pw"), 1179)
+        );
+        let ibgp = pb::BgpPeer { peer_asn: 64512, router_id: "10.0.0.1".into(), ..peer() };
+        let (endpoint, config) = session_settings(&ibgp, None).unwrap();
+        assert_eq!((endpoint.ttl, config.router_id), (None, Ipv4Addr::new(10, 0, 0, 1)));
+    }
+
+    #[test]
+    fn a_peer_without_a_router_id_source_is_reported() {
+        let problem = session_settings(&peer(), None).unwrap_err();
+        assert!(problem.contains("--node-address"), "{problem}");
+    }
+
+    #[test]
+    fn routes_are_grouped_per_peer_with_parsed_communities() {
+        let route = |peer: &str, prefix: &str| pb::Route {
+            key: Some(pb::RouteKey { peer: peer.into(), prefix: prefix.into() }),
+            local_pref: Some(100),
+            communities: vec!["65535:65281".into()],
+            large_communities: vec!["1:2:3".into()],
+            services: vec![],
+        };
+        let assignments = Assignments::from_snapshot(pb::NodeAssignments {
+            peers: vec![],
+            routes: vec![
+                route("a", "192.0.2.1/32"),
+                route("b", "192.0.2.1/32"),
+                route("a", "2001:db8::1/128"),
+            ],
+        });
+        let grouped = routes_by_peer(&assignments);
+        assert_eq!(grouped["a"].len(), 2);
+        let attributes = grouped["b"].values().next().unwrap();
+        assert_eq!(attributes.communities, [0xffff_ff01]);
+        assert_eq!(attributes.large_communities, [(1, 2, 3)]);
+    }
+}
