@@ -6,5 +6,6 @@
 pub mod child;
 pub mod daemons;
 pub mod grpcurl;
+pub mod jaeger;
 pub mod ports;
 pub mod tools;
