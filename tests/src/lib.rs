@@ -3,9 +3,11 @@
 //! test creates, and stopped (with its namespaces and files) when the handle is dropped, also
 //! when the test fails.
 
+pub mod bgp_routers;
 pub mod child;
 pub mod daemons;
 pub mod grpcurl;
 pub mod jaeger;
+pub mod lab;
 pub mod ports;
 pub mod tools;

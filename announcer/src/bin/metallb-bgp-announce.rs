@@ -1,0 +1,177 @@
+//! `metallb-bgp-announce`: runs the announcer's BGP speaker against one peer with a static set
+//! of routes, without an allocator. For interoperability tests and benchmarks against real
+//! routers, and for checking a router's configuration by hand.
+//!
+//! It prints the session status as one JSON object per line whenever it changes. SIGUSR1
+//! withdraws every route; SIGTERM stops with a Cease; SIGKILL leaves graceful restart to the
+//! router.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    process::ExitCode,
+    sync::Arc,
+    time::Duration,
+};
+
+use clap::Parser;
+use ipnetwork::IpNetwork;
+use metallb_announcer::{
+    bgp::{
+        advertise::{RouteAttributes, Routes},
+        fsm::SessionConfig,
+        session::{PeerEndpoint, Session},
+    },
+    speaker::GRACEFUL_RESTART_TIME,
+};
+use tokio::signal::unix::{SignalKind, signal};
+
+/// Announces static routes to one BGP peer.
+#[derive(Parser, Debug)]
+#[command(name = "metallb-bgp-announce", version)]
+struct Args {
+    /// The peer's address.
+    #[arg(long)]
+    peer: IpAddr,
+    /// The peer's port.
+    #[arg(long, default_value_t = 179)]
+    port: u16,
+    /// Our AS.
+    #[arg(long)]
+    local_asn: u32,
+    /// The peer's AS.
+    #[arg(long)]
+    peer_asn: u32,
+    /// Our BGP identifier.
+    #[arg(long)]
+    router_id: Ipv4Addr,
+    /// Local address to connect from.
+    #[arg(long)]
+    source: Option<IpAddr>,
+    /// Hold time in seconds.
+    #[arg(long, default_value_t = 90)]
+    hold_time: u16,
+    /// TCP MD5 password.
+    #[arg(long)]
+    password: Option<String>,
+    /// Advertise graceful restart.
+    #[arg(long)]
+    graceful_restart: bool,
+    /// A prefix to announce; repeat for more.
+    #[arg(long = "route")]
+    routes: Vec<IpNetwork>,
+    /// Also announce this many consecutive /32s (or /128s) starting at --generate-from.
+    #[arg(long, default_value_t = 0)]
+    generate: u32,
+    /// First address of the generated prefixes.
+    #[arg(long, default_value = "100.64.0.0")]
+    generate_from: IpAddr,
+    /// LOCAL_PREF (sent on iBGP sessions).
+    #[arg(long)]
+    local_pref: Option<u32>,
+    /// A standard community "A:B"; repeat for more.
+    #[arg(long = "community")]
+    communities: Vec<String>,
+    /// A large community "A:B:C"; repeat for more.
+    #[arg(long = "large-community")]
+    large_communities: Vec<String>,
+}
+
+fn parse_standard(text: &str) -> Result<u32, String> {
+    let (high, low) = text.split_once(':').ok_or(format!("{text:?} is not A:B"))?;
+    let part = |p: &str| p.parse::<u16>().map_err(|_| format!("{text:?}: {p:?} is not 0-65535"));
+    Ok((u32::from(part(high)?) << 16) | u32::from(part(low)?))
+}
+
+fn parse_large(text: &str) -> Result<(u32, u32, u32), String> {
+    let parts: Vec<u32> = text
+        .split(':')
+        .map(|p| p.parse().map_err(|_| format!("{text:?} is not A:B:C")))
+        .collect::<Result<_, _>>()?;
+    match parts.as_slice() {
+        [a, b, c] => Ok((*a, *b, *c)),
+        _ => Err(format!("{text:?} is not A:B:C")),
+    }
+}
+
+fn routes(args: &Args) -> Result<Routes, String> {
+    let attributes = RouteAttributes {
+        local_pref: args.local_pref,
+        communities: args
+            .communities
+            .iter()
+            .map(|c| parse_standard(c))
+            .collect::<Result<_, _>>()?,
+        large_communities: args
+            .large_communities
+            .iter()
+            .map(|c| parse_large(c))
+            .collect::<Result<_, _>>()?,
+    };
+    let mut routes: Routes = args.routes.iter().map(|p| (*p, attributes.clone())).collect();
+    for n in 0..args.generate {
+        let prefix = match args.generate_from {
+            IpAddr::V4(base) => IpNetwork::new(IpAddr::V4(Ipv4Addr::from(u32::from(base) + n)), 32),
+            IpAddr::V6(base) => {
+                IpNetwork::new(IpAddr::V6((u128::from(base) + u128::from(n)).into()), 128)
+            }
+        }
+        .map_err(|err| err.to_string())?;
+        routes.insert(prefix, attributes.clone());
+    }
+    Ok(routes)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args: Args = metallb_process::parse_args_or_exit();
+    let routes = match routes(&args) {
+        Ok(routes) => Arc::new(routes),
+        Err(message) => metallb_process::usage_error(&message),
+    };
+    let endpoint = PeerEndpoint {
+        address: SocketAddr::new(args.peer, args.port),
+        source: args.source,
+        password: args.password.clone(),
+        ttl: None,
+    };
+    let config = SessionConfig {
+        local_asn: args.local_asn,
+        peer_asn: args.peer_asn,
+        router_id: args.router_id,
+        hold_time: args.hold_time,
+        keepalive: None,
+        connect_retry: Duration::from_millis(500),
+        max_retry: Duration::from_secs(5),
+        families: vec![(1, 1), (2, 1)],
+        graceful_restart: args.graceful_restart.then_some(GRACEFUL_RESTART_TIME),
+        restarting: args.graceful_restart,
+    };
+    let session = Session::spawn(endpoint, config, routes);
+    let mut status = session.watch_status();
+    let (Ok(mut term), Ok(mut withdraw)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::user_defined1()))
+    else {
+        eprintln!("cannot install signal handlers");
+        return ExitCode::FAILURE;
+    };
+    loop {
+        tokio::select! {
+            changed = status.changed() => {
+                if changed.is_err() {
+                    return ExitCode::FAILURE;
+                }
+                let s = status.borrow_and_update().clone();
+                println!(
+                    "{{\"state\":\"{:?}\",\"prefixes_sent\":{},\"prefixes_pending\":{},\"prefixes_received\":{},\"updates_sent\":{},\"last_error\":{:?}}}",
+                    s.state, s.prefixes_sent, s.prefixes_pending, s.prefixes_received, s.updates_sent,
+                    s.last_error.unwrap_or_default()
+                );
+            }
+            _ = withdraw.recv() => session.set_routes(Arc::new(Routes::new())),
+            _ = term.recv() => {
+                session.stop().await;
+                return ExitCode::SUCCESS;
+            }
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! A network lab of namespaces the test creates: one router namespace with a bridge that
+//! node namespaces join by veth (one L2 segment, so a router can load-balance over several
+//! nodes), and optionally a client namespace on its own link to the router. Addresses come from
+//! documentation ranges; traffic never leaves these namespaces. Everything is deleted on drop,
+//! also when the test panics; namespaces are named `mlbrs-<pid>-...` so that
+//! `tests/scripts/remove-stale-namespaces.sh` can clean up after a killed run.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    process::{Command, Output},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use crate::tools::{INSTALL_HINT, system_tool};
+
+static NEXT_LAB: AtomicU32 = AtomicU32::new(0);
+
+/// The router's address on the node segment.
+pub const ROUTER_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+/// The router's IPv6 address on the node segment.
+pub const ROUTER_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, 1);
+/// The router's address on the client link.
+pub const ROUTER_CLIENT_SIDE_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+/// The client's address.
+pub const CLIENT_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+
+/// A node namespace on the segment.
+#[derive(Clone, Debug)]
+pub struct Node {
+    /// Namespace name.
+    pub namespace: String,
+    /// Its IPv4 address on the segment.
+    pub v4: Ipv4Addr,
+    /// Its IPv6 address on the segment.
+    pub v6: Ipv6Addr,
+}
+
+/// The lab; dropping it deletes every namespace (and so every process left inside).
+pub struct Lab {
+    prefix: String,
+    /// The router's namespace.
+    pub router: String,
+    /// Node namespaces, in creation order.
+    pub nodes: Vec<Node>,
+    /// The client namespace, if added.
+    pub client: Option<String>,
+    namespaces: Vec<String>,
+}
+
+impl Lab {
+    /// A router namespace with a bridge holding 192.0.2.1/24 and 2001:db8:0:1::1/64, IP
+    /// forwarding on, and `nodes` node namespaces at 192.0.2.11, .12, ...
+    pub fn new(nodes: usize) -> anyhow::Result<Self> {
+        ensure_root()?;
+        system_tool("ip");
+        let id = NEXT_LAB.fetch_add(1, Ordering::Relaxed);
+        let prefix = format!("mlbrs-{}-{id}", std::process::id());
+        let mut lab = Self {
+            router: format!("{prefix}-r"),
+            prefix,
+            nodes: Vec::new(),
+            client: None,
+            namespaces: Vec::new(),
+        };
+        lab.add_namespace(&lab.router.clone())?;
+        let router = lab.router.clone();
+        ip(&["link", "add", "br0", "netns", &router, "type", "bridge"])?;
+        ip_in(&router, &["link", "set", "br0", "up"])?;
+        ip_in(&router, &["addr", "add", &format!("{ROUTER_V4}/24"), "dev", "br0"])?;
+        ip_in(&router, &["addr", "add", &format!("{ROUTER_V6}/64"), "dev", "br0", "nodad"])?;
+        sysctl(&router, "net.ipv4.ip_forward", "1")?;
+        sysctl(&router, "net.ipv6.conf.all.forwarding", "1")?;
+        // Several equal-cost paths towards one address: hash on ports too, so a test's
+        // connections spread like real traffic.
+        sysctl(&router, "net.ipv4.fib_multipath_hash_policy", "1")?;
+        for _ in 0..nodes {
+            lab.add_node()?;
+        }
+        Ok(lab)
+    }
+
+    /// Adds a node namespace joined to the router's bridge.
+    pub fn add_node(&mut self) -> anyhow::Result<Node> {
+        let index = self.nodes.len() as u8 + 1;
+        let namespace = format!("{}-n{index}", self.prefix);
+        self.add_namespace(&namespace)?;
+        let router_side = format!("n{index}");
+        ip(&[
+            "link",
+            "add",
+            &router_side,
+            "netns",
+            &self.router,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &namespace,
+        ])?;
+        ip_in(&self.router, &["link", "set", &router_side, "master", "br0", "up"])?;
+        let v4 = Ipv4Addr::new(192, 0, 2, 10 + index);
+        let v6 = Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, 0x10 + u16::from(index));
+        ip_in(&namespace, &["addr", "add", &format!("{v4}/24"), "dev", "eth0"])?;
+        ip_in(&namespace, &["addr", "add", &format!("{v6}/64"), "dev", "eth0", "nodad"])?;
+        ip_in(&namespace, &["link", "set", "eth0", "up"])?;
+        ip_in(&namespace, &["route", "add", "default", "via", &ROUTER_V4.to_string()])?;
+        ip_in(&namespace, &["-6", "route", "add", "default", "via", &ROUTER_V6.to_string()])?;
+        let node = Node { namespace, v4, v6 };
+        self.nodes.push(node.clone());
+        Ok(node)
+    }
+
+    /// Adds a client namespace on its own link to the router (198.51.100.0/24), routed
+    /// through the router.
+    pub fn add_client(&mut self) -> anyhow::Result<String> {
+        let namespace = format!("{}-c", self.prefix);
+        self.add_namespace(&namespace)?;
+        ip(&[
+            "link",
+            "add",
+            "client",
+            "netns",
+            &self.router,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &namespace,
+        ])?;
+        ip_in(
+            &self.router,
+            &["addr", "add", &format!("{ROUTER_CLIENT_SIDE_V4}/24"), "dev", "client"],
+        )?;
+        ip_in(&self.router, &["link", "set", "client", "up"])?;
+        ip_in(&namespace, &["addr", "add", &format!("{CLIENT_V4}/24"), "dev", "eth0"])?;
+        ip_in(&namespace, &["link", "set", "eth0", "up"])?;
+        ip_in(&namespace, &["route", "add", "default", "via", &ROUTER_CLIENT_SIDE_V4.to_string()])?;
+        self.client = Some(namespace.clone());
+        Ok(namespace)
+    }
+
+    /// Routes in `namespace`'s kernel table for `family` ("-4" or "-6").
+    pub fn kernel_routes(namespace: &str, family: &str) -> anyhow::Result<Vec<KernelRoute>> {
+        let output =
+            run(Command::new(system_tool("ip"))
+                .args([family, "-n", namespace, "-j", "route", "show"]))?;
+        let entries: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout)?;
+        Ok(entries.iter().map(KernelRoute::from_json).collect())
+    }
+
+    fn add_namespace(&mut self, name: &str) -> anyhow::Result<()> {
+        ip(&["netns", "add", name])?;
+        self.namespaces.push(name.to_string());
+        ip_in(name, &["link", "set", "lo", "up"])?;
+        Ok(())
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for namespace in self.namespaces.iter().rev() {
+            // Processes first: a namespace whose processes live on is only unlinked.
+            if let Ok(output) = Command::new("ip").args(["netns", "pids", namespace]).output() {
+                for pid in String::from_utf8_lossy(&output.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-9", pid]).status();
+                }
+            }
+            let _ = Command::new("ip").args(["netns", "delete", namespace]).status();
+        }
+    }
+}
+
+/// One route of a kernel table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelRoute {
+    /// "192.0.2.7" (host routes print without /32), "default", or "198.51.100.0/24".
+    pub destination: String,
+    /// Next hops: one, or several for ECMP.
+    pub next_hops: Vec<IpAddr>,
+    /// The protocol that installed it ("bgp", "bird", "kernel", ...).
+    pub protocol: String,
+}
+
+impl KernelRoute {
+    fn from_json(entry: &serde_json::Value) -> Self {
+        let gateway = |value: &serde_json::Value| {
+            value.get("gateway").and_then(|g| g.as_str()).and_then(|g| g.parse().ok())
+        };
+        let mut next_hops: Vec<IpAddr> = gateway(entry).into_iter().collect();
+        if let Some(paths) = entry.get("nexthops").and_then(|n| n.as_array()) {
+            next_hops.extend(paths.iter().filter_map(gateway));
+        }
+        next_hops.sort();
+        Self {
+            destination: entry.get("dst").and_then(|d| d.as_str()).unwrap_or_default().to_string(),
+            next_hops,
+            protocol: entry
+                .get("protocol")
+                .and_then(|p| p.as_str())
+                .unwrap_or_default()
+                .to_string(),
+        }
+    }
+}
+
+fn ensure_root() -> anyhow::Result<()> {
+    let output = Command::new("id").arg("-u").output()?;
+    anyhow::ensure!(
+        String::from_utf8_lossy(&output.stdout).trim() == "0",
+        "network namespaces need root: run the tests as root ({INSTALL_HINT})"
+    );
+    Ok(())
+}
+
+/// Runs `ip args...`.
+fn ip(args: &[&str]) -> anyhow::Result<Output> {
+    run(Command::new(system_tool("ip")).args(args))
+}
+
+/// Runs `ip -n namespace args...`.
+fn ip_in(namespace: &str, args: &[&str]) -> anyhow::Result<Output> {
+    run(Command::new(system_tool("ip")).arg("-n").arg(namespace).args(args))
+}
+
+fn sysctl(namespace: &str, key: &str, value: &str) -> anyhow::Result<Output> {
+    run(Command::new(system_tool("ip")).args([
+        "netns",
+        "exec",
+        namespace,
+        "sysctl",
+        "-qw",
+        &format!("{key}={value}"),
+    ]))
+}
+
+/// A command that runs `program args...` inside `namespace`.
+pub fn in_namespace(namespace: &str, program: &std::path::Path) -> Command {
+    let mut command = Command::new(system_tool("ip"));
+    command.args(["netns", "exec", namespace]).arg(program);
+    command
+}
+
+fn run(command: &mut Command) -> anyhow::Result<Output> {
+    let output = command.output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    Ok(output)
+}
