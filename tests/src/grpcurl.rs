@@ -21,8 +21,18 @@ pub fn grpcurl(
     data: Option<&str>,
     args: &[&str],
 ) -> anyhow::Result<GrpcurlOutput> {
+    grpcurl_with(addr, &[], data, args)
+}
+
+/// Runs `grpcurl -plaintext FLAGS... [-d data] ADDR args...`, with flags such as `-H header`.
+pub fn grpcurl_with(
+    addr: SocketAddr,
+    flags: &[&str],
+    data: Option<&str>,
+    args: &[&str],
+) -> anyhow::Result<GrpcurlOutput> {
     let mut command = Command::new(cached_tool("grpcurl"));
-    command.arg("-plaintext").arg("-max-time").arg("10");
+    command.arg("-plaintext").arg("-max-time").arg("10").args(flags);
     if let Some(data) = data {
         command.arg("-d").arg(data);
     }
