@@ -190,3 +190,74 @@ fn frr_interop_matrix() {
 fn gobgp_interop_matrix() {
     matrix(RouterKind::Gobgp);
 }
+
+/// Starts a router of `kind` and the speaker with `speaker_args`, over IPv4 eBGP.
+fn session(
+    kind: RouterKind,
+    password: Option<&str>,
+    graceful_restart: bool,
+    speaker_args: &[&str],
+) -> (tempfile::TempDir, Lab, Router, ChildProcess) {
+    let logs = tempfile::tempdir().unwrap();
+    let lab = Lab::new(1).unwrap();
+    let case = Case { ibgp: false, four_octet: false, ipv6: false };
+    let router = start_router(kind, &lab, case, password, graceful_restart);
+    let speaker = announce(&lab.nodes[0].clone(), case, case.prefix(), speaker_args, logs.path());
+    (logs, lab, router, speaker)
+}
+
+fn graceful_restart_keeps_routes(kind: RouterKind) {
+    let prefix = "203.0.113.7/32";
+    let (_logs, lab, router, mut speaker) = session(kind, None, true, &["--graceful-restart"]);
+    let node = IpAddr::V4(lab.nodes[0].v4);
+    router.wait_until("holding the route", WAIT, |r| Ok(route_of(r, prefix)?.is_some())).unwrap();
+    // Killed, not stopped: no Cease, the connection just drops, as in a crash.
+    speaker.signal_and_wait(9, Duration::from_secs(5)).unwrap();
+    router.wait_until("noticing the session is down", WAIT, |r| Ok(!r.established(node)?)).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        route_of(&router, prefix).unwrap().is_some(),
+        "{kind:?} dropped the route despite graceful restart:\n{}",
+        router.describe()
+    );
+
+    // Without graceful restart the same crash withdraws the route at once.
+    let (_logs, _lab, router, mut speaker) = session(kind, None, false, &[]);
+    router.wait_until("holding the route", WAIT, |r| Ok(route_of(r, prefix)?.is_some())).unwrap();
+    speaker.signal_and_wait(9, Duration::from_secs(5)).unwrap();
+    router.wait_until("dropping the route", WAIT, |r| Ok(route_of(r, prefix)?.is_none())).unwrap();
+}
+
+fn md5_passwords(kind: RouterKind) {
+    let (_logs, lab, router, speaker) =
+        session(kind, Some("s3cret"), false, &["--password", "s3cret"]);
+    let node = IpAddr::V4(lab.nodes[0].v4);
+    router
+        .wait_until("Established with the right password", WAIT, |r| r.established(node))
+        .unwrap_or_else(|err| panic!("{err}\n{}", speaker.log()));
+
+    let (_logs, lab, router, speaker) =
+        session(kind, Some("s3cret"), false, &["--password", "wrong"]);
+    let node = IpAddr::V4(lab.nodes[0].v4);
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(!router.established(node).unwrap(), "{kind:?} accepted a wrong MD5 password");
+    assert!(!speaker.log().contains("Established"), "{}", speaker.log());
+}
+
+#[test]
+fn bird_graceful_restart_and_md5() {
+    graceful_restart_keeps_routes(RouterKind::Bird);
+    md5_passwords(RouterKind::Bird);
+}
+
+#[test]
+fn frr_graceful_restart_and_md5() {
+    graceful_restart_keeps_routes(RouterKind::Frr);
+    md5_passwords(RouterKind::Frr);
+}
+
+#[test]
+fn gobgp_graceful_restart_and_md5() {
+    graceful_restart_keeps_routes(RouterKind::Gobgp);
+    md5_passwords(RouterKind::Gobgp);
+}
