@@ -8,6 +8,7 @@ pub mod child;
 pub mod daemons;
 pub mod grpcurl;
 pub mod jaeger;
+pub mod kube_control_plane;
 pub mod lab;
 pub mod ports;
 pub mod tools;

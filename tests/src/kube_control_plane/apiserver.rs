@@ -1,0 +1,67 @@
+//! kube-apiserver for tests: loopback only, client-certificate authentication against the
+//! control plane's CA, RBAC authorization, and no more than it needs to start in a few seconds.
+
+use std::{net::SocketAddr, path::Path, process::Command};
+
+use crate::tools::cached_tool;
+
+/// The files and addresses kube-apiserver is started with.
+pub(super) struct ApiserverConfig<'a> {
+    pub(super) dir: &'a Path,
+    pub(super) secure_addr: SocketAddr,
+    pub(super) etcd_url: &'a str,
+    pub(super) ca_cert: &'a Path,
+    pub(super) serving_cert: &'a Path,
+    pub(super) serving_key: &'a Path,
+    pub(super) service_account_signing_key: &'a Path,
+    pub(super) service_account_public_key: &'a Path,
+}
+
+/// The Service ClusterIP range. Only configuration: nothing routes to it.
+pub const SERVICE_CLUSTER_IP_RANGE: &str = "10.96.0.0/16";
+
+/// The command that runs kube-apiserver with `config`.
+pub(super) fn command(config: &ApiserverConfig<'_>) -> Command {
+    let ApiserverConfig {
+        dir,
+        secure_addr,
+        etcd_url,
+        ca_cert,
+        serving_cert,
+        serving_key,
+        service_account_signing_key,
+        service_account_public_key,
+    } = config;
+    let mut command = Command::new(cached_tool("kube-apiserver"));
+    command
+        .arg(format!("--bind-address={}", secure_addr.ip()))
+        .arg(format!("--secure-port={}", secure_addr.port()))
+        .arg(format!("--advertise-address={}", secure_addr.ip()))
+        .arg(format!("--etcd-servers={etcd_url}"))
+        // Anything the apiserver would otherwise write (e.g. self-signed loopback certificates)
+        // lands in the temp dir instead of /var/run/kubernetes.
+        .arg(format!("--cert-dir={}", dir.join("apiserver-certs").display()))
+        .arg(format!("--tls-cert-file={}", serving_cert.display()))
+        .arg(format!("--tls-private-key-file={}", serving_key.display()))
+        .arg(format!("--client-ca-file={}", ca_cert.display()))
+        .arg("--authorization-mode=RBAC")
+        .arg(format!("--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}"))
+        // Required since 1.20, even though no test needs service-account tokens.
+        .arg(format!("--service-account-issuer=https://{secure_addr}"))
+        .arg(format!("--service-account-key-file={}", service_account_public_key.display()))
+        .arg(format!(
+            "--service-account-signing-key-file={}",
+            service_account_signing_key.display()
+        ))
+        // Without a controller manager nobody creates the default ServiceAccount, and this
+        // plugin would reject every Pod for lacking it.
+        .arg("--disable-admission-plugins=ServiceAccount")
+        // The test is the only client: API priority and fairness would only add bootstrap
+        // work to the readiness path.
+        .arg("--enable-priority-and-fairness=false")
+        // With a single apiserver there is no `kubernetes` endpoint lease to reconcile.
+        .arg("--endpoint-reconciler-type=none")
+        .arg("--allow-privileged=true")
+        .arg("--profiling=false");
+    command
+}
