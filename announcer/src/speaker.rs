@@ -149,6 +149,8 @@ fn state_to_pb(state: State) -> pb::BgpState {
 /// The allocator's routes grouped per peer, parsed into what sessions advertise.
 fn routes_by_peer(assignments: &Assignments) -> BTreeMap<String, Routes> {
     let mut by_peer: BTreeMap<String, Routes> = BTreeMap::new();
+    // One shared copy per distinct attribute set, however many routes carry it.
+    let mut interned: BTreeMap<RouteAttributes, Arc<RouteAttributes>> = BTreeMap::new();
     for ((peer, prefix), route) in assignments.routes() {
         let Ok(prefix) = prefix.parse::<IpNetwork>() else {
             tracing::warn!(peer, prefix, "ignoring a route with an unparseable prefix");
@@ -163,6 +165,8 @@ fn routes_by_peer(assignments: &Assignments) -> BTreeMap<String, Routes> {
                 .filter_map(|c| parse_large(c))
                 .collect(),
         };
+        let attributes =
+            interned.entry(attributes.clone()).or_insert_with(|| Arc::new(attributes)).clone();
         by_peer.entry(peer.clone()).or_default().insert(prefix, attributes);
     }
     by_peer

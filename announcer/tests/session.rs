@@ -126,7 +126,7 @@ fn routes(count: u32) -> Routes {
         .map(|n| {
             (
                 IpNetwork::new(Ipv4Addr::from(0xc612_0000 + n).into(), 32).unwrap(),
-                RouteAttributes::default(),
+                std::sync::Arc::new(RouteAttributes::default()),
             )
         })
         .collect()

@@ -10,7 +10,5 @@ pub mod grpcurl;
 pub mod jaeger;
 pub mod kube_control_plane;
 pub mod lab;
-pub mod netns;
 pub mod ports;
-pub mod routers;
 pub mod tools;

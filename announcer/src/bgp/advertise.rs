@@ -5,6 +5,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::{IpAddr, Ipv4Addr},
+    sync::Arc,
 };
 
 use ipnetwork::IpNetwork;
@@ -45,8 +46,9 @@ pub struct PathContext {
     pub max_len: usize,
 }
 
-/// Routes a session should advertise.
-pub type Routes = BTreeMap<IpNetwork, RouteAttributes>;
+/// Routes a session should advertise. Attributes are shared: thousands of routes carry the
+/// same few attribute sets, and every session keeps a copy of what it advertised.
+pub type Routes = BTreeMap<IpNetwork, Arc<RouteAttributes>>;
 
 /// What to send to move the peer from `advertised` to `desired`.
 pub fn diff(advertised: &Routes, desired: &Routes) -> (Routes, Vec<IpNetwork>) {
@@ -82,7 +84,7 @@ pub fn updates(announce: &Routes, withdraw: &[IpNetwork], context: &PathContext)
 
     let mut groups: BTreeMap<(&RouteAttributes, bool), Vec<IpNetwork>> = BTreeMap::new();
     for (prefix, attributes) in announce {
-        groups.entry((attributes, prefix.is_ipv6())).or_default().push(*prefix);
+        groups.entry((attributes.as_ref(), prefix.is_ipv6())).or_default().push(*prefix);
     }
     for ((attributes, ipv6), prefixes) in groups {
         let mut base = path_attributes(attributes, context);
@@ -197,6 +199,7 @@ mod tests {
     }
 
     fn routes(count: u32, attributes: &RouteAttributes) -> Routes {
+        let attributes = Arc::new(attributes.clone());
         (0..count)
             .map(|n| {
                 (
@@ -252,7 +255,7 @@ mod tests {
     #[test]
     fn ipv6_goes_in_mp_reach_with_a_global_next_hop_and_withdrawals_are_packed() {
         let prefix: IpNetwork = "2001:db8::7/128".parse().unwrap();
-        let announce = Routes::from([(prefix, RouteAttributes::default())]);
+        let announce = Routes::from([(prefix, Arc::new(RouteAttributes::default()))]);
         let update = &updates(&announce, &[], &context(false))[0];
         assert!(update.attributes.iter().any(|a| matches!(a, Attribute::MpReach { next_hops, nlri, .. }
             if next_hops == &vec!["2001:db8::10".parse::<IpAddr>().unwrap()] && nlri == &vec![prefix])));
@@ -274,9 +277,9 @@ mod tests {
         let advertised = routes(3, &a);
         let mut desired = routes(2, &a);
         let changed = *desired.keys().next().unwrap();
-        desired.insert(changed, b.clone());
+        desired.insert(changed, Arc::new(b.clone()));
         let (announce, withdraw) = diff(&advertised, &desired);
-        assert_eq!(announce, Routes::from([(changed, b)]));
+        assert_eq!(announce, Routes::from([(changed, Arc::new(b))]));
         assert_eq!(withdraw.len(), 1);
     }
 

@@ -112,7 +112,7 @@ impl Session {
             connecting: None,
             deadlines: HashMap::new(),
             desired: routes_receiver,
-            advertised: Routes::new(),
+            advertised: Arc::new(Routes::new()),
             context: None,
             received: BTreeSet::new(),
             status: status_sender,
@@ -175,7 +175,9 @@ struct Driver {
     connecting: Option<Connecting>,
     deadlines: HashMap<Timer, Instant>,
     desired: watch::Receiver<Arc<Routes>>,
-    advertised: Routes,
+    /// What the peer holds from us: the desired set itself when all of it is advertisable
+    /// (shared, not copied), otherwise the advertisable part.
+    advertised: Arc<Routes>,
     context: Option<PathContext>,
     received: BTreeSet<IpNetwork>,
     status: watch::Sender<SessionStatus>,
@@ -265,7 +267,7 @@ impl Driver {
                 self.connection = None;
                 self.connecting = None;
                 self.context = None;
-                self.advertised.clear();
+                self.advertised = Arc::new(Routes::new());
                 self.received.clear();
             }
             Action::Send(message) => self.send(&message, events).await,
@@ -409,7 +411,8 @@ impl Driver {
             self.send_update(update, events).await;
         }
         self.report.prefixes_pending = (desired.len() - advertisable.len()) as u64;
-        self.advertised = advertisable;
+        self.advertised =
+            if advertisable.len() == desired.len() { desired } else { Arc::new(advertisable) };
     }
 
     fn track_received(&mut self, update: &Update) {

@@ -29,9 +29,9 @@ use tokio::signal::unix::{SignalKind, signal};
 #[derive(Parser, Debug)]
 #[command(name = "metallb-bgp-announce", version)]
 struct Args {
-    /// The peer's address.
-    #[arg(long)]
-    peer: IpAddr,
+    /// The peer's address; repeat for one session per address, each announcing the same routes.
+    #[arg(long = "peer", required = true)]
+    peers: Vec<IpAddr>,
     /// The peer's port.
     #[arg(long, default_value_t = 179)]
     port: u16,
@@ -94,7 +94,7 @@ fn parse_large(text: &str) -> Result<(u32, u32, u32), String> {
 }
 
 fn routes(args: &Args) -> Result<Routes, String> {
-    let attributes = RouteAttributes {
+    let attributes = Arc::new(RouteAttributes {
         local_pref: args.local_pref,
         communities: args
             .communities
@@ -106,7 +106,7 @@ fn routes(args: &Args) -> Result<Routes, String> {
             .iter()
             .map(|c| parse_large(c))
             .collect::<Result<_, _>>()?,
-    };
+    });
     let mut routes: Routes = args.routes.iter().map(|p| (*p, attributes.clone())).collect();
     for n in 0..args.generate {
         let prefix = match args.generate_from {
@@ -128,12 +128,6 @@ async fn main() -> ExitCode {
         Ok(routes) => Arc::new(routes),
         Err(message) => metallb_process::usage_error(&message),
     };
-    let endpoint = PeerEndpoint {
-        address: SocketAddr::new(args.peer, args.port),
-        source: args.source,
-        password: args.password.clone(),
-        ttl: None,
-    };
     let config = SessionConfig {
         local_asn: args.local_asn,
         peer_asn: args.peer_asn,
@@ -146,8 +140,21 @@ async fn main() -> ExitCode {
         graceful_restart: args.graceful_restart.then_some(GRACEFUL_RESTART_TIME),
         restarting: args.graceful_restart,
     };
-    let session = Session::spawn(endpoint, config, routes);
-    let mut status = session.watch_status();
+    let sessions: Vec<Session> = args
+        .peers
+        .iter()
+        .map(|peer| {
+            let endpoint = PeerEndpoint {
+                address: SocketAddr::new(*peer, args.port),
+                source: args.source,
+                password: args.password.clone(),
+                ttl: None,
+            };
+            Session::spawn(endpoint, config.clone(), routes.clone())
+        })
+        .collect();
+    // Status lines follow the first session; the others mirror it.
+    let mut status = sessions[0].watch_status();
     let (Ok(mut term), Ok(mut withdraw)) =
         (signal(SignalKind::terminate()), signal(SignalKind::user_defined1()))
     else {
@@ -167,9 +174,11 @@ async fn main() -> ExitCode {
                     s.last_error.unwrap_or_default()
                 );
             }
-            _ = withdraw.recv() => session.set_routes(Arc::new(Routes::new())),
+            _ = withdraw.recv() => sessions.iter().for_each(|s| s.set_routes(Arc::new(Routes::new()))),
             _ = term.recv() => {
-                session.stop().await;
+                for session in sessions {
+                    session.stop().await;
+                }
                 return ExitCode::SUCCESS;
             }
         }

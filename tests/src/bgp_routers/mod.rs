@@ -198,6 +198,11 @@ impl Router {
         self.dir.path()
     }
 
+    /// Process IDs of the router's daemons.
+    fn pids(&self) -> Vec<u32> {
+        self.processes.iter().map(ChildProcess::pid).collect()
+    }
+
     fn spawn(&mut self, name: &str, program: &Path, args: &[&str]) -> anyhow::Result<()> {
         let mut command = in_namespace(&self.namespace, program);
         command.args(args);
@@ -216,6 +221,21 @@ impl Router {
             String::from_utf8_lossy(&output.stderr).trim()
         );
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        // FRR daemons keep a scratch directory per process outside ours; remove it with them.
+        if self.kind == RouterKind::Frr {
+            let pids = self.pids();
+            self.processes.clear();
+            for pid in pids {
+                for daemon in ["zebra", "bgpd"] {
+                    let _ = std::fs::remove_dir_all(format!("/var/tmp/frr/{daemon}.{pid}"));
+                }
+            }
+        }
     }
 }
 
