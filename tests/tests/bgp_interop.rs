@@ -261,3 +261,58 @@ fn gobgp_graceful_restart_and_md5() {
     graceful_restart_keeps_routes(RouterKind::Gobgp);
     md5_passwords(RouterKind::Gobgp);
 }
+
+/// The OPEN each router sends decodes with our codec and round-trips; with
+/// METALLB_RS_WRITE_CAPTURES=1 the bytes are saved as the codec's fixtures.
+fn capture_open(kind: RouterKind) {
+    use metallb_announcer::bgp::packet::{Message, WireContext, capability::Capability};
+    let (_logs, lab, router, speaker) = session(kind, None, false, &[]);
+    let node = IpAddr::V4(lab.nodes[0].v4);
+    router.wait_until("Established", WAIT, |r| r.established(node)).unwrap();
+    let captured = || {
+        speaker
+            .log()
+            .lines()
+            .rev()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .find_map(|status| {
+                status["peer_open"].as_str().filter(|h| !h.is_empty()).map(String::from)
+            })
+    };
+    router.wait_until("captured by the speaker", WAIT, |_| Ok(captured().is_some())).unwrap();
+    let hex = captured().unwrap();
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    let mut buffer = bytes::BytesMut::from(bytes.as_slice());
+    let Some(Message::Open(open)) =
+        Message::decode_frame(&mut buffer, WireContext::default()).unwrap()
+    else {
+        panic!("{kind:?} sent something else first")
+    };
+    let (_, router_asn) = Case { ibgp: false, four_octet: false, ipv6: false }.asns();
+    assert!(open.capabilities.contains(&Capability::FourOctetAs(router_asn)), "{kind:?}: {open:?}");
+    assert!(open.capabilities.contains(&Capability::Multiprotocol((1, 1))), "{kind:?}: {open:?}");
+    let mut encoded = bytes::BytesMut::new();
+    Message::Open(open.clone()).encode(WireContext::default(), &mut encoded);
+    assert_eq!(
+        Message::decode_frame(&mut encoded, WireContext::default()).unwrap(),
+        Some(Message::Open(open))
+    );
+    if std::env::var_os("METALLB_RS_WRITE_CAPTURES").is_some() {
+        let path = format!(
+            "{}/../announcer/src/bgp/packet/captures/{kind:?}-open.hex",
+            env!("CARGO_MANIFEST_DIR")
+        )
+        .to_lowercase();
+        std::fs::write(path, format!("{hex}\n")).unwrap();
+    }
+}
+
+#[test]
+fn routers_opens_decode_and_round_trip() {
+    for kind in RouterKind::ALL {
+        capture_open(kind);
+    }
+}

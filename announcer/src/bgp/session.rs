@@ -74,6 +74,8 @@ pub struct SessionStatus {
     pub updates_sent: u64,
     /// The last error that took the session down.
     pub last_error: Option<String>,
+    /// The peer's last OPEN exactly as it arrived, for diagnosing capability mismatches.
+    pub peer_open: Option<Vec<u8>>,
 }
 
 impl Default for SessionStatus {
@@ -86,6 +88,7 @@ impl Default for SessionStatus {
             prefixes_received: 0,
             updates_sent: 0,
             last_error: None,
+            peer_open: None,
         }
     }
 }
@@ -318,6 +321,9 @@ impl Driver {
     fn decode_frames(&mut self, events: &mut VecDeque<Event>) {
         let Some(connection) = self.connection.as_mut() else { return };
         loop {
+            if let Some(open) = whole_open(&connection.buffer) {
+                self.report.peer_open = Some(open);
+            }
             match Message::decode_frame(&mut connection.buffer, connection.wire) {
                 Ok(Some(message)) => events.push_back(Event::Message(message)),
                 Ok(None) => return,
@@ -446,6 +452,13 @@ impl Driver {
             changed
         });
     }
+}
+
+/// The bytes of an OPEN at the front of `buffer`, if one has fully arrived.
+fn whole_open(buffer: &[u8]) -> Option<Vec<u8>> {
+    let header = buffer.get(..19)?;
+    let length = usize::from(u16::from_be_bytes([header[16], header[17]]));
+    (header[18] == 1 && buffer.len() >= length).then(|| buffer[..length].to_vec())
 }
 
 async fn connect_progress(connecting: &mut Option<Connecting>) -> io::Result<TcpStream> {

@@ -168,8 +168,9 @@ async fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
                 let s = status.borrow_and_update().clone();
+                let peer_open: String = s.peer_open.unwrap_or_default().iter().map(|b| format!("{b:02x}")).collect();
                 println!(
-                    "{{\"state\":\"{:?}\",\"prefixes_sent\":{},\"prefixes_pending\":{},\"prefixes_received\":{},\"updates_sent\":{},\"last_error\":{:?}}}",
+                    "{{\"state\":\"{:?}\",\"prefixes_sent\":{},\"prefixes_pending\":{},\"prefixes_received\":{},\"updates_sent\":{},\"last_error\":{:?},\"peer_open\":\"{peer_open}\"}}",
                     s.state, s.prefixes_sent, s.prefixes_pending, s.prefixes_received, s.updates_sent,
                     s.last_error.unwrap_or_default()
                 );
