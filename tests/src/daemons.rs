@@ -8,7 +8,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{child::ChildProcess, ports::free_loopback_addr, tools::our_binary};
+use crate::{
+    child::ChildProcess,
+    lab::in_namespace,
+    ports::free_loopback_addr,
+    tools::{our_binary, system_tool},
+};
 
 /// How long a daemon may take to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -17,6 +22,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct Daemon {
     process: ChildProcess,
     admin_addr: SocketAddr,
+    namespace: Option<String>,
 }
 
 impl Daemon {
@@ -28,8 +34,23 @@ impl Daemon {
         env: &[(&str, String)],
         log_dir: &Path,
     ) -> anyhow::Result<Self> {
+        Self::start_in(None, binary, args, env, log_dir)
+    }
+
+    /// Like `start`, inside network namespace `namespace` when given (its loopback is then the
+    /// namespace's own, and the admin endpoint is reached from inside it).
+    pub fn start_in(
+        namespace: Option<&str>,
+        binary: &str,
+        args: &[String],
+        env: &[(&str, String)],
+        log_dir: &Path,
+    ) -> anyhow::Result<Self> {
         let admin_addr = free_loopback_addr();
-        let mut command = Command::new(our_binary(binary));
+        let mut command = match namespace {
+            Some(namespace) => in_namespace(namespace, &our_binary(binary)),
+            None => Command::new(our_binary(binary)),
+        };
         command.args(args).arg("--admin-addr").arg(admin_addr.to_string());
         // Start from a known environment: a developer's OTEL_* or METALLB_* must not leak in.
         for (key, _) in std::env::vars() {
@@ -38,8 +59,12 @@ impl Daemon {
             }
         }
         command.envs(env.iter().map(|(key, value)| (*key, value)));
-        let process = ChildProcess::spawn(binary, command, log_dir)?;
-        Ok(Self { process, admin_addr })
+        let name = match namespace {
+            Some(namespace) => format!("{binary}-{namespace}"),
+            None => binary.to_string(),
+        };
+        let process = ChildProcess::spawn(&name, command, log_dir)?;
+        Ok(Self { process, admin_addr, namespace: namespace.map(String::from) })
     }
 
     /// The admin endpoint's address.
@@ -49,7 +74,19 @@ impl Daemon {
 
     /// GETs `path` from the admin endpoint: (status code, body).
     pub async fn admin_get(&self, path: &str) -> anyhow::Result<(u16, String)> {
-        let response = reqwest::get(format!("http://{}{path}", self.admin_addr)).await?;
+        let url = format!("http://{}{path}", self.admin_addr);
+        if let Some(namespace) = &self.namespace {
+            // From inside the namespace: its loopback is not ours.
+            let output = in_namespace(namespace, &system_tool("curl"))
+                .args(["-s", "-m", "5", "-w", "\n%{http_code}", &url])
+                .output()?;
+            let text = String::from_utf8_lossy(&output.stdout).into_owned();
+            let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+            let code: u16 = code.trim().parse().unwrap_or(0);
+            anyhow::ensure!(code != 0, "no answer from {url} in {namespace}");
+            return Ok((code, body.to_string()));
+        }
+        let response = reqwest::get(url).await?;
         let status = response.status().as_u16();
         Ok((status, response.text().await?))
     }
@@ -110,6 +147,16 @@ impl Allocator {
         let mut daemon = Daemon::start("metallb-allocator", &args, env, log_dir)?;
         daemon.wait_live().await?;
         Ok(Self { daemon, grpc_addr })
+    }
+
+    /// Starts the allocator inside `namespace`, serving gRPC on every address there (so that
+    /// other namespaces of the lab reach it) at `port`.
+    pub async fn start_in(namespace: &str, port: u16, log_dir: &Path) -> anyhow::Result<Self> {
+        let args = ["--grpc-addr".to_string(), format!("0.0.0.0:{port}")];
+        let mut daemon =
+            Daemon::start_in(Some(namespace), "metallb-allocator", &args, &[], log_dir)?;
+        daemon.wait_live().await?;
+        Ok(Self { daemon, grpc_addr: SocketAddr::from(([127, 0, 0, 1], port)) })
     }
 
     /// "127.0.0.1:PORT", as grpcurl wants it.

@@ -31,7 +31,26 @@ pub fn grpcurl_with(
     data: Option<&str>,
     args: &[&str],
 ) -> anyhow::Result<GrpcurlOutput> {
-    let mut command = Command::new(cached_tool("grpcurl"));
+    run(Command::new(cached_tool("grpcurl")), addr, flags, data, args)
+}
+
+/// Runs grpcurl inside network namespace `namespace`, against an address there.
+pub fn grpcurl_in(
+    namespace: &str,
+    addr: SocketAddr,
+    data: Option<&str>,
+    args: &[&str],
+) -> anyhow::Result<GrpcurlOutput> {
+    run(crate::lab::in_namespace(namespace, &cached_tool("grpcurl")), addr, &[], data, args)
+}
+
+fn run(
+    mut command: Command,
+    addr: SocketAddr,
+    flags: &[&str],
+    data: Option<&str>,
+    args: &[&str],
+) -> anyhow::Result<GrpcurlOutput> {
     command.arg("-plaintext").arg("-max-time").arg("10").args(flags);
     if let Some(data) = data {
         command.arg("-d").arg(data);
