@@ -70,3 +70,36 @@ impl Metrics {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_carry_metallbs_names_and_follow_the_sessions() {
+        let mut registry = Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        let address: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        let mut status = SessionStatus {
+            state: State::Established,
+            prefixes_sent: 3,
+            prefixes_pending: 1,
+            updates_sent: 2,
+            ..Default::default()
+        };
+        metrics.update(&[("router".into(), address, status.clone())]);
+        status.updates_sent = 5;
+        status.state = State::Idle;
+        metrics.update(&[("router".into(), address, status)]);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for expected in [
+            r#"metallb_bgp_session_up{peer="192.0.2.1"} 0"#,
+            r#"metallb_bgp_updates_total{peer="192.0.2.1"} 5"#,
+            r#"metallb_bgp_announced_prefixes_total{peer="192.0.2.1"} 3"#,
+            r#"metallb_bgp_pending_prefixes_total{peer="192.0.2.1"} 1"#,
+        ] {
+            assert!(text.contains(expected), "{expected} missing:\n{text}");
+        }
+    }
+}
