@@ -85,20 +85,7 @@ impl Lab {
         let namespace = format!("{}-n{index}", self.prefix);
         self.add_namespace(&namespace)?;
         let router_side = format!("n{index}");
-        ip(&[
-            "link",
-            "add",
-            &router_side,
-            "netns",
-            &self.router,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &namespace,
-        ])?;
+        self.link_to_router(&router_side, &namespace)?;
         ip_in(&self.router, &["link", "set", &router_side, "master", "br0", "up"])?;
         let v4 = Ipv4Addr::new(192, 0, 2, 10 + index);
         let v6 = Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, 0x10 + u16::from(index));
@@ -117,20 +104,7 @@ impl Lab {
     pub fn add_client(&mut self) -> anyhow::Result<String> {
         let namespace = format!("{}-c", self.prefix);
         self.add_namespace(&namespace)?;
-        ip(&[
-            "link",
-            "add",
-            "client",
-            "netns",
-            &self.router,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &namespace,
-        ])?;
+        self.link_to_router("client", &namespace)?;
         ip_in(
             &self.router,
             &["addr", "add", &format!("{ROUTER_CLIENT_SIDE_V4}/24"), "dev", "client"],
@@ -150,6 +124,26 @@ impl Lab {
                 .args([family, "-n", namespace, "-j", "route", "show"]))?;
         let entries: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout)?;
         Ok(entries.iter().map(KernelRoute::from_json).collect())
+    }
+
+    /// A veth pair: `router_side` in the router's namespace, `eth0` in `namespace`.
+    fn link_to_router(&self, router_side: &str, namespace: &str) -> anyhow::Result<()> {
+        let router = self.router.as_str();
+        ip(&[
+            "link",
+            "add",
+            router_side,
+            "netns",
+            router,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            namespace,
+        ])?;
+        Ok(())
     }
 
     fn add_namespace(&mut self, name: &str) -> anyhow::Result<()> {

@@ -41,41 +41,30 @@ pub fn start(router: &mut Router, config: &RouterConfig) -> anyhow::Result<()> {
     let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
     let zserv = path("zserv.api");
     let socket_dir = dir.to_string_lossy().into_owned();
-    let zebra_args = [
-        "-f",
-        &path("zebra.conf"),
-        "-i",
-        &path("zebra.pid"),
-        "-z",
-        &zserv,
-        "--vty_socket",
-        &socket_dir,
-        "-u",
-        "frr",
-        "-g",
-        "frr",
-    ];
-    router.spawn("zebra", &system_tool("zebra"), &zebra_args)?;
+    // Both daemons take the same options, but for their configuration and pid files.
+    let args = |daemon: &str, config: &str| {
+        let (config, pid) = (path(config), path(&format!("{daemon}.pid")));
+        let fixed =
+            ["-z", &zserv, "--vty_socket", &socket_dir, "-u", "frr", "-g", "frr"].map(String::from);
+        [vec!["-f".to_string(), config, "-i".to_string(), pid], fixed.to_vec()].concat()
+    };
+    let zebra_args = args("zebra", "zebra.conf");
+    router.spawn(
+        "zebra",
+        &system_tool("zebra"),
+        &zebra_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    )?;
     // bgpd needs zebra's socket to install routes; give zebra a moment to create it.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !dir.join("zserv.api").exists() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let bgpd_args = [
-        "-f",
-        &path("frr.conf"),
-        "-i",
-        &path("bgpd.pid"),
-        "-z",
-        &zserv,
-        "--vty_socket",
-        &socket_dir,
-        "-u",
-        "frr",
-        "-g",
-        "frr",
-    ];
-    router.spawn("bgpd", &system_tool("bgpd"), &bgpd_args)
+    let bgpd_args = args("bgpd", "frr.conf");
+    router.spawn(
+        "bgpd",
+        &system_tool("bgpd"),
+        &bgpd_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
 }
 
 fn vtysh(router: &Router, command: &str) -> anyhow::Result<serde_json::Value> {
