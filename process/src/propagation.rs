@@ -22,6 +22,15 @@ pub fn trace_context_of(span: &Span) -> pb::TraceContext {
     carrier.0
 }
 
+/// The trace ID of `span` as 32 hex digits, for log lines; empty when the span is not
+/// recorded (no exporter in this process).
+pub fn trace_id_of(span: &Span) -> String {
+    use opentelemetry::trace::TraceContextExt;
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    if span_context.is_valid() { span_context.trace_id().to_string() } else { String::new() }
+}
+
 /// Trace context of `span`, or `fallback` when the span is not recorded (no exporter in this
 /// process): the caller's context then passes through unchanged, so the next hop still joins
 /// the caller's trace.

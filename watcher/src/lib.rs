@@ -4,3 +4,7 @@
 
 pub mod args;
 pub mod kube_connection;
+pub mod reconciler;
+pub mod sources;
+pub mod translate;
+pub mod writeback;

@@ -1,10 +1,17 @@
 //! `metallb-watcher`: see `metallb_watcher` for what it does.
 
-use std::process::ExitCode;
+use std::{process::ExitCode, sync::Arc};
 
 use metallb_process::{AdminServer, Readiness, parse_args_or_exit, run_until_shutdown};
-use metallb_watcher::{args::Args, kube_connection};
+use metallb_watcher::{
+    args::Args,
+    kube_connection,
+    reconciler::{Reconciler, Settings},
+    sources::Sources,
+    writeback::Writer,
+};
 use prometheus_client::registry::Registry;
+use tokio::sync::Notify;
 
 const SERVICE_NAME: &str = "metallb-watcher";
 
@@ -25,16 +32,30 @@ async fn run(args: Args) -> anyhow::Result<()> {
         admin_addr = %admin.local_addr()?,
         "watcher starting"
     );
-    run_until_shutdown(&args.common, admin, |mut shutdown| async move {
+    run_until_shutdown(&args.common, admin, |shutdown| async move {
+        let work = async {
+            let version = kube_connection::wait_until_reachable(&client, &readiness).await;
+            tracing::info!(version, "Kubernetes API reachable");
+            readiness.set_not_ready("reading the initial lists");
+            let changed = Arc::new(Notify::new());
+            let sources = Sources::start(&client, &args.config_namespace, changed.clone()).await;
+            sources.wait_until_ready().await?;
+            tracing::info!("initial lists read");
+            readiness.set_not_ready("waiting for the first pass to reach the allocator");
+            let settings = Settings {
+                allocator_endpoint: args.allocator_endpoint.clone(),
+                config_namespace: args.config_namespace.clone(),
+                load_balancer_class: args.load_balancer_class.clone(),
+            };
+            Reconciler::new(settings, sources, Writer::new(client.clone()))
+                .run(changed, readiness)
+                .await;
+            anyhow::Ok(())
+        };
         tokio::select! {
-            version = kube_connection::wait_until_reachable(&client, &readiness) => {
-                tracing::info!(version, "Kubernetes API reachable");
-            }
-            () = &mut shutdown => return Ok(()),
+            result = work => result,
+            () = shutdown => Ok(()),
         }
-        // Watching and forwarding are not built yet: stay up, reachable and honest about it.
-        shutdown.await;
-        Ok(())
     })
     .await
 }

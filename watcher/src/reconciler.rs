@@ -1,0 +1,352 @@
+//! The watcher's one loop, level-based: each pass reads the stores, sends the allocator what
+//! differs from what it last sent (configuration, then nodes, then services; a full sync of
+//! services first and after every reconnect), and writes outcomes back. Bursts of events
+//! coalesce into one pass; nothing is sent twice.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use k8s_openapi::api::core::v1::Service;
+use kube::{Resource, ResourceExt};
+use metallb_process::{Backoff, Readiness, propagation};
+use metallb_proto::pb::{self, allocator_client::AllocatorClient};
+use tokio::sync::Notify;
+use tonic::{service::interceptor::InterceptedService, transport::Channel};
+use tracing::Instrument;
+
+use crate::{
+    sources::Sources,
+    translate::{self, CONFIG_MAP_NAME},
+    writeback::Writer,
+};
+
+type Client = AllocatorClient<
+    InterceptedService<
+        Channel,
+        fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>,
+    >,
+>;
+type Key = (String, String);
+
+/// How long a burst of events may run on before a pass starts anyway.
+const COALESCE: Duration = Duration::from_millis(20);
+
+/// What the reconciler needs to know.
+pub struct Settings {
+    /// The allocator's gRPC URL.
+    pub allocator_endpoint: String,
+    /// Namespace of the configuration.
+    pub config_namespace: String,
+    /// Our loadBalancerClass, or `None` for Services without one.
+    pub load_balancer_class: Option<String>,
+}
+
+/// The loop's memory of what the allocator has been told and what was written back.
+pub struct Reconciler {
+    settings: Settings,
+    sources: Sources,
+    writer: Writer,
+    client: Option<Client>,
+    sent_config: Option<pb::Config>,
+    sent_nodes: BTreeMap<String, pb::Node>,
+    sent_services: BTreeMap<Key, pb::Service>,
+    written: BTreeMap<Key, pb::ServiceOutcome>,
+    synced: bool,
+}
+
+impl Reconciler {
+    /// A reconciler over `sources` writing with `writer`.
+    pub fn new(settings: Settings, sources: Sources, writer: Writer) -> Self {
+        Self {
+            settings,
+            sources,
+            writer,
+            client: None,
+            sent_config: None,
+            sent_nodes: BTreeMap::new(),
+            sent_services: BTreeMap::new(),
+            written: BTreeMap::new(),
+            synced: false,
+        }
+    }
+
+    /// Runs passes whenever `changed` fires; ready once a full pass succeeded.
+    pub async fn run(mut self, changed: Arc<Notify>, readiness: Readiness) {
+        let mut backoff = Backoff::default();
+        loop {
+            match self.pass().await {
+                Ok(()) => {
+                    readiness.set_ready();
+                    backoff.reset();
+                    changed.notified().await;
+                    tokio::time::sleep(COALESCE).await;
+                }
+                Err(err) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(
+                        error = format!("{err:#}"),
+                        retry_in_ms = delay.as_millis() as u64,
+                        "pass failed; the allocator gets everything again"
+                    );
+                    readiness.set_not_ready(format!("last pass failed: {err:#}"));
+                    // The allocator may have restarted: tell it everything again, starting
+                    // with a full sync, so it adopts before it allocates.
+                    self.client = None;
+                    self.sent_config = None;
+                    self.sent_nodes.clear();
+                    self.sent_services.clear();
+                    self.synced = false;
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    async fn pass(&mut self) -> anyhow::Result<()> {
+        if self.client.is_none() {
+            let channel =
+                tonic::transport::Endpoint::from_shared(self.settings.allocator_endpoint.clone())?
+                    .connect_timeout(Duration::from_secs(5))
+                    .connect()
+                    .await?;
+            let inject: fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> =
+                propagation::inject_current_context;
+            self.client = Some(AllocatorClient::with_interceptor(channel, inject));
+        }
+        self.send_config().await?;
+        self.send_nodes().await?;
+        self.send_services().await
+    }
+
+    fn client(&mut self) -> &mut Client {
+        self.client.as_mut().expect("connected at the start of the pass")
+    }
+
+    async fn send_config(&mut self) -> anyhow::Result<()> {
+        let namespace = self.settings.config_namespace.clone();
+        let config_map = self
+            .sources
+            .config_maps
+            .get(&kube::runtime::reflector::ObjectRef::new(CONFIG_MAP_NAME).within(&namespace));
+        let resources: Vec<_> = self
+            .sources
+            .resources
+            .iter()
+            .flat_map(|(_, store)| store.state())
+            .map(|o| (*o).clone())
+            .collect();
+        let secrets = self.sources.secrets.state();
+        let secret_refs: Vec<_> = secrets.iter().map(|s| s.as_ref()).collect();
+        let source = translate::config_source(&namespace, config_map.is_some(), resources.len());
+        let reference = config_map
+            .as_ref()
+            .map(|cm| cm.object_ref(&()))
+            .or_else(|| resources.first().map(dynamic_object_ref));
+        let config = match translate::config(
+            &namespace,
+            config_map.as_deref(),
+            &resources,
+            &secret_refs,
+        ) {
+            Ok(config) => config,
+            Err(errors) => {
+                let reasons: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                if self.sent_config.is_some() || reference.is_some() {
+                    tracing::warn!(source, errors = ?reasons, "configuration unreadable; the previous one stays in force");
+                }
+                if let Some(reference) = &reference {
+                    self.writer.config_event(reference, false, reasons.join("; ")).await?;
+                }
+                return Ok(());
+            }
+        };
+        if self.sent_config.as_ref() == Some(&config) {
+            return Ok(());
+        }
+        let request = pb::ApplyConfigRequest {
+            config: Some(config.clone()),
+            source: source.clone(),
+            trace: None,
+        };
+        let response = self.client().apply_config(request).await?.into_inner();
+        self.sent_config = Some(config);
+        if response.accepted {
+            tracing::info!(source, "configuration accepted");
+        } else {
+            let reasons: Vec<String> = response
+                .errors
+                .iter()
+                .map(|e| format!("{} {}: {}", e.object, e.field, e.message))
+                .collect();
+            tracing::warn!(source, errors = ?reasons, "configuration rejected; the previous one stays in force");
+            if let Some(reference) = &reference {
+                self.writer.config_event(reference, false, reasons.join("; ")).await?;
+            }
+        }
+        self.write_outcomes(&response.changed).await
+    }
+
+    async fn send_nodes(&mut self) -> anyhow::Result<()> {
+        let desired: BTreeMap<String, pb::Node> = self
+            .sources
+            .nodes
+            .state()
+            .iter()
+            .map(|n| translate::node(n))
+            .map(|n| (n.name.clone(), n))
+            .collect();
+        for (name, node) in &desired {
+            if self.sent_nodes.get(name) != Some(node) {
+                let request = pb::UpdateNodeRequest { node: Some(node.clone()), trace: None };
+                self.client().update_node(request).await?;
+                self.sent_nodes.insert(name.clone(), node.clone());
+            }
+        }
+        let gone: Vec<String> =
+            self.sent_nodes.keys().filter(|n| !desired.contains_key(*n)).cloned().collect();
+        for name in gone {
+            self.client()
+                .delete_node(pb::DeleteNodeRequest { name: name.clone(), trace: None })
+                .await?;
+            self.sent_nodes.remove(&name);
+        }
+        Ok(())
+    }
+
+    /// The Services that are LoadBalancers of ours, as the allocator sees them.
+    fn desired_services(&self) -> BTreeMap<Key, pb::Service> {
+        let slices = self.sources.endpoint_slices.state();
+        let slice_refs: Vec<_> = slices.iter().map(|s| s.as_ref()).collect();
+        let namespaces: BTreeMap<String, BTreeMap<String, String>> = self
+            .sources
+            .namespaces
+            .state()
+            .iter()
+            .map(|ns| (ns.name_any(), ns.labels().clone()))
+            .collect();
+        let class = self.settings.load_balancer_class.as_deref();
+        self.sources
+            .services
+            .state()
+            .iter()
+            .filter_map(|service| {
+                let labels = namespaces
+                    .get(&service.namespace().unwrap_or_default())
+                    .cloned()
+                    .unwrap_or_default();
+                translate::service(service, &slice_refs, &labels, class)
+            })
+            .map(|s| {
+                let key = s.key.clone().unwrap_or_default();
+                ((key.namespace, key.name), s)
+            })
+            .collect()
+    }
+
+    async fn send_services(&mut self) -> anyhow::Result<()> {
+        let desired = self.desired_services();
+        if !self.synced {
+            let span = tracing::info_span!("watcher.sync", services = desired.len());
+            let request = pb::SyncServicesRequest {
+                services: desired.values().cloned().collect(),
+                trace: Some(propagation::trace_context_of(&span)),
+            };
+            let response =
+                self.client().sync_services(request).instrument(span).await?.into_inner();
+            self.sent_services = desired;
+            self.synced = true;
+            tracing::info!(
+                services = self.sent_services.len(),
+                released = response.released.len(),
+                "full sync done"
+            );
+            self.write_outcomes(&response.outcomes).await?;
+            if let Some(deferred) = response.deferred_config {
+                self.write_outcomes(&deferred.changed).await?;
+            }
+            return Ok(());
+        }
+        for (key, service) in &desired {
+            if self.sent_services.get(key) == Some(service) {
+                continue;
+            }
+            let span =
+                tracing::info_span!("watcher.service", service = %format!("{}/{}", key.0, key.1));
+            let trace_id = propagation::trace_id_of(&span);
+            tracing::info!(parent: &span, trace_id, "service changed; asking the allocator");
+            let request = pb::UpsertServiceRequest {
+                service: Some(service.clone()),
+                trace: Some(propagation::trace_context_of(&span)),
+            };
+            let response =
+                self.client().upsert_service(request).instrument(span).await?.into_inner();
+            self.sent_services.insert(key.clone(), service.clone());
+            let mut outcomes: Vec<pb::ServiceOutcome> = response.outcome.into_iter().collect();
+            outcomes.extend(response.others_changed);
+            if let Some(deferred) = response.deferred_config {
+                outcomes.extend(deferred.changed);
+            }
+            self.write_outcomes(&outcomes).await?;
+        }
+        let gone: Vec<Key> =
+            self.sent_services.keys().filter(|k| !desired.contains_key(*k)).cloned().collect();
+        for key in gone {
+            let request = pb::DeleteServiceRequest {
+                service: Some(pb::ServiceKey { namespace: key.0.clone(), name: key.1.clone() }),
+                trace: None,
+            };
+            let response = self.client().delete_service(request).await?.into_inner();
+            self.sent_services.remove(&key);
+            self.written.remove(&key);
+            // Still there but no longer a LoadBalancer of ours: take back what we wrote.
+            if let Some(service) = self.find_service(&key) {
+                self.writer.set_ingress(&service, &[]).await?;
+                self.writer.set_pool_annotation(&service, None).await?;
+            }
+            self.write_outcomes(&response.others_changed).await?;
+        }
+        Ok(())
+    }
+
+    fn find_service(&self, key: &Key) -> Option<Arc<Service>> {
+        self.sources.services.get(&kube::runtime::reflector::ObjectRef::new(&key.1).within(&key.0))
+    }
+
+    async fn write_outcomes(&mut self, outcomes: &[pb::ServiceOutcome]) -> anyhow::Result<()> {
+        for outcome in outcomes {
+            let Some(key) = outcome.service.as_ref().map(|k| (k.namespace.clone(), k.name.clone()))
+            else {
+                continue;
+            };
+            let Some(service) = self.find_service(&key) else { continue };
+            let new = !same_outcome(self.written.get(&key), outcome);
+            self.writer.apply_outcome(&service, outcome, new).await?;
+            self.written.insert(key, outcome.clone());
+        }
+        Ok(())
+    }
+}
+
+/// A reference to a metallb.io resource, for Events about the configuration it is part of.
+fn dynamic_object_ref(
+    object: &kube::api::DynamicObject,
+) -> k8s_openapi::api::core::v1::ObjectReference {
+    let types = object.types.clone().unwrap_or_default();
+    k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some(types.api_version),
+        kind: Some(types.kind),
+        name: object.metadata.name.clone(),
+        namespace: object.metadata.namespace.clone(),
+        uid: object.metadata.uid.clone(),
+        ..Default::default()
+    }
+}
+
+/// Whether two outcomes say the same (the lease's time does not count).
+fn same_outcome(before: Option<&pb::ServiceOutcome>, after: &pb::ServiceOutcome) -> bool {
+    use pb::service_outcome::Outcome;
+    match (before.and_then(|b| b.outcome.as_ref()), after.outcome.as_ref()) {
+        (Some(Outcome::Lease(a)), Some(Outcome::Lease(b))) => a.ips == b.ips && a.pool == b.pool,
+        (Some(Outcome::Failure(a)), Some(Outcome::Failure(b))) => a.message == b.message,
+        _ => false,
+    }
+}

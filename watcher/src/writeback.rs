@@ -1,0 +1,140 @@
+//! Writing results back to Services: `status.loadBalancer.ingress` (only when it changes), the
+//! `metallb.io/ip-allocated-from-pool` annotation, and Events. Patches touch only what we own:
+//! merge patches of exactly those fields, no finalizers.
+
+use k8s_openapi::api::core::v1::Service;
+use kube::{
+    Api, Client, Resource,
+    api::{Patch, PatchParams},
+    runtime::events::{Event, EventType, Recorder, Reporter},
+};
+use metallb_proto::pb;
+use serde_json::json;
+
+use crate::translate::ingress_ips;
+
+/// The annotation naming the pool a Service's IPs come from.
+pub const POOL_ANNOTATION: &str = "metallb.io/ip-allocated-from-pool";
+/// The name Events and patches are reported under.
+pub const FIELD_MANAGER: &str = "metallb-watcher";
+
+/// Writes to the Kubernetes API.
+#[derive(Clone)]
+pub struct Writer {
+    client: Client,
+    recorder: Recorder,
+}
+
+impl Writer {
+    /// A writer reporting as `metallb-watcher`.
+    pub fn new(client: Client) -> Self {
+        let reporter =
+            Reporter { controller: FIELD_MANAGER.into(), instance: std::env::var("HOSTNAME").ok() };
+        Self { recorder: Recorder::new(client.clone(), reporter), client }
+    }
+
+    /// Makes `service` show `outcome`: its IPs in the status, the pool annotation, and an
+    /// Event when the outcome is new (`announce`).
+    pub async fn apply_outcome(
+        &self,
+        service: &Service,
+        outcome: &pb::ServiceOutcome,
+        announce: bool,
+    ) -> anyhow::Result<()> {
+        let (ips, pool, event) = match &outcome.outcome {
+            Some(pb::service_outcome::Outcome::Lease(lease)) => (
+                lease.ips.clone(),
+                Some(lease.pool.clone()),
+                Event {
+                    type_: EventType::Normal,
+                    reason: "IPAllocated".into(),
+                    note: Some(format!("Assigned IP {:?} from pool {}", lease.ips, lease.pool)),
+                    action: "Allocate".into(),
+                    secondary: None,
+                },
+            ),
+            Some(pb::service_outcome::Outcome::Failure(failure)) => (
+                Vec::new(),
+                None,
+                Event {
+                    type_: EventType::Warning,
+                    reason: "AllocationFailed".into(),
+                    note: Some(failure.message.clone()),
+                    action: "Allocate".into(),
+                    secondary: None,
+                },
+            ),
+            None => return Ok(()),
+        };
+        self.set_ingress(service, &ips).await?;
+        self.set_pool_annotation(service, pool.as_deref()).await?;
+        if announce {
+            self.recorder.publish(&event, &service.object_ref(&())).await?;
+        }
+        Ok(())
+    }
+
+    /// Sets status.loadBalancer.ingress to `ips` unless it already says exactly that.
+    pub async fn set_ingress(&self, service: &Service, ips: &[String]) -> anyhow::Result<()> {
+        if ingress_ips(service) == ips {
+            return Ok(());
+        }
+        let ingress: Vec<_> = ips.iter().map(|ip| json!({"ip": ip})).collect();
+        let patch = json!({"status": {"loadBalancer": {"ingress": ingress}}});
+        self.api(service)
+            .patch_status(&name(service), &PatchParams::default(), &Patch::Merge(patch))
+            .await?;
+        Ok(())
+    }
+
+    /// Sets or removes the pool annotation.
+    pub async fn set_pool_annotation(
+        &self,
+        service: &Service,
+        pool: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let current = service
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(POOL_ANNOTATION))
+            .map(String::as_str);
+        if current == pool {
+            return Ok(());
+        }
+        let patch = json!({"metadata": {"annotations": {POOL_ANNOTATION: pool}}});
+        self.api(service)
+            .patch(&name(service), &PatchParams::default(), &Patch::Merge(patch))
+            .await?;
+        Ok(())
+    }
+
+    /// An Event about the configuration, on the object it came from.
+    pub async fn config_event(
+        &self,
+        reference: &k8s_openapi::api::core::v1::ObjectReference,
+        accepted: bool,
+        note: String,
+    ) -> anyhow::Result<()> {
+        let event = Event {
+            type_: if accepted { EventType::Normal } else { EventType::Warning },
+            reason: if accepted { "ConfigLoaded" } else { "InvalidConfig" }.into(),
+            note: Some(note.chars().take(1000).collect()),
+            action: "ApplyConfig".into(),
+            secondary: None,
+        };
+        self.recorder.publish(&event, reference).await?;
+        Ok(())
+    }
+
+    fn api(&self, service: &Service) -> Api<Service> {
+        Api::namespaced(
+            self.client.clone(),
+            service.metadata.namespace.as_deref().unwrap_or("default"),
+        )
+    }
+}
+
+fn name(service: &Service) -> String {
+    service.metadata.name.clone().unwrap_or_default()
+}
