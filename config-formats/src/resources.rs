@@ -4,8 +4,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use kube::CustomResource;
 use metallb_proto::pb;
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use crate::{FormatError, duration::parse_seconds, selector::LabelSelector};
 
@@ -21,7 +23,8 @@ pub struct Resource<Spec> {
 }
 
 /// IPAddressPool spec.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[kube(group = "metallb.io", version = "v1beta1", kind = "IPAddressPool", namespaced)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IpAddressPoolSpec {
     /// CIDRs and ranges.
@@ -36,7 +39,7 @@ pub struct IpAddressPoolSpec {
 }
 
 /// IPAddressPool spec.serviceAllocation.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServiceAllocation {
     /// Lower first.
@@ -54,7 +57,8 @@ pub struct ServiceAllocation {
 }
 
 /// BGPPeer v1beta2 spec.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[kube(group = "metallb.io", version = "v1beta2", kind = "BGPPeer", namespaced)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BgpPeerSpec {
     /// Our AS.
@@ -106,7 +110,9 @@ pub struct BgpPeerSpec {
 }
 
 /// A reference to a Secret.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq, PartialOrd, Ord,
+)]
 #[serde(deny_unknown_fields)]
 pub struct SecretReference {
     /// Name.
@@ -117,7 +123,8 @@ pub struct SecretReference {
 }
 
 /// BGPAdvertisement spec.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[kube(group = "metallb.io", version = "v1beta1", kind = "BGPAdvertisement", namespaced)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BgpAdvertisementSpec {
     /// IPv4 aggregation length.
@@ -145,7 +152,8 @@ pub struct BgpAdvertisementSpec {
 }
 
 /// Community spec.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[kube(group = "metallb.io", version = "v1beta1", kind = "Community", namespaced)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CommunitySpec {
     /// Aliases.
@@ -154,7 +162,7 @@ pub struct CommunitySpec {
 }
 
 /// One alias of a Community resource.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommunityAliasEntry {
     /// Alias.
@@ -164,7 +172,8 @@ pub struct CommunityAliasEntry {
 }
 
 /// BFDProfile spec.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[kube(group = "metallb.io", version = "v1beta1", kind = "BFDProfile", namespaced)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BfdProfileSpec {
     /// ms.

@@ -1,0 +1,100 @@
+//! The metallb.io CRDs in deploy/ are generated from the Rust types, a real kube-apiserver
+//! accepts them together with the objects MetalLB's documentation shows, and the watcher
+//! configures the allocator from those objects.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Service;
+use kube::{Api, api::PostParams};
+use metallb_tests::{
+    daemons::{Allocator, Daemon},
+    kube_control_plane::ControlPlane,
+    tools::our_binary,
+};
+
+const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+const CRDS: [&str; 5] = [
+    "ipaddresspools.metallb.io",
+    "bgppeers.metallb.io",
+    "bgpadvertisements.metallb.io",
+    "communities.metallb.io",
+    "bfdprofiles.metallb.io",
+];
+
+#[test]
+fn deploy_holds_the_crds_the_types_generate() {
+    let output = std::process::Command::new(our_binary("metallb-crds")).output().unwrap();
+    assert!(output.status.success());
+    let committed = std::fs::read_to_string(format!("{REPO}/deploy/crds.yaml")).unwrap();
+    assert!(
+        String::from_utf8(output.stdout).unwrap() == committed,
+        "deploy/crds.yaml is stale: cargo run -q -p metallb-config-formats --bin metallb-crds > deploy/crds.yaml"
+    );
+}
+
+async fn control_plane_with_crds_and_examples() -> ControlPlane {
+    let control_plane = ControlPlane::start().await.unwrap();
+    control_plane
+        .apply_file(std::path::Path::new(&format!("{REPO}/deploy/crds.yaml")))
+        .await
+        .unwrap();
+    for crd in CRDS {
+        control_plane.wait_for_crd(crd).await.unwrap();
+    }
+    control_plane.kubectl(&["create", "namespace", "metallb-system"]).await.unwrap();
+    let examples = format!("{REPO}/config-formats/tests/examples/metallb-io.yaml");
+    control_plane.apply_file(std::path::Path::new(&examples)).await.unwrap();
+    control_plane
+}
+
+#[tokio::test]
+async fn the_watcher_configures_the_allocator_from_metallb_io_resources() {
+    let logs = tempfile::tempdir().unwrap();
+    let control_plane = control_plane_with_crds_and_examples().await;
+    let pools = control_plane
+        .kubectl(&["get", "ipaddresspools.metallb.io", "-n", "metallb-system", "-o", "name"])
+        .await
+        .unwrap();
+    assert!(pools.contains("first-pool") && pools.contains("ns-pool"), "{pools}");
+
+    let allocator = Allocator::start(&[], logs.path()).await.unwrap();
+    let args: Vec<String> = [
+        "--kubeconfig",
+        &control_plane.kubeconfig_path().to_string_lossy(),
+        "--allocator-endpoint",
+        &allocator.grpc_url(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let watcher = Daemon::start("metallb-watcher", &args, &[], logs.path()).unwrap();
+    let client = control_plane.client().await;
+    let services: Api<Service> = Api::namespaced(client, "default");
+    let service: Service = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]},
+    }))
+    .unwrap();
+    services.create(&PostParams::default(), &service).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let web = services.get("web").await.unwrap();
+        let pool = web
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("metallb.io/ip-allocated-from-pool"))
+            .cloned();
+        if let Some(pool) = pool {
+            assert_eq!(pool, "first-pool");
+            assert_eq!(metallb_watcher::translate::ingress_ips(&web), ["192.168.10.0"]);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no IP from the resources' pool; watcher log:\n{}",
+            watcher.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
