@@ -1,6 +1,6 @@
 //! The metallb.io CRDs in deploy/ are generated from the Rust types, a real kube-apiserver
 //! accepts them together with the objects MetalLB's documentation shows, and the watcher
-//! configures the allocator from those objects.
+//! configures the allocator from those objects, running with the RBAC from deploy/.
 
 use std::time::{Duration, Instant};
 
@@ -57,10 +57,21 @@ async fn the_watcher_configures_the_allocator_from_metallb_io_resources() {
         .unwrap();
     assert!(pools.contains("first-pool") && pools.contains("ns-pool"), "{pools}");
 
+    // The watcher runs as its ServiceAccount with the RBAC from deploy/, not as an admin.
+    control_plane
+        .apply_file(std::path::Path::new(&format!("{REPO}/deploy/rbac-watcher.yaml")))
+        .await
+        .unwrap();
+    let kubeconfig = control_plane
+        .kubeconfig_for_user(
+            "system:serviceaccount:metallb-system:metallb-watcher",
+            &["system:serviceaccounts", "system:serviceaccounts:metallb-system"],
+        )
+        .unwrap();
     let allocator = Allocator::start(&[], logs.path()).await.unwrap();
     let args: Vec<String> = [
         "--kubeconfig",
-        &control_plane.kubeconfig_path().to_string_lossy(),
+        &kubeconfig.to_string_lossy(),
         "--allocator-endpoint",
         &allocator.grpc_url(),
     ]
