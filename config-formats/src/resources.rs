@@ -474,3 +474,27 @@ impl Resources {
         }
     }
 }
+
+/// ConfigurationState (metallb.io/v1beta1): where metallb-rs reports whether the configuration
+/// it was given is in force. One object per reporting component; the spec is empty.
+#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[kube(
+    group = "metallb.io",
+    version = "v1beta1",
+    kind = "ConfigurationState",
+    namespaced,
+    status = "ConfigurationStateStatus"
+)]
+pub struct ConfigurationStateSpec {}
+
+/// The status of a ConfigurationState.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigurationStateStatus {
+    /// "Valid" when the last configuration is in force, "Invalid" when it was rejected (the
+    /// previous one then stays in force).
+    pub result: String,
+    /// Every reason for the rejection, one per line; empty when valid.
+    #[serde(default)]
+    pub error_summary: String,
+}

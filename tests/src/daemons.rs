@@ -67,6 +67,11 @@ impl Daemon {
         Ok(Self { process, admin_addr, namespace: namespace.map(String::from) })
     }
 
+    /// The process ID.
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
     /// The admin endpoint's address.
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin_addr

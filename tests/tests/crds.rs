@@ -13,12 +13,13 @@ use metallb_tests::{
 };
 
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-const CRDS: [&str; 5] = [
+const CRDS: [&str; 6] = [
     "ipaddresspools.metallb.io",
     "bgppeers.metallb.io",
     "bgpadvertisements.metallb.io",
     "communities.metallb.io",
     "bfdprofiles.metallb.io",
+    "configurationstates.metallb.io",
 ];
 
 #[test]
@@ -99,6 +100,19 @@ async fn the_watcher_configures_the_allocator_from_metallb_io_resources() {
         if let Some(pool) = pool {
             assert_eq!(pool, "first-pool");
             assert_eq!(metallb_watcher::translate::ingress_ips(&web), ["192.168.10.0"]);
+            let state = control_plane
+                .kubectl(&[
+                    "get",
+                    "configurationstates.metallb.io",
+                    "metallb-watcher",
+                    "-n",
+                    "metallb-system",
+                    "-o",
+                    "jsonpath={.status.result}",
+                ])
+                .await
+                .unwrap();
+            assert_eq!(state, "Valid");
             break;
         }
         assert!(

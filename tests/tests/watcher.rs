@@ -1,6 +1,7 @@
 //! The watcher against a real kube-apiserver and a real allocator: Services get their IPs in
 //! status with the pool annotation and an IPAllocated Event; an IP outside every pool gets
-//! AllocationFailed; a bad configuration gets InvalidConfig and changes nothing; restarting the
+//! AllocationFailed; a bad configuration gets InvalidConfig and an Invalid ConfigurationState
+//! and changes nothing; restarting the
 //! watcher or the allocator moves no IP; deleting a Service releases its IP.
 
 use std::time::{Duration, Instant};
@@ -101,6 +102,25 @@ async fn event_note(
         .map(|e| e.note.unwrap_or_default())
 }
 
+/// The error summary of the watcher's ConfigurationState once its result is `result`.
+async fn configuration_state(control_plane: &ControlPlane, result: &str) -> Option<String> {
+    let path = "jsonpath={.status.result}|{.status.errorSummary}";
+    let out = control_plane
+        .kubectl(&[
+            "get",
+            "configurationstates.metallb.io",
+            "metallb-watcher",
+            "-n",
+            NAMESPACE,
+            "-o",
+            path,
+        ])
+        .await
+        .ok()?;
+    let (found, summary) = out.split_once('|')?;
+    (found == result).then(|| summary.to_string())
+}
+
 #[tokio::test]
 async fn services_get_ips_events_and_keep_them_across_restarts() {
     let logs = tempfile::tempdir().unwrap();
@@ -111,6 +131,9 @@ async fn services_get_ips_events_and_keep_them_across_restarts() {
         ..Default::default()
     };
     Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &namespace).await.unwrap();
+    let crds = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/crds.yaml"));
+    control_plane.apply_file(crds).await.unwrap();
+    control_plane.wait_for_crd("configurationstates.metallb.io").await.unwrap();
     config_map(&client, CONFIG).await;
 
     let mut allocator = Allocator::start(&[], logs.path()).await.unwrap();
@@ -150,8 +173,17 @@ async fn services_get_ips_events_and_keep_them_across_restarts() {
     })
     .await;
     assert!(note.contains("/33"), "{note}");
+    let state = eventually("ConfigurationState Invalid", &watcher, || {
+        configuration_state(&control_plane, "Invalid")
+    })
+    .await;
+    assert!(state.contains("/33"), "{state}");
     assert_eq!(ingress(&client, "web").await.as_deref(), Some("203.0.113.0"));
     config_map(&client, CONFIG).await;
+    eventually("ConfigurationState Valid", &watcher, || {
+        configuration_state(&control_plane, "Valid")
+    })
+    .await;
 
     // Restarts move nothing: the watcher, then the allocator.
     watcher.terminate(Duration::from_secs(10)).unwrap();

@@ -5,6 +5,8 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
+use futures::StreamExt;
+
 use k8s_openapi::api::core::v1::Service;
 use kube::{Resource, ResourceExt};
 use metallb_process::{Backoff, Readiness, propagation};
@@ -26,6 +28,12 @@ type Client = AllocatorClient<
     >,
 >;
 type Key = (String, String);
+
+/// How soon failed write-backs are tried again.
+const RETRY_WRITES_AFTER: Duration = Duration::from_secs(1);
+
+/// Services written back at once.
+const WRITE_CONCURRENCY: usize = 16;
 
 /// How long a burst of events may run on before a pass starts anyway.
 const COALESCE: Duration = Duration::from_millis(20);
@@ -51,6 +59,10 @@ pub struct Reconciler {
     sent_services: BTreeMap<Key, pb::Service>,
     written: BTreeMap<Key, pb::ServiceOutcome>,
     synced: bool,
+    /// Some write-back failed; the next pass must come soon even without an event.
+    retry_writes: bool,
+    /// What the ConfigurationState says: (valid, error summary).
+    reported_state: Option<(bool, String)>,
 }
 
 impl Reconciler {
@@ -66,6 +78,8 @@ impl Reconciler {
             sent_services: BTreeMap::new(),
             written: BTreeMap::new(),
             synced: false,
+            retry_writes: false,
+            reported_state: None,
         }
     }
 
@@ -77,7 +91,11 @@ impl Reconciler {
                 Ok(()) => {
                     readiness.set_ready();
                     backoff.reset();
-                    changed.notified().await;
+                    if std::mem::take(&mut self.retry_writes) {
+                        let _ = tokio::time::timeout(RETRY_WRITES_AFTER, changed.notified()).await;
+                    } else {
+                        changed.notified().await;
+                    }
                     tokio::time::sleep(COALESCE).await;
                 }
                 Err(err) => {
@@ -156,7 +174,7 @@ impl Reconciler {
                 if let Some(reference) = &reference {
                     self.writer.config_event(reference, false, reasons.join("; ")).await?;
                 }
-                return Ok(());
+                return self.report_state(false, reasons.join("\n")).await;
             }
         };
         if self.sent_config.as_ref() == Some(&config) {
@@ -171,6 +189,7 @@ impl Reconciler {
         self.sent_config = Some(config);
         if response.accepted {
             tracing::info!(source, "configuration accepted");
+            self.report_state(true, String::new()).await?;
         } else {
             let reasons: Vec<String> = response
                 .errors
@@ -181,8 +200,21 @@ impl Reconciler {
             if let Some(reference) = &reference {
                 self.writer.config_event(reference, false, reasons.join("; ")).await?;
             }
+            self.report_state(false, reasons.join("\n")).await?;
         }
         self.write_outcomes(&response.changed).await
+    }
+
+    async fn report_state(&mut self, valid: bool, summary: String) -> anyhow::Result<()> {
+        let state = (valid, summary);
+        if self.reported_state.as_ref() == Some(&state) {
+            return Ok(());
+        }
+        self.writer
+            .set_configuration_state(&self.settings.config_namespace, state.0, &state.1)
+            .await?;
+        self.reported_state = Some(state);
+        Ok(())
     }
 
     async fn send_nodes(&mut self) -> anyhow::Result<()> {
@@ -261,10 +293,13 @@ impl Reconciler {
             );
             self.write_outcomes(&response.outcomes).await?;
             if let Some(deferred) = response.deferred_config {
+                tracing::info!(source = deferred.source, "the waiting configuration took effect");
+                self.report_state(true, String::new()).await?;
                 self.write_outcomes(&deferred.changed).await?;
             }
             return Ok(());
         }
+        let mut pending: Vec<pb::ServiceOutcome> = Vec::new();
         for (key, service) in &desired {
             if self.sent_services.get(key) == Some(service) {
                 continue;
@@ -283,9 +318,11 @@ impl Reconciler {
             let mut outcomes: Vec<pb::ServiceOutcome> = response.outcome.into_iter().collect();
             outcomes.extend(response.others_changed);
             if let Some(deferred) = response.deferred_config {
+                tracing::info!(source = deferred.source, "the waiting configuration took effect");
+                self.report_state(true, String::new()).await?;
                 outcomes.extend(deferred.changed);
             }
-            self.write_outcomes(&outcomes).await?;
+            pending.extend(outcomes);
         }
         let gone: Vec<Key> =
             self.sent_services.keys().filter(|k| !desired.contains_key(*k)).cloned().collect();
@@ -302,28 +339,75 @@ impl Reconciler {
                 self.writer.set_ingress(&service, &[]).await?;
                 self.writer.set_pool_annotation(&service, None).await?;
             }
-            self.write_outcomes(&response.others_changed).await?;
+            pending.extend(response.others_changed);
         }
-        Ok(())
+        // All at once: the writes run concurrently.
+        self.write_outcomes(&pending).await
     }
 
     fn find_service(&self, key: &Key) -> Option<Arc<Service>> {
         self.sources.services.get(&kube::runtime::reflector::ObjectRef::new(&key.1).within(&key.0))
     }
 
+    /// Writes outcomes back, several Services at a time: each takes up to three API calls
+    /// (status, annotation, Event), and a burst of a thousand must not queue behind each other.
     async fn write_outcomes(&mut self, outcomes: &[pb::ServiceOutcome]) -> anyhow::Result<()> {
+        let mut writes = Vec::new();
         for outcome in outcomes {
             let Some(key) = outcome.service.as_ref().map(|k| (k.namespace.clone(), k.name.clone()))
             else {
                 continue;
             };
             let Some(service) = self.find_service(&key) else { continue };
-            let new = !same_outcome(self.written.get(&key), outcome);
-            self.writer.apply_outcome(&service, outcome, new).await?;
+            // An Event only for news: not for what was already written, nor for what the
+            // Service already shows (a restart re-adopting its IPs).
+            let announce =
+                !same_outcome(self.written.get(&key), outcome) && !already_shown(&service, outcome);
             self.written.insert(key, outcome.clone());
+            writes.push((service, outcome.clone(), announce));
+        }
+        let writer = self.writer.clone();
+        let failed: Vec<Key> = futures::stream::iter(writes)
+            .map(|(service, outcome, announce)| {
+                let writer = writer.clone();
+                async move {
+                    let result = writer.apply_outcome(&service, &outcome, announce).await;
+                    (service, result)
+                }
+            })
+            .buffer_unordered(WRITE_CONCURRENCY)
+            .filter_map(|(service, result)| async move {
+                let err = result.err()?;
+                let key = (service.namespace().unwrap_or_default(), service.name_any());
+                tracing::warn!(service = %format!("{}/{}", key.0, key.1), error = %err, "writing the outcome back failed; retrying");
+                Some(key)
+            })
+            .collect()
+            .await;
+        // A write that failed (a conflict, a throttled Event) is retried on the next pass; the
+        // allocator's state is not in question, so nothing is re-sent to it.
+        if !failed.is_empty() {
+            for key in &failed {
+                self.written.remove(key);
+                // Asking again costs the allocator nothing (the lease is kept) and brings the
+                // outcome back to write.
+                self.sent_services.remove(key);
+            }
+            self.retry_writes = true;
         }
         Ok(())
     }
+}
+
+/// Whether `service` already shows `outcome`'s IPs and pool.
+fn already_shown(service: &Service, outcome: &pb::ServiceOutcome) -> bool {
+    let Some(pb::service_outcome::Outcome::Lease(lease)) = &outcome.outcome else { return false };
+    let pool = service
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(crate::writeback::POOL_ANNOTATION));
+    translate::ingress_ips(service) == lease.ips && pool == Some(&lease.pool)
 }
 
 /// A reference to a metallb.io resource, for Events about the configuration it is part of.

@@ -8,6 +8,7 @@ use kube::{
     api::{Patch, PatchParams},
     runtime::events::{Event, EventType, Recorder, Reporter},
 };
+use metallb_config_formats::resources::{ConfigurationState, ConfigurationStateStatus};
 use metallb_proto::pb;
 use serde_json::json;
 
@@ -124,6 +125,45 @@ impl Writer {
             secondary: None,
         };
         self.recorder.publish(&event, reference).await?;
+        Ok(())
+    }
+
+    /// Reports in the ConfigurationState `metallb-watcher` of `namespace` whether the
+    /// configuration is in force. A cluster without that CRD (a ConfigMap-only setup) gets the
+    /// Events alone.
+    pub async fn set_configuration_state(
+        &self,
+        namespace: &str,
+        valid: bool,
+        summary: &str,
+    ) -> anyhow::Result<()> {
+        let api: Api<ConfigurationState> = Api::namespaced(self.client.clone(), namespace);
+        let object = json!({
+            "apiVersion": "metallb.io/v1beta1",
+            "kind": "ConfigurationState",
+            "metadata": {"name": FIELD_MANAGER},
+            "spec": {},
+        });
+        let params = PatchParams::apply(FIELD_MANAGER);
+        match api.patch(FIELD_MANAGER, &params, &Patch::Apply(&object)).await {
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                tracing::debug!("no ConfigurationState CRD; reporting through Events only");
+                return Ok(());
+            }
+            result => {
+                result?;
+            }
+        }
+        let status = ConfigurationStateStatus {
+            result: if valid { "Valid" } else { "Invalid" }.into(),
+            error_summary: summary.to_string(),
+        };
+        api.patch_status(
+            FIELD_MANAGER,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": status})),
+        )
+        .await?;
         Ok(())
     }
 
