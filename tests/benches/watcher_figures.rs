@@ -150,8 +150,14 @@ async fn main() {
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let list = api.list(&Default::default()).await.unwrap();
-        if list.items.len() == TOTAL
-            && list.items.iter().all(|s| !metallb_watcher::translate::ingress_ips(s).is_empty())
+        // Ours only: the namespace also holds the API's own `kubernetes` Service.
+        let ours: Vec<&Service> = list
+            .items
+            .iter()
+            .filter(|s| s.metadata.name.as_deref().is_some_and(|n| n.starts_with("svc-")))
+            .collect();
+        if ours.len() == TOTAL
+            && ours.iter().all(|s| !metallb_watcher::translate::ingress_ips(s).is_empty())
         {
             break;
         }
@@ -167,7 +173,8 @@ async fn main() {
             "{with_ip} of {} Services have an IP; watcher log tail:\n{tail:#?}",
             list.items.len()
         );
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Listing 10,000 objects loads the API server: not too often.
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
     daemon.terminate(Duration::from_secs(15)).unwrap();
     let mut allocator = allocator;

@@ -2,7 +2,8 @@
 //! status with the pool annotation and an IPAllocated Event; an IP outside every pool gets
 //! AllocationFailed; a bad configuration gets InvalidConfig and an Invalid ConfigurationState
 //! and changes nothing; restarting the
-//! watcher or the allocator moves no IP; deleting a Service releases its IP.
+//! watcher or the allocator moves no IP; a Service that stops being a LoadBalancer loses its
+//! status and annotation; deleting a Service releases its IP.
 
 use std::time::{Duration, Instant};
 
@@ -199,6 +200,24 @@ async fn services_get_ips_events_and_keep_them_across_restarts() {
     assert_eq!(second, "203.0.113.1", "the restarted allocator adopted .0 before allocating");
     assert_eq!(ingress(&client, "web").await.as_deref(), Some("203.0.113.0"));
 
+    // A Service that stops being a LoadBalancer loses what we wrote.
+    let patch =
+        serde_json::json!({"spec": {"type": "ClusterIP", "allocateLoadBalancerNodePorts": null}});
+    services
+        .patch("second", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(patch))
+        .await
+        .unwrap();
+    eventually("ingress removed", &watcher, || async {
+        let service = services.get("second").await.ok()?;
+        let annotated = service
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key("metallb.io/ip-allocated-from-pool"));
+        (metallb_watcher::translate::ingress_ips(&service).is_empty() && !annotated).then_some(())
+    })
+    .await;
+
     // Deleting a Service releases its IP.
     services.delete("web", &DeleteParams::default()).await.unwrap();
     let released = eventually("the lease released", &watcher, || {
@@ -211,5 +230,5 @@ async fn services_get_ips_events_and_keep_them_across_restarts() {
         async move { (!out.stdout.contains("\"web\"")).then_some(out.stdout) }
     })
     .await;
-    assert!(released.contains("second"), "{released}");
+    assert!(!released.contains("\"web\""), "{released}");
 }

@@ -61,6 +61,9 @@ pub struct Reconciler {
     synced: bool,
     /// Some write-back failed; the next pass must come soon even without an event.
     retry_writes: bool,
+    /// Services whose outcome could not be written: asked again next pass if still ours
+    /// (the allocator keeps the lease, so that costs nothing), cleaned up if no longer ours.
+    rewrite: std::collections::BTreeSet<Key>,
     /// What the ConfigurationState says: (valid, error summary).
     reported_state: Option<(bool, String)>,
 }
@@ -79,6 +82,7 @@ impl Reconciler {
             written: BTreeMap::new(),
             synced: false,
             retry_writes: false,
+            rewrite: Default::default(),
             reported_state: None,
         }
     }
@@ -299,6 +303,11 @@ impl Reconciler {
             }
             return Ok(());
         }
+        for key in std::mem::take(&mut self.rewrite) {
+            if desired.contains_key(&key) {
+                self.sent_services.remove(&key);
+            }
+        }
         let mut pending: Vec<pb::ServiceOutcome> = Vec::new();
         for (key, service) in &desired {
             if self.sent_services.get(key) == Some(service) {
@@ -387,11 +396,9 @@ impl Reconciler {
         // A write that failed (a conflict, a throttled Event) is retried on the next pass; the
         // allocator's state is not in question, so nothing is re-sent to it.
         if !failed.is_empty() {
-            for key in &failed {
-                self.written.remove(key);
-                // Asking again costs the allocator nothing (the lease is kept) and brings the
-                // outcome back to write.
-                self.sent_services.remove(key);
+            for key in failed {
+                self.written.remove(&key);
+                self.rewrite.insert(key);
             }
             self.retry_writes = true;
         }
