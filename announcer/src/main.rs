@@ -3,8 +3,7 @@
 use std::{process::ExitCode, time::Duration};
 
 use metallb_announcer::{
-    args::Args, metrics::Metrics, reporter::report_sessions, speaker::Speaker,
-    subscription::subscribe,
+    args::Args, metrics::Metrics, reporter::Reporter, speaker::Speaker, subscription::subscribe,
 };
 use metallb_process::{AdminServer, Readiness, parse_args_or_exit, run_until_shutdown};
 use prometheus_client::registry::Registry;
@@ -31,10 +30,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "announcer starting"
     );
     run_until_shutdown(&args.common, admin, |mut shutdown| async move {
-        let (mut assignments, subscription) =
-            subscribe(args.allocator_endpoint.clone(), args.node_name.clone(), readiness, Box::pin(std::future::pending()));
+        let (mut assignments, subscription) = subscribe(
+            args.allocator_endpoint.clone(),
+            args.node_name.clone(),
+            readiness,
+            Box::pin(std::future::pending()),
+        );
         let mut speaker = Speaker::new(args.node_address);
-        let mut report = tokio::time::interval(Duration::from_secs(args.report_interval_seconds.max(1)));
+        let mut reporter = Reporter::new(&args.allocator_endpoint)?;
+        let mut report =
+            tokio::time::interval(Duration::from_secs(args.report_interval_seconds.max(1)));
         loop {
             tokio::select! {
                 changed = assignments.changed() => {
@@ -49,7 +54,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 _ = report.tick() => {
                     let statuses = speaker.statuses();
                     metrics.update(&statuses);
-                    report_sessions(&args.allocator_endpoint, &args.node_name, speaker.reports(&args.node_name)).await;
+                    reporter.report(&args.node_name, speaker.reports(&args.node_name)).await;
                 }
                 () = &mut shutdown => break,
             }

@@ -16,7 +16,7 @@ use metallb_proto::pb;
 use crate::{
     assignments::Assignments,
     bgp::{
-        advertise::{RouteAttributes, Routes},
+        advertise::{RouteAttributes, Routes, parse_community, parse_large_community},
         fsm::{SessionConfig, State},
         session::{PeerEndpoint, Session, SessionStatus},
     },
@@ -158,11 +158,11 @@ fn routes_by_peer(assignments: &Assignments) -> BTreeMap<String, Routes> {
         };
         let attributes = RouteAttributes {
             local_pref: route.local_pref,
-            communities: route.communities.iter().filter_map(|c| parse_standard(c)).collect(),
+            communities: route.communities.iter().filter_map(|c| parse_community(c).ok()).collect(),
             large_communities: route
                 .large_communities
                 .iter()
-                .filter_map(|c| parse_large(c))
+                .filter_map(|c| parse_large_community(c).ok())
                 .collect(),
         };
         let attributes =
@@ -170,16 +170,6 @@ fn routes_by_peer(assignments: &Assignments) -> BTreeMap<String, Routes> {
         by_peer.entry(peer.clone()).or_default().insert(prefix, attributes);
     }
     by_peer
-}
-
-fn parse_standard(text: &str) -> Option<u32> {
-    let (high, low) = text.split_once(':')?;
-    Some((u32::from(high.parse::<u16>().ok()?) << 16) | u32::from(low.parse::<u16>().ok()?))
-}
-
-fn parse_large(text: &str) -> Option<(u32, u32, u32)> {
-    let mut parts = text.split(':').map(|p| p.parse::<u32>().ok());
-    Some((parts.next()??, parts.next()??, parts.next()??))
 }
 
 /// Endpoint and FSM settings for `peer`, or why the session cannot start.

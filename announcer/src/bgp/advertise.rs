@@ -29,6 +29,25 @@ pub struct RouteAttributes {
     pub large_communities: Vec<(u32, u32, u32)>,
 }
 
+/// A standard community written "A:B" (each 0-65535), as a 32-bit value.
+pub fn parse_community(text: &str) -> Result<u32, String> {
+    let (high, low) = text.split_once(':').ok_or(format!("{text:?} is not A:B"))?;
+    let part = |p: &str| p.parse::<u16>().map_err(|_| format!("{text:?}: {p:?} is not 0-65535"));
+    Ok((u32::from(part(high)?) << 16) | u32::from(part(low)?))
+}
+
+/// A large community written "A:B:C" (each 32 bits).
+pub fn parse_large_community(text: &str) -> Result<(u32, u32, u32), String> {
+    let parts: Vec<u32> = text
+        .split(':')
+        .map(|p| p.parse().map_err(|_| format!("{text:?} is not A:B:C")))
+        .collect::<Result<_, _>>()?;
+    match parts.as_slice() {
+        [a, b, c] => Ok((*a, *b, *c)),
+        _ => Err(format!("{text:?} is not A:B:C")),
+    }
+}
+
 /// What the session adds to every route.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PathContext {

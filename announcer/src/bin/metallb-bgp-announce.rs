@@ -17,7 +17,7 @@ use clap::Parser;
 use ipnetwork::IpNetwork;
 use metallb_announcer::{
     bgp::{
-        advertise::{RouteAttributes, Routes},
+        advertise::{RouteAttributes, Routes, parse_community, parse_large_community},
         fsm::SessionConfig,
         session::{PeerEndpoint, Session},
     },
@@ -76,35 +76,18 @@ struct Args {
     large_communities: Vec<String>,
 }
 
-fn parse_standard(text: &str) -> Result<u32, String> {
-    let (high, low) = text.split_once(':').ok_or(format!("{text:?} is not A:B"))?;
-    let part = |p: &str| p.parse::<u16>().map_err(|_| format!("{text:?}: {p:?} is not 0-65535"));
-    Ok((u32::from(part(high)?) << 16) | u32::from(part(low)?))
-}
-
-fn parse_large(text: &str) -> Result<(u32, u32, u32), String> {
-    let parts: Vec<u32> = text
-        .split(':')
-        .map(|p| p.parse().map_err(|_| format!("{text:?} is not A:B:C")))
-        .collect::<Result<_, _>>()?;
-    match parts.as_slice() {
-        [a, b, c] => Ok((*a, *b, *c)),
-        _ => Err(format!("{text:?} is not A:B:C")),
-    }
-}
-
 fn routes(args: &Args) -> Result<Routes, String> {
     let attributes = Arc::new(RouteAttributes {
         local_pref: args.local_pref,
         communities: args
             .communities
             .iter()
-            .map(|c| parse_standard(c))
+            .map(|c| parse_community(c))
             .collect::<Result<_, _>>()?,
         large_communities: args
             .large_communities
             .iter()
-            .map(|c| parse_large(c))
+            .map(|c| parse_large_community(c))
             .collect::<Result<_, _>>()?,
     });
     let mut routes: Routes = args.routes.iter().map(|p| (*p, attributes.clone())).collect();
