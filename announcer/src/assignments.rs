@@ -10,6 +10,8 @@ use metallb_proto::pb;
 pub struct Assignments {
     peers: BTreeMap<String, pb::BgpPeer>,
     routes: BTreeMap<RouteKey, pb::Route>,
+    /// The trace of the last change, so the UPDATEs it causes join that trace.
+    cause: Option<pb::TraceContext>,
 }
 
 /// (peer name, prefix): a route's identity.
@@ -53,6 +55,16 @@ impl Assignments {
     /// Routes by (peer, prefix).
     pub fn routes(&self) -> &BTreeMap<RouteKey, pb::Route> {
         &self.routes
+    }
+
+    /// The trace of the change that produced these assignments.
+    pub fn cause(&self) -> Option<&pb::TraceContext> {
+        self.cause.as_ref()
+    }
+
+    /// Records the trace of the change being applied.
+    pub fn set_cause(&mut self, cause: pb::TraceContext) {
+        self.cause = Some(cause);
     }
 
     fn upsert_route(&mut self, route: pb::Route) {

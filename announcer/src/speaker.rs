@@ -18,7 +18,7 @@ use crate::{
     bgp::{
         advertise::{RouteAttributes, Routes, parse_community, parse_large_community},
         fsm::{SessionConfig, State},
-        session::{PeerEndpoint, Session, SessionStatus},
+        session::{Desired, PeerEndpoint, Session, SessionStatus},
     },
 };
 
@@ -67,16 +67,19 @@ impl Speaker {
         }
         self.problems.clear();
         for (name, peer) in wanted {
-            let routes = Arc::new(routes_by_peer.remove(name).unwrap_or_default());
+            let desired = Desired {
+                routes: Arc::new(routes_by_peer.remove(name).unwrap_or_default()),
+                cause: assignments.cause().cloned(),
+            };
             if let Some(running) = self.sessions.get(name) {
-                running.session.set_routes(routes);
+                running.session.set_routes(desired);
                 continue;
             }
             match session_settings(peer, self.node_address) {
                 Ok((endpoint, config)) => {
                     tracing::info!(peer = name, address = %endpoint.address, "starting BGP session");
                     let address = endpoint.address.ip();
-                    let session = Session::spawn(endpoint, config, routes);
+                    let session = Session::spawn(endpoint, config, desired);
                     self.sessions.insert(
                         name.clone(),
                         RunningSession { peer: peer.clone(), address, session },

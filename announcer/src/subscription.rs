@@ -9,7 +9,7 @@ use metallb_process::{Backoff, Readiness, ShutdownSignal, propagation};
 use metallb_proto::pb::{self, allocator_client::AllocatorClient, assignment_update::Update};
 use tokio::{sync::watch, task::JoinHandle};
 use tonic::transport::Endpoint;
-use tracing::Instrument;
+use tracing::{Instrument, Span};
 
 use crate::assignments::Assignments;
 
@@ -99,7 +99,8 @@ async fn stream_once(
         let applied = async {
             match message.update {
                 Some(Update::Snapshot(snapshot)) => {
-                    let assignments = Assignments::from_snapshot(snapshot);
+                    let mut assignments = Assignments::from_snapshot(snapshot);
+                    assignments.set_cause(propagation::trace_context_of(&Span::current()));
                     tracing::info!(
                         peers = assignments.peers().len(),
                         routes = assignments.routes().len(),
@@ -113,6 +114,7 @@ async fn stream_once(
                 Some(Update::Delta(delta)) => match current.as_mut() {
                     Some(assignments) => {
                         assignments.apply(delta);
+                        assignments.set_cause(propagation::trace_context_of(&Span::current()));
                         tracing::info!(
                             peers = assignments.peers().len(),
                             routes = assignments.routes().len(),

@@ -140,7 +140,7 @@ async fn start(hold_time: u16, table: Routes) -> (Session, TcpListener) {
         password: None,
         ttl: None,
     };
-    (Session::spawn(endpoint, config(hold_time), Arc::new(table)), listener)
+    (Session::spawn(endpoint, config(hold_time), Arc::new(table).into()), listener)
 }
 
 #[tokio::test]
@@ -154,7 +154,7 @@ async fn the_table_goes_out_packed_then_only_differences() {
     let mut next = routes(2000);
     let removed = *next.keys().next().unwrap();
     next.remove(&removed);
-    session.set_routes(Arc::new(next));
+    session.set_routes(Arc::new(next).into());
     let update = peer.next_update().await;
     assert_eq!(update.withdrawn, [removed]);
     assert!(update.nlri.is_empty(), "nothing else is resent");

@@ -14,6 +14,8 @@ use std::{
 
 use bytes::BytesMut;
 use ipnetwork::IpNetwork;
+use metallb_process::propagation;
+use metallb_proto::pb;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{
@@ -24,6 +26,7 @@ use tokio::{
     task::JoinHandle,
     time::Instant,
 };
+use tracing::Instrument;
 
 use super::{
     advertise::{PathContext, Routes, diff, updates},
@@ -93,9 +96,24 @@ impl Default for SessionStatus {
     }
 }
 
+/// What a session is asked to advertise, and why.
+#[derive(Clone, Debug, Default)]
+pub struct Desired {
+    pub routes: Arc<Routes>,
+    /// The trace of the change that asked for these routes: the UPDATEs it causes are recorded
+    /// in that trace, so one trace follows a Service from its event to the wire.
+    pub cause: Option<pb::TraceContext>,
+}
+
+impl From<Arc<Routes>> for Desired {
+    fn from(routes: Arc<Routes>) -> Self {
+        Self { routes, cause: None }
+    }
+}
+
 /// A running session.
 pub struct Session {
-    routes: watch::Sender<Arc<Routes>>,
+    routes: watch::Sender<Desired>,
     status: watch::Receiver<SessionStatus>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
@@ -103,8 +121,8 @@ pub struct Session {
 
 impl Session {
     /// Starts a session that keeps trying to reach `endpoint` and advertises `routes`.
-    pub fn spawn(endpoint: PeerEndpoint, config: SessionConfig, routes: Arc<Routes>) -> Self {
-        let (routes_sender, routes_receiver) = watch::channel(routes);
+    pub fn spawn(endpoint: PeerEndpoint, config: SessionConfig, desired: Desired) -> Self {
+        let (routes_sender, routes_receiver) = watch::channel(desired);
         let (status_sender, status) = watch::channel(SessionStatus::default());
         let (stop, stopped) = oneshot::channel();
         let driver = Driver {
@@ -126,8 +144,8 @@ impl Session {
     }
 
     /// Replaces the routes to advertise.
-    pub fn set_routes(&self, routes: Arc<Routes>) {
-        self.routes.send_replace(routes);
+    pub fn set_routes(&self, desired: Desired) {
+        self.routes.send_replace(desired);
     }
 
     /// The current status.
@@ -177,7 +195,7 @@ struct Driver {
     connection: Option<Connection>,
     connecting: Option<Connecting>,
     deadlines: HashMap<Timer, Instant>,
-    desired: watch::Receiver<Arc<Routes>>,
+    desired: watch::Receiver<Desired>,
     /// What the peer holds from us: the desired set itself when all of it is advertisable
     /// (shared, not copied), otherwise the advertisable part.
     advertised: Arc<Routes>,
@@ -252,7 +270,7 @@ impl Driver {
                     if self.fsm.state() == State::Established {
                         self.send_difference(&mut events).await;
                     } else {
-                        self.report.prefixes_pending = self.desired.borrow().len() as u64;
+                        self.report.prefixes_pending = self.desired.borrow().routes.len() as u64;
                     }
                 }
                 Wake::Stop => {
@@ -399,7 +417,7 @@ impl Driver {
     /// Sends what changed between what was advertised and what is desired.
     async fn send_difference(&mut self, events: &mut VecDeque<Event>) {
         let Some(context) = self.context.clone() else { return };
-        let desired = self.desired.borrow_and_update().clone();
+        let Desired { routes: desired, cause } = self.desired.borrow_and_update().clone();
         // Routes of a family without a next hop on this session cannot be advertised.
         let advertisable: Routes = desired
             .iter()
@@ -413,8 +431,21 @@ impl Driver {
             .map(|(p, a)| (*p, a.clone()))
             .collect();
         let (announce, withdraw) = diff(&self.advertised, &advertisable);
-        for update in updates(&announce, &withdraw, &context) {
-            self.send_update(update, events).await;
+        if !announce.is_empty() || !withdraw.is_empty() {
+            let span = tracing::info_span!(
+                "send_update",
+                peer = %self.endpoint.address,
+                announced = announce.len(),
+                withdrawn = withdraw.len(),
+            );
+            propagation::set_parent_from(&span, cause.as_ref());
+            async {
+                for update in updates(&announce, &withdraw, &context) {
+                    self.send_update(update, events).await;
+                }
+            }
+            .instrument(span)
+            .await;
         }
         self.report.prefixes_pending = (desired.len() - advertisable.len()) as u64;
         self.advertised =
@@ -442,7 +473,7 @@ impl Driver {
         self.report.prefixes_sent = self.advertised.len() as u64;
         self.report.prefixes_received = self.received.len() as u64;
         if self.fsm.state() != State::Established {
-            self.report.prefixes_pending = self.desired.borrow().len() as u64;
+            self.report.prefixes_pending = self.desired.borrow().routes.len() as u64;
         }
         self.status.send_if_modified(|status| {
             let changed = *status != self.report;

@@ -133,7 +133,7 @@ async fn main() -> ExitCode {
                 password: args.password.clone(),
                 ttl: None,
             };
-            Session::spawn(endpoint, config.clone(), routes.clone())
+            Session::spawn(endpoint, config.clone(), routes.clone().into())
         })
         .collect();
     // Status lines follow the first session; the others mirror it.
@@ -158,7 +158,7 @@ async fn main() -> ExitCode {
                     s.last_error.unwrap_or_default()
                 );
             }
-            _ = withdraw.recv() => sessions.iter().for_each(|s| s.set_routes(Arc::new(Routes::new()))),
+            _ = withdraw.recv() => sessions.iter().for_each(|s| s.set_routes(Arc::new(Routes::new()).into())),
             _ = term.recv() => {
                 for session in sessions {
                     session.stop().await;
