@@ -1,6 +1,6 @@
 //! The configurations users already have are accepted by the allocator's validation once read:
 //! MetalLB's documented examples of the ConfigMap (v0.1 and later) and of the metallb.io
-//! resources.
+//! resources, and the examples deploy/ ships.
 
 use std::collections::BTreeMap;
 
@@ -38,4 +38,27 @@ fn documented_resources_validate_with_aliases_and_selectors_resolved() {
     assert_eq!(by_label.pools, ["first-pool"]);
     let local = validated.advertisements.iter().find(|ad| ad.name == "local").unwrap();
     assert_eq!(local.communities.len(), 2);
+}
+
+#[test]
+fn the_deploy_examples_validate() {
+    let deploy = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/examples");
+    let read = |name: &str| std::fs::read_to_string(format!("{deploy}/{name}")).unwrap();
+    let manifest: serde_norway::Value =
+        serde_norway::from_str(&read("configmap-v0.1.yaml")).unwrap();
+    let text = manifest["data"]["config"].as_str().expect("the ConfigMap's data.config");
+    let from_configmap = configmap::parse("configmap-v0.1.yaml", text).unwrap();
+    let from_resources =
+        Resources::from_yaml(&read("resources.yaml")).unwrap().to_config(&BTreeMap::new()).unwrap();
+    for (name, config) in
+        [("configmap-v0.1.yaml", from_configmap), ("resources.yaml", from_resources)]
+    {
+        let validated = validate(&config).unwrap_or_else(|errors| panic!("{name}: {errors:?}"));
+        assert_eq!(validated.advertisements.len(), 1, "{name}");
+        let advertisement = &validated.advertisements[0];
+        assert_eq!(advertisement.pools, ["production"], "{name}");
+        let communities: Vec<String> =
+            advertisement.communities.iter().map(ToString::to_string).collect();
+        assert_eq!(communities, ["65535:65281"], "{name}: the alias resolves");
+    }
 }

@@ -10,6 +10,8 @@ use metallb_config_formats::{
 const TUTORIAL: &str = include_str!("examples/v0.1-tutorial.yaml");
 const CONFIGMAP_LATER: &str = include_str!("examples/configmap-0.13.yaml");
 const RESOURCES: &str = include_str!("examples/metallb-io.yaml");
+const DEPLOY_RESOURCES: &str = include_str!("../../deploy/examples/resources.yaml");
+const DEPLOY_CONFIGMAP: &str = include_str!("../../deploy/examples/configmap-v0.1.yaml");
 
 #[test]
 fn the_v0_1_tutorial_configmap_reads() {
@@ -119,4 +121,52 @@ fn resource_errors_are_precise() {
     )
     .unwrap_err();
     assert!(l2[0].message.contains("BGP only"), "{l2:?}");
+}
+
+/// The `config` key of a ConfigMap manifest, as the watcher hands it to `configmap::parse`.
+fn config_key(manifest: &str) -> String {
+    let object: serde_norway::Value = serde_norway::from_str(manifest).unwrap();
+    assert_eq!(object["kind"].as_str(), Some("ConfigMap"));
+    object["data"]["config"].as_str().expect("a data.config key").to_string()
+}
+
+/// What an example configures, without the names each form derives differently.
+type Essentials = (
+    Vec<(String, Vec<String>)>,
+    Vec<(u32, u32, String, Option<u32>)>,
+    Vec<(Option<u32>, Vec<String>, Vec<String>)>,
+    Vec<(String, String)>,
+);
+
+fn essentials(config: &metallb_proto::pb::Config) -> Essentials {
+    (
+        config.pools.iter().map(|p| (p.name.clone(), p.addresses.clone())).collect(),
+        config
+            .peers
+            .iter()
+            .map(|p| (p.my_asn, p.peer_asn, p.peer_address.clone(), p.hold_time_seconds))
+            .collect(),
+        config
+            .advertisements
+            .iter()
+            .map(|a| (a.aggregation_length, a.communities.clone(), a.ip_address_pools.clone()))
+            .collect(),
+        config.communities.iter().map(|c| (c.name.clone(), c.value.clone())).collect(),
+    )
+}
+
+#[test]
+fn the_deploy_examples_read_and_say_the_same_in_both_forms() {
+    let from_resources =
+        Resources::from_yaml(DEPLOY_RESOURCES).unwrap().to_config(&BTreeMap::new()).unwrap();
+    let from_configmap =
+        configmap::parse("ConfigMap metallb-system/config", &config_key(DEPLOY_CONFIGMAP)).unwrap();
+    let expected: Essentials = (
+        vec![("production".into(), vec!["203.0.113.0/24".into()])],
+        vec![(64512, 64513, "192.0.2.1".into(), Some(90))],
+        vec![(Some(32), vec!["no-export".into()], vec!["production".into()])],
+        vec![("no-export".into(), "65535:65281".into())],
+    );
+    assert_eq!(essentials(&from_resources), expected);
+    assert_eq!(essentials(&from_configmap), expected);
 }

@@ -1,0 +1,348 @@
+//! deploy/ is a real install: `kubectl apply -k deploy/` (and an overlay adding its Jaeger
+//! component) is accepted object by object by a real kube-apiserver with strict field
+//! validation, the objects are wired to each other as intended (Service and NetworkPolicy selectors match the pods, ports
+//! match the flags, probes hit the admin endpoint, the announcer gets its node from the
+//! downward API on the host network), the pods meet Pod Security's restricted level (the
+//! announcer apart from hostNetwork), and the example configurations are accepted once the
+//! CRDs are in. The apiserver runs no controllers, so no pod ever starts.
+
+use std::{
+    collections::BTreeSet,
+    path::{Component, Path, PathBuf},
+};
+
+use metallb_tests::kube_control_plane::ControlPlane;
+use serde_json::{Value, json};
+
+const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+const NAMESPACE: &str = "metallb-system";
+
+fn deploy_dir() -> PathBuf {
+    Path::new(REPO).join("deploy").canonicalize().unwrap()
+}
+
+/// The documented install command, run as the admin on the kustomization in `dir`; returns
+/// every object it created, read back from the apiserver (`kubectl get -k` fails if any
+/// rendered object is missing).
+async fn install(control_plane: &ControlPlane, dir: &Path) -> Installed {
+    let dir = dir.to_str().unwrap();
+    control_plane.kubectl(&["apply", "-k", dir]).await.unwrap();
+    let list: Value = serde_json::from_str(
+        &control_plane.kubectl(&["get", "-k", dir, "-o", "json"]).await.unwrap(),
+    )
+    .unwrap();
+    let rendered = control_plane.kubectl(&["kustomize", dir]).await.unwrap();
+    let documents = 1 + rendered.lines().filter(|line| *line == "---").count();
+    let items = list["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), documents, "every rendered object is on the server");
+    Installed { items }
+}
+
+/// Writes the overlay README.md shows for adding Jaeger: in a directory of its own outside
+/// deploy/, naming deploy/ and its Jaeger component by relative paths.
+fn jaeger_overlay(parent: &Path) -> PathBuf {
+    let overlay = parent.join("overlay-jaeger");
+    std::fs::create_dir(&overlay).unwrap();
+    let overlay = overlay.canonicalize().unwrap();
+    let deploy = relative_path(&overlay, &deploy_dir());
+    let kustomization = format!(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- {deploy}\ncomponents:\n- {deploy}/components/jaeger\n",
+        deploy = deploy.display()
+    );
+    std::fs::write(overlay.join("kustomization.yaml"), kustomization).unwrap();
+    overlay
+}
+
+/// `to` as seen from `from` (both absolute): kustomize takes no absolute paths.
+fn relative_path(from: &Path, to: &Path) -> PathBuf {
+    let from: Vec<Component> = from.components().collect();
+    let to: Vec<Component> = to.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut path = PathBuf::new();
+    for _ in common..from.len() {
+        path.push("..");
+    }
+    path.extend(&to[common..]);
+    path
+}
+
+/// The objects of one install.
+struct Installed {
+    items: Vec<Value>,
+}
+
+impl Installed {
+    fn get(&self, kind: &str, name: &str) -> &Value {
+        self.items
+            .iter()
+            .find(|item| item["kind"] == kind && item["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("the install has no {kind} {name}"))
+    }
+
+    fn of_kind(&self, kind: &str) -> impl Iterator<Item = &Value> {
+        self.items.iter().filter(move |item| item["kind"] == kind)
+    }
+
+    fn workloads(&self) -> impl Iterator<Item = &Value> {
+        self.items.iter().filter(|item| item["kind"] == "Deployment" || item["kind"] == "DaemonSet")
+    }
+}
+
+fn name(object: &Value) -> &str {
+    object["metadata"]["name"].as_str().unwrap()
+}
+
+fn pod_spec(workload: &Value) -> &Value {
+    &workload["spec"]["template"]["spec"]
+}
+
+fn container(workload: &Value) -> &Value {
+    let containers = pod_spec(workload)["containers"].as_array().unwrap();
+    assert_eq!(containers.len(), 1, "{}", name(workload));
+    &containers[0]
+}
+
+fn env<'a>(container: &'a Value, variable: &str) -> Option<&'a Value> {
+    container["env"].as_array()?.iter().find(|entry| entry["name"] == variable)
+}
+
+fn env_value<'a>(container: &'a Value, variable: &str) -> Option<&'a str> {
+    env(container, variable)?["value"].as_str()
+}
+
+fn container_port(container: &Value, port_name: &str) -> u64 {
+    container["ports"]
+        .as_array()
+        .and_then(|ports| ports.iter().find(|port| port["name"] == port_name))
+        .and_then(|port| port["containerPort"].as_u64())
+        .unwrap_or_else(|| panic!("no port named {port_name} in {}", container["name"]))
+}
+
+/// The port of a `host:port` flag value.
+fn flag_port(address: &str) -> u64 {
+    address.rsplit_once(':').and_then(|(_, port)| port.parse().ok()).unwrap()
+}
+
+/// Whether every label `selector` requires is on `labels`.
+fn selects(selector: &Value, labels: &Value) -> bool {
+    let selector = selector.as_object().unwrap();
+    !selector.is_empty() && selector.iter().all(|(key, value)| &labels[key] == value)
+}
+
+fn template_labels(workload: &Value) -> &Value {
+    &workload["spec"]["template"]["metadata"]["labels"]
+}
+
+/// What every metallb-rs container must have: its admin port as the flag says, probes on it,
+/// requests and a memory limit, and nothing it does not need.
+fn check_container_basics(workload: &Value) {
+    let workload_name = name(workload);
+    let container = container(workload);
+    let admin_addr = env_value(container, "METALLB_ADMIN_ADDR").unwrap();
+    assert_eq!(container_port(container, "admin"), flag_port(admin_addr), "{workload_name}");
+    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+        let get = &container[probe]["httpGet"];
+        assert_eq!((get["path"].as_str(), get["port"].as_str()), (Some(path), Some("admin")));
+    }
+    let resources = &container["resources"];
+    for field in ["/requests/cpu", "/requests/memory", "/limits/memory"] {
+        assert!(resources.pointer(field).is_some(), "{workload_name} has no {field}");
+    }
+    let security = &container["securityContext"];
+    assert_eq!(security["capabilities"]["drop"], json!(["ALL"]), "{workload_name}");
+    assert!(security["capabilities"]["add"].is_null(), "{workload_name} adds capabilities");
+    assert_eq!(security["readOnlyRootFilesystem"], true, "{workload_name}");
+    assert_eq!(security["allowPrivilegeEscalation"], false, "{workload_name}");
+    assert_eq!(pod_spec(workload)["securityContext"]["runAsNonRoot"], true, "{workload_name}");
+    let command = container["command"][0].as_str().unwrap();
+    assert!(command.ends_with(workload_name), "{workload_name} runs {command}");
+}
+
+/// Creates a pod with `spec` in a namespace that enforces Pod Security's restricted level:
+/// the apiserver's admission rejects it, naming every violation, unless it complies.
+async fn assert_restricted(control_plane: &ControlPlane, pod_name: &str, spec: &Value) {
+    let namespace = "pod-security-restricted";
+    let namespace_object = json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": namespace,
+            "labels": {
+                "pod-security.kubernetes.io/enforce": "restricted",
+                "pod-security.kubernetes.io/enforce-version": "latest",
+            },
+        },
+    });
+    control_plane.apply_yaml(&namespace_object.to_string()).await.unwrap();
+    let pod = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": pod_name, "namespace": namespace},
+        "spec": spec,
+    });
+    if let Err(err) = control_plane.apply_yaml(&pod.to_string()).await {
+        panic!("{pod_name} does not meet the restricted level: {err:#}");
+    }
+}
+
+#[tokio::test]
+async fn kubectl_apply_k_deploy_installs_every_component_wired_as_intended() {
+    let control_plane = ControlPlane::start().await.unwrap();
+    let installed = install(&control_plane, &deploy_dir()).await;
+    for item in &installed.items {
+        let namespaced = item["metadata"]["namespace"].as_str();
+        assert!(namespaced.is_none_or(|ns| ns == NAMESPACE), "{} in {namespaced:?}", name(item));
+    }
+
+    let allocator = installed.get("Deployment", "metallb-allocator");
+    let watcher = installed.get("Deployment", "metallb-watcher");
+    let announcer = installed.get("DaemonSet", "metallb-announcer");
+    for workload in [allocator, watcher, announcer] {
+        check_container_basics(workload);
+    }
+
+    // One allocator, never two at once: it holds the leases in memory.
+    assert_eq!(allocator["spec"]["replicas"], 1);
+    assert_eq!(allocator["spec"]["strategy"]["type"], "Recreate");
+    let allocator_container = container(allocator);
+    let grpc_port = container_port(allocator_container, "grpc");
+    assert_eq!(grpc_port, flag_port(env_value(allocator_container, "METALLB_GRPC_ADDR").unwrap()));
+
+    // The Service reaches the allocator's gRPC port, also before the allocator is ready
+    // (readiness waits for the watcher's first sync, which comes through this Service).
+    let service = installed.get("Service", "metallb-allocator");
+    assert!(selects(&service["spec"]["selector"], template_labels(allocator)));
+    assert!(!selects(&service["spec"]["selector"], template_labels(watcher)));
+    let service_port = &service["spec"]["ports"][0];
+    assert_eq!(service_port["targetPort"], "grpc");
+    assert_eq!(service["spec"]["publishNotReadyAddresses"], true);
+    let service_address = format!(":{}", service_port["port"]);
+    for client in [watcher, announcer] {
+        let endpoint = env_value(container(client), "METALLB_ALLOCATOR_ENDPOINT").unwrap();
+        assert!(
+            endpoint.starts_with("http://metallb-allocator.")
+                && endpoint.ends_with(&service_address),
+            "{}: {endpoint}",
+            name(client)
+        );
+    }
+
+    // The announcer: on the host's network, its node from the downward API, an admin port of
+    // its own on the node.
+    let announcer_spec = pod_spec(announcer);
+    assert_eq!(announcer_spec["hostNetwork"], true);
+    assert_eq!(announcer_spec["dnsPolicy"], "ClusterFirstWithHostNet");
+    let announcer_container = container(announcer);
+    for (variable, field) in
+        [("METALLB_NODE_NAME", "spec.nodeName"), ("METALLB_NODE_ADDRESS", "status.hostIP")]
+    {
+        let source = &env(announcer_container, variable).unwrap()["valueFrom"]["fieldRef"];
+        assert_eq!(source["fieldPath"], field, "{variable}");
+    }
+    assert_ne!(
+        container_port(announcer_container, "admin"),
+        container_port(allocator_container, "admin"),
+        "the announcer's admin port is a port of the node"
+    );
+
+    // Only the watcher talks to Kubernetes: the others have no token and no role.
+    let watcher_account = pod_spec(watcher)["serviceAccountName"].as_str().unwrap();
+    assert_eq!(watcher_account, "metallb-watcher");
+    installed.get("ServiceAccount", watcher_account);
+    for workload in [allocator, announcer] {
+        let account_name = pod_spec(workload)["serviceAccountName"].as_str().unwrap();
+        let account = installed.get("ServiceAccount", account_name);
+        assert_eq!(account["automountServiceAccountToken"], false, "{account_name}");
+        assert_eq!(pod_spec(workload)["automountServiceAccountToken"], false, "{account_name}");
+        for binding in
+            installed.of_kind("RoleBinding").chain(installed.of_kind("ClusterRoleBinding"))
+        {
+            let subjects = binding["subjects"].as_array().unwrap();
+            assert!(
+                subjects.iter().all(|subject| subject["name"] != account_name),
+                "{} binds {account_name}",
+                name(binding)
+            );
+        }
+    }
+
+    // The allocator's gRPC port admits the watcher by pod selector and nothing else by pod.
+    let policy = installed.get("NetworkPolicy", "metallb-allocator");
+    assert!(selects(&policy["spec"]["podSelector"]["matchLabels"], template_labels(allocator)));
+    let grpc_rules: Vec<&Value> = policy["spec"]["ingress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|rule| rule["ports"].as_array().unwrap().iter().any(|port| port["port"] == "grpc"))
+        .collect();
+    assert!(!grpc_rules.is_empty());
+    let pod_peers: Vec<&Value> = grpc_rules
+        .iter()
+        .flat_map(|rule| rule["from"].as_array().expect("gRPC rules name their sources"))
+        .filter(|peer| !peer["podSelector"].is_null())
+        .collect();
+    assert_eq!(pod_peers.len(), 1, "{pod_peers:?}");
+    assert!(selects(&pod_peers[0]["podSelector"]["matchLabels"], template_labels(watcher)));
+
+    let images: BTreeSet<&str> =
+        installed.workloads().map(|w| container(w)["image"].as_str().unwrap()).collect();
+    assert_eq!(images, BTreeSet::from(["metallb-rs:latest"]));
+
+    // Pod Security: the allocator and the watcher meet the restricted level as they are, the
+    // announcer apart from the host network it needs.
+    assert_restricted(&control_plane, "allocator", pod_spec(allocator)).await;
+    assert_restricted(&control_plane, "watcher", pod_spec(watcher)).await;
+    let mut announcer_off_host = announcer_spec.clone();
+    announcer_off_host["hostNetwork"] = json!(false);
+    for port in announcer_off_host["containers"][0]["ports"].as_array_mut().unwrap() {
+        port.as_object_mut().unwrap().remove("hostPort");
+    }
+    assert_restricted(&control_plane, "announcer", &announcer_off_host).await;
+
+    // With the CRDs in, both example configurations are accepted as they are (validated
+    // strictly, so a misspelt field fails). Dry run: they say the same thing in two forms,
+    // and a cluster has one or the other.
+    for crd in ["ipaddresspools", "bgppeers", "bgpadvertisements", "communities"] {
+        control_plane.wait_for_crd(&format!("{crd}.metallb.io")).await.unwrap();
+    }
+    for example in ["resources.yaml", "configmap-v0.1.yaml"] {
+        let path = format!("{REPO}/deploy/examples/{example}");
+        let output = control_plane
+            .kubectl(&["apply", "--server-side", "--dry-run=server", "-f", &path])
+            .await
+            .unwrap_or_else(|err| panic!("{example}: {err:#}"));
+        assert!(output.contains("serverside-applied (server dry run)"), "{example}: {output}");
+    }
+}
+
+#[tokio::test]
+async fn the_jaeger_component_adds_jaeger_and_points_every_workload_at_it() {
+    let control_plane = ControlPlane::start().await.unwrap();
+    let overlay = jaeger_overlay(control_plane.dir());
+    let installed = install(&control_plane, &overlay).await;
+    let jaeger = installed.get("Deployment", "metallb-jaeger");
+    let service = installed.get("Service", "metallb-jaeger");
+    assert_eq!(service["metadata"]["namespace"], NAMESPACE);
+    assert!(selects(&service["spec"]["selector"], template_labels(jaeger)));
+    let otlp = service["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|port| port["name"] == "otlp-grpc")
+        .expect("an OTLP/gRPC port");
+    assert_eq!(container_port(container(jaeger), otlp["targetPort"].as_str().unwrap()), 4317);
+    let endpoint = format!("http://{}:{}", name(service), otlp["port"]);
+
+    let mut pointed = BTreeSet::new();
+    for workload in installed.workloads().filter(|w| name(w) != name(jaeger)) {
+        let value = env_value(container(workload), "OTEL_EXPORTER_OTLP_ENDPOINT");
+        assert_eq!(value, Some(endpoint.as_str()), "{}", name(workload));
+        pointed.insert(name(workload));
+    }
+    assert_eq!(
+        pointed,
+        BTreeSet::from(["metallb-allocator", "metallb-announcer", "metallb-watcher"])
+    );
+    assert!(env_value(container(jaeger), "OTEL_EXPORTER_OTLP_ENDPOINT").is_none());
+    assert_restricted(&control_plane, "jaeger", pod_spec(jaeger)).await;
+}
