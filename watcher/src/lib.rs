@@ -7,4 +7,5 @@ pub mod kube_connection;
 pub mod reconciler;
 pub mod sources;
 pub mod translate;
+pub mod write_queue;
 pub mod writeback;

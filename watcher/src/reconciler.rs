@@ -5,19 +5,18 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use futures::StreamExt;
-
 use k8s_openapi::api::core::v1::Service;
 use kube::{Resource, ResourceExt};
 use metallb_process::{Backoff, Readiness, propagation};
 use metallb_proto::pb::{self, allocator_client::AllocatorClient};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 use tracing::Instrument;
 
 use crate::{
     sources::Sources,
     translate::{self, CONFIG_MAP_NAME},
+    write_queue::{Key, Write, WriteQueue},
     writeback::Writer,
 };
 
@@ -27,16 +26,12 @@ type Client = AllocatorClient<
         fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>,
     >,
 >;
-type Key = (String, String);
 
 /// How soon failed write-backs are tried again.
 const RETRY_WRITES_AFTER: Duration = Duration::from_secs(1);
 
-/// Services written back at once.
-const WRITE_CONCURRENCY: usize = 16;
-
 /// How long a burst of events may run on before a pass starts anyway.
-const COALESCE: Duration = Duration::from_millis(20);
+const COALESCE: Duration = Duration::from_millis(10);
 
 /// What the reconciler needs to know.
 pub struct Settings {
@@ -53,14 +48,14 @@ pub struct Reconciler {
     settings: Settings,
     sources: Sources,
     writer: Writer,
+    writes: WriteQueue,
+    failed_writes: mpsc::UnboundedReceiver<Key>,
     client: Option<Client>,
     sent_config: Option<pb::Config>,
     sent_nodes: BTreeMap<String, pb::Node>,
     sent_services: BTreeMap<Key, pb::Service>,
     written: BTreeMap<Key, pb::ServiceOutcome>,
     synced: bool,
-    /// Some write-back failed; the next pass must come soon even without an event.
-    retry_writes: bool,
     /// Services whose outcome could not be written: asked again next pass if still ours
     /// (the allocator keeps the lease, so that costs nothing), cleaned up if no longer ours.
     rewrite: std::collections::BTreeSet<Key>,
@@ -71,9 +66,12 @@ pub struct Reconciler {
 impl Reconciler {
     /// A reconciler over `sources` writing with `writer`.
     pub fn new(settings: Settings, sources: Sources, writer: Writer) -> Self {
+        let (failed, failed_writes) = mpsc::unbounded_channel();
         Self {
             settings,
             sources,
+            writes: WriteQueue::spawn(writer.clone(), failed),
+            failed_writes,
             writer,
             client: None,
             sent_config: None,
@@ -81,7 +79,6 @@ impl Reconciler {
             sent_services: BTreeMap::new(),
             written: BTreeMap::new(),
             synced: false,
-            retry_writes: false,
             rewrite: Default::default(),
             reported_state: None,
         }
@@ -95,10 +92,13 @@ impl Reconciler {
                 Ok(()) => {
                     readiness.set_ready();
                     backoff.reset();
-                    if std::mem::take(&mut self.retry_writes) {
-                        let _ = tokio::time::timeout(RETRY_WRITES_AFTER, changed.notified()).await;
-                    } else {
-                        changed.notified().await;
+                    let failed = tokio::select! {
+                        () = changed.notified() => None,
+                        Some(key) = self.failed_writes.recv() => Some(key),
+                    };
+                    if let Some(key) = failed {
+                        self.retry_write(key);
+                        tokio::time::sleep(RETRY_WRITES_AFTER).await;
                     }
                     tokio::time::sleep(COALESCE).await;
                 }
@@ -123,7 +123,18 @@ impl Reconciler {
         }
     }
 
+    /// A write-back failed (a conflict, a throttled Event): the next pass decides again from
+    /// the current state. The allocator's state is not in question, so nothing is re-sent to it
+    /// unless the Service is still ours.
+    fn retry_write(&mut self, key: Key) {
+        self.written.remove(&key);
+        self.rewrite.insert(key);
+    }
+
     async fn pass(&mut self) -> anyhow::Result<()> {
+        while let Ok(key) = self.failed_writes.try_recv() {
+            self.retry_write(key);
+        }
         if self.client.is_none() {
             let channel =
                 tonic::transport::Endpoint::from_shared(self.settings.allocator_endpoint.clone())?
@@ -206,7 +217,8 @@ impl Reconciler {
             }
             self.report_state(false, reasons.join("\n")).await?;
         }
-        self.write_outcomes(&response.changed).await
+        self.write_outcomes(&response.changed);
+        Ok(())
     }
 
     async fn report_state(&mut self, valid: bool, summary: String) -> anyhow::Result<()> {
@@ -251,7 +263,7 @@ impl Reconciler {
     /// The Services that are LoadBalancers of ours, as the allocator sees them.
     fn desired_services(&self) -> BTreeMap<Key, pb::Service> {
         let slices = self.sources.endpoint_slices.state();
-        let slice_refs: Vec<_> = slices.iter().map(|s| s.as_ref()).collect();
+        let slices_by_service = translate::slices_by_service(slices.iter().map(|s| s.as_ref()));
         let namespaces: BTreeMap<String, BTreeMap<String, String>> = self
             .sources
             .namespaces
@@ -265,11 +277,13 @@ impl Reconciler {
             .state()
             .iter()
             .filter_map(|service| {
-                let labels = namespaces
-                    .get(&service.namespace().unwrap_or_default())
-                    .cloned()
+                let namespace = service.namespace().unwrap_or_default();
+                let labels = namespaces.get(&namespace).cloned().unwrap_or_default();
+                let own_slices = slices_by_service
+                    .get(&(namespace, service.name_any()))
+                    .map(Vec::as_slice)
                     .unwrap_or_default();
-                translate::service(service, &slice_refs, &labels, class)
+                translate::service(service, own_slices, &labels, class)
             })
             .map(|s| {
                 let key = s.key.clone().unwrap_or_default();
@@ -295,11 +309,11 @@ impl Reconciler {
                 released = response.released.len(),
                 "full sync done"
             );
-            self.write_outcomes(&response.outcomes).await?;
+            self.write_outcomes(&response.outcomes);
             if let Some(deferred) = response.deferred_config {
                 tracing::info!(source = deferred.source, "the waiting configuration took effect");
                 self.report_state(true, String::new()).await?;
-                self.write_outcomes(&deferred.changed).await?;
+                self.write_outcomes(&deferred.changed);
             }
             return Ok(());
         }
@@ -345,23 +359,20 @@ impl Reconciler {
             self.written.remove(&key);
             // Still there but no longer a LoadBalancer of ours: take back what we wrote.
             if let Some(service) = self.find_service(&key) {
-                self.writer.set_ingress(&service, &[]).await?;
-                self.writer.set_pool_annotation(&service, None).await?;
+                self.writes.push(key.clone(), service, Write::Clear);
             }
             pending.extend(response.others_changed);
         }
-        // All at once: the writes run concurrently.
-        self.write_outcomes(&pending).await
+        self.write_outcomes(&pending);
+        Ok(())
     }
 
     fn find_service(&self, key: &Key) -> Option<Arc<Service>> {
         self.sources.services.get(&kube::runtime::reflector::ObjectRef::new(&key.1).within(&key.0))
     }
 
-    /// Writes outcomes back, several Services at a time: each takes up to three API calls
-    /// (status, annotation, Event), and a burst of a thousand must not queue behind each other.
-    async fn write_outcomes(&mut self, outcomes: &[pb::ServiceOutcome]) -> anyhow::Result<()> {
-        let mut writes = Vec::new();
+    /// Hands outcomes to the write queue, which writes them while the next passes run.
+    fn write_outcomes(&mut self, outcomes: &[pb::ServiceOutcome]) {
         for outcome in outcomes {
             let Some(key) = outcome.service.as_ref().map(|k| (k.namespace.clone(), k.name.clone()))
             else {
@@ -372,37 +383,9 @@ impl Reconciler {
             // Service already shows (a restart re-adopting its IPs).
             let announce =
                 !same_outcome(self.written.get(&key), outcome) && !already_shown(&service, outcome);
-            self.written.insert(key, outcome.clone());
-            writes.push((service, outcome.clone(), announce));
+            self.written.insert(key.clone(), outcome.clone());
+            self.writes.push(key, service, Write::Outcome { outcome: outcome.clone(), announce });
         }
-        let writer = self.writer.clone();
-        let failed: Vec<Key> = futures::stream::iter(writes)
-            .map(|(service, outcome, announce)| {
-                let writer = writer.clone();
-                async move {
-                    let result = writer.apply_outcome(&service, &outcome, announce).await;
-                    (service, result)
-                }
-            })
-            .buffer_unordered(WRITE_CONCURRENCY)
-            .filter_map(|(service, result)| async move {
-                let err = result.err()?;
-                let key = (service.namespace().unwrap_or_default(), service.name_any());
-                tracing::warn!(service = %format!("{}/{}", key.0, key.1), error = %err, "writing the outcome back failed; retrying");
-                Some(key)
-            })
-            .collect()
-            .await;
-        // A write that failed (a conflict, a throttled Event) is retried on the next pass; the
-        // allocator's state is not in question, so nothing is re-sent to it.
-        if !failed.is_empty() {
-            for key in failed {
-                self.written.remove(&key);
-                self.rewrite.insert(key);
-            }
-            self.retry_writes = true;
-        }
-        Ok(())
     }
 }
 

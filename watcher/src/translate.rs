@@ -27,7 +27,23 @@ pub fn is_ours(service: &Service, class: Option<&str>) -> bool {
     spec.type_.as_deref() == Some("LoadBalancer") && spec.load_balancer_class.as_deref() == class
 }
 
+/// EndpointSlices grouped by the Service they belong to, as (namespace, name): a pass looks up
+/// each Service's slices instead of scanning every slice for every Service.
+pub fn slices_by_service<'a>(
+    slices: impl IntoIterator<Item = &'a EndpointSlice>,
+) -> HashMap<(String, String), Vec<&'a EndpointSlice>> {
+    let mut grouped: HashMap<(String, String), Vec<&EndpointSlice>> = HashMap::new();
+    for slice in slices {
+        let service = slice.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL));
+        if let (Some(namespace), Some(service)) = (&slice.metadata.namespace, service) {
+            grouped.entry((namespace.clone(), service.clone())).or_default().push(slice);
+        }
+    }
+    grouped
+}
+
 /// The Service as the allocator sees it, or `None` when it is not a LoadBalancer of ours.
+/// `slices` may hold any slices; only the Service's own count.
 pub fn service(
     service: &Service,
     slices: &[&EndpointSlice],

@@ -34,17 +34,32 @@ impl Writer {
         Self { recorder: Recorder::new(client.clone(), reporter), client }
     }
 
-    /// Makes `service` show `outcome`: its IPs in the status, the pool annotation, and an
-    /// Event when the outcome is new (`announce`).
-    pub async fn apply_outcome(
+    /// Makes `service`'s status show `outcome`'s IPs (none for a failure). This is what users
+    /// wait for, so it is written before anything else.
+    pub async fn write_status(
+        &self,
+        service: &Service,
+        outcome: &pb::ServiceOutcome,
+    ) -> anyhow::Result<()> {
+        match &outcome.outcome {
+            Some(pb::service_outcome::Outcome::Lease(lease)) => {
+                self.set_ingress(service, &lease.ips).await
+            }
+            Some(pb::service_outcome::Outcome::Failure(_)) => self.set_ingress(service, &[]).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The rest of `outcome`: the pool annotation, and an Event when the outcome is new
+    /// (`announce`).
+    pub async fn write_details(
         &self,
         service: &Service,
         outcome: &pb::ServiceOutcome,
         announce: bool,
     ) -> anyhow::Result<()> {
-        let (ips, pool, event) = match &outcome.outcome {
+        let (pool, event) = match &outcome.outcome {
             Some(pb::service_outcome::Outcome::Lease(lease)) => (
-                lease.ips.clone(),
                 Some(lease.pool.clone()),
                 Event {
                     type_: EventType::Normal,
@@ -55,7 +70,6 @@ impl Writer {
                 },
             ),
             Some(pb::service_outcome::Outcome::Failure(failure)) => (
-                Vec::new(),
                 None,
                 Event {
                     type_: EventType::Warning,
@@ -67,7 +81,6 @@ impl Writer {
             ),
             None => return Ok(()),
         };
-        self.set_ingress(service, &ips).await?;
         self.set_pool_annotation(service, pool.as_deref()).await?;
         if announce {
             self.recorder.publish(&event, &service.object_ref(&())).await?;
