@@ -154,12 +154,17 @@ impl Allocator {
         Ok(Self { daemon, grpc_addr })
     }
 
-    /// Starts the allocator inside `namespace`, serving gRPC on every address there (so that
-    /// other namespaces of the lab reach it) at `port`.
-    pub async fn start_in(namespace: &str, port: u16, log_dir: &Path) -> anyhow::Result<Self> {
+    /// Starts the allocator inside `namespace` with `env`, serving gRPC on every address there
+    /// (so that other namespaces of the lab reach it) at `port`.
+    pub async fn start_in(
+        namespace: &str,
+        port: u16,
+        env: &[(&str, String)],
+        log_dir: &Path,
+    ) -> anyhow::Result<Self> {
         let args = ["--grpc-addr".to_string(), format!("0.0.0.0:{port}")];
         let mut daemon =
-            Daemon::start_in(Some(namespace), "metallb-allocator", &args, &[], log_dir)?;
+            Daemon::start_in(Some(namespace), "metallb-allocator", &args, env, log_dir)?;
         daemon.wait_live().await?;
         Ok(Self { daemon, grpc_addr: SocketAddr::from(([127, 0, 0, 1], port)) })
     }

@@ -1,12 +1,13 @@
 //! A real Jaeger (the v2, OpenTelemetry-collector-based `cmd/jaeger` binary) for the tracing
 //! checks: OTLP/gRPC in, the query HTTP API (`/api/services`, `/api/traces`) out, spans kept in
 //! memory. Every port it opens is on loopback and chosen here, so tests can run in parallel; the
-//! process and its directory go away when the handle drops.
+//! process and its directory go away when the handle drops. `start_in` runs it inside a lab
+//! namespace instead, where daemons of other namespaces reach it too.
 
 use std::{
     collections::HashMap,
     fmt::Write as _,
-    net::SocketAddr,
+    net::{IpAddr, Ipv4Addr, SocketAddr},
     path::Path,
     process::Command,
     sync::Mutex,
@@ -15,7 +16,9 @@ use std::{
 
 use serde::Deserialize;
 
-use crate::{child::ChildProcess, ports::free_loopback_addr, tools::cached_tool};
+use crate::{
+    child::ChildProcess, lab::in_namespace, ports::free_loopback_addr, tools::cached_tool,
+};
 
 /// How long Jaeger may take to answer on both its ports (it usually needs well under a second).
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -33,6 +36,19 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often `wait_for_trace` asks again.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
+/// Jaeger's usual ports, used inside a namespace of the test's own, where nothing else binds.
+const OTLP_GRPC_PORT: u16 = 4317;
+const QUERY_HTTP_PORT: u16 = 16686;
+const QUERY_GRPC_PORT: u16 = 16685;
+
+/// Where Jaeger runs.
+enum Placement<'a> {
+    /// In the test's namespace, on free loopback ports.
+    Loopback,
+    /// In network namespace `namespace` on every address, reached at `reachable_at`.
+    Namespace { namespace: &'a str, reachable_at: IpAddr },
+}
+
 /// A running Jaeger with in-memory storage.
 pub struct Jaeger {
     // Declared before `dir` so that the process is killed before its config and log go away.
@@ -47,9 +63,21 @@ impl Jaeger {
     /// Starts Jaeger and waits (at most 30 s) until the query API answers and the OTLP receiver
     /// accepts connections; fails with Jaeger's log otherwise.
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_at(Placement::Loopback).await
+    }
+
+    /// Starts Jaeger inside network namespace `namespace`, listening on every address there on
+    /// its usual ports (OTLP/gRPC 4317, query HTTP 16686), and waits as `start` does. The test
+    /// process queries it at `reachable_at`, an address of the namespace it can route to; the
+    /// endpoints this handle gives out use that address.
+    pub async fn start_in(namespace: &str, reachable_at: IpAddr) -> anyhow::Result<Self> {
+        Self::start_at(Placement::Namespace { namespace, reachable_at }).await
+    }
+
+    async fn start_at(placement: Placement<'_>) -> anyhow::Result<Self> {
         let mut attempt = 1;
         loop {
-            match Self::start_once().await {
+            match Self::start_once(&placement).await {
                 Ok(jaeger) => return Ok(jaeger),
                 // Ports are probed free and then released, so a parallel test can grab one
                 // before Jaeger binds it; new ports make that race go away.
@@ -64,18 +92,34 @@ impl Jaeger {
         }
     }
 
-    async fn start_once() -> anyhow::Result<Self> {
+    async fn start_once(placement: &Placement<'_>) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("metallb-jaeger-").tempdir()?;
-        let otlp_grpc_addr = free_loopback_addr();
-        let query_http_addr = free_loopback_addr();
-        let query_grpc_addr = free_loopback_addr();
+        // (OTLP/gRPC, query HTTP, query gRPC) as bound; then the first two as reached.
+        let (binds, mut command, reached_at) = match placement {
+            Placement::Loopback => (
+                [free_loopback_addr(), free_loopback_addr(), free_loopback_addr()],
+                Command::new(cached_tool("jaeger")),
+                None,
+            ),
+            Placement::Namespace { namespace, reachable_at } => (
+                [OTLP_GRPC_PORT, QUERY_HTTP_PORT, QUERY_GRPC_PORT]
+                    .map(|port| SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))),
+                in_namespace(namespace, &cached_tool("jaeger")),
+                Some(*reachable_at),
+            ),
+        };
+        let [otlp_grpc_addr, query_http_addr, query_grpc_addr] = binds;
         let config_path = dir.path().join("jaeger.yaml");
         std::fs::write(
             &config_path,
             config_yaml(otlp_grpc_addr, query_http_addr, query_grpc_addr),
         )?;
+        let reached = |addr: SocketAddr| match reached_at {
+            Some(ip) => SocketAddr::new(ip, addr.port()),
+            None => addr,
+        };
+        let (otlp_grpc_addr, query_http_addr) = (reached(otlp_grpc_addr), reached(query_http_addr));
 
-        let mut command = Command::new(cached_tool("jaeger"));
         command.arg("--config").arg(format!("file:{}", config_path.display()));
         // A developer's OTEL_* settings must not make Jaeger export its own telemetry somewhere.
         for (key, _) in std::env::vars_os() {
@@ -123,6 +167,12 @@ impl Jaeger {
         format!("http://{}", self.otlp_grpc_addr)
     }
 
+    /// The port of the OTLP/gRPC receiver, for daemons that reach Jaeger at another address of
+    /// its namespace than `otlp_grpc_endpoint` names.
+    pub fn otlp_grpc_port(&self) -> u16 {
+        self.otlp_grpc_addr.port()
+    }
+
     /// Base URL of the query HTTP API (and UI), e.g. `http://127.0.0.1:PORT`.
     pub fn query_url(&self) -> String {
         format!("http://{}", self.query_http_addr)
@@ -152,8 +202,18 @@ impl Jaeger {
     /// Every trace (up to 1000) that has a span from `service`, with all of its spans, also those
     /// from other services.
     pub async fn traces(&self, service: &str) -> anyhow::Result<Vec<Trace>> {
-        let response: ApiResponse<Vec<ApiTrace>> =
-            self.get("/api/traces", &[("service", service), ("limit", "1000")]).await?;
+        self.traces_with(service, None).await
+    }
+
+    /// Every trace (up to 1000) that has a span from `service`, named `operation` when given.
+    async fn traces_with(
+        &self,
+        service: &str,
+        operation: Option<&str>,
+    ) -> anyhow::Result<Vec<Trace>> {
+        let mut query = vec![("service", service), ("limit", "1000")];
+        query.extend(operation.map(|operation| ("operation", operation)));
+        let response: ApiResponse<Vec<ApiTrace>> = self.get("/api/traces", &query).await?;
         Ok(response.data.unwrap_or_default().into_iter().map(Trace::from).collect())
     }
 
@@ -165,12 +225,34 @@ impl Jaeger {
         predicate: impl Fn(&Trace) -> bool,
         timeout: Duration,
     ) -> anyhow::Result<Trace> {
+        self.wait_for_trace_with(service, None, predicate, timeout).await
+    }
+
+    /// Like `wait_for_trace`, among the traces with a span of `service` named `operation`: a
+    /// chatty service's other traces cannot crowd the one looked for out of the query's limit.
+    pub async fn wait_for_operation_trace(
+        &self,
+        service: &str,
+        operation: &str,
+        predicate: impl Fn(&Trace) -> bool,
+        timeout: Duration,
+    ) -> anyhow::Result<Trace> {
+        self.wait_for_trace_with(service, Some(operation), predicate, timeout).await
+    }
+
+    async fn wait_for_trace_with(
+        &self,
+        service: &str,
+        operation: Option<&str>,
+        predicate: impl Fn(&Trace) -> bool,
+        timeout: Duration,
+    ) -> anyhow::Result<Trace> {
         let deadline = Instant::now() + timeout;
         let mut seen = Vec::new();
         let mut last_error;
         loop {
             self.ensure_running()?;
-            match self.traces(service).await {
+            match self.traces_with(service, operation).await {
                 Ok(traces) => {
                     if let Some(found) = traces.iter().find(|trace| predicate(trace)) {
                         return Ok(found.clone());
@@ -185,7 +267,10 @@ impl Jaeger {
             }
             tokio::time::sleep(POLL_INTERVAL).await;
         }
-        let mut message = format!("no matching trace for service {service:?} within {timeout:?}; ");
+        let of =
+            operation.map(|operation| format!(" and operation {operation:?}")).unwrap_or_default();
+        let mut message =
+            format!("no matching trace for service {service:?}{of} within {timeout:?}; ");
         if let Some(err) = last_error {
             let _ = write!(message, "last query failed: {err}; ");
         }

@@ -210,13 +210,13 @@ fn ensure_root() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `ip args...`.
-fn ip(args: &[&str]) -> anyhow::Result<Output> {
+/// Runs `ip args...` in the test's own namespace, failing with its stderr.
+pub fn ip(args: &[&str]) -> anyhow::Result<Output> {
     run(Command::new(system_tool("ip")).args(args))
 }
 
-/// Runs `ip -n namespace args...`.
-fn ip_in(namespace: &str, args: &[&str]) -> anyhow::Result<Output> {
+/// Runs `ip -n namespace args...`, failing with its stderr.
+pub fn ip_in(namespace: &str, args: &[&str]) -> anyhow::Result<Output> {
     run(Command::new(system_tool("ip")).arg("-n").arg(namespace).args(args))
 }
 

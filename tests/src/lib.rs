@@ -11,4 +11,5 @@ pub mod jaeger;
 pub mod kube_control_plane;
 pub mod lab;
 pub mod ports;
+pub mod stack;
 pub mod tools;

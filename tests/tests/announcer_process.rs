@@ -74,7 +74,8 @@ async fn services_are_announced_from_eligible_nodes_and_survive_the_allocator() 
     .unwrap();
 
     // The allocator lives in the router's namespace, where every node reaches it.
-    let mut allocator = Allocator::start_in(&lab.router, GRPC_PORT, logs.path()).await.unwrap();
+    let mut allocator =
+        Allocator::start_in(&lab.router, GRPC_PORT, &[], logs.path()).await.unwrap();
     let endpoint = format!("http://{ROUTER_V4}:{GRPC_PORT}");
     let mut announcers = Vec::new();
     for (node, name) in [(&a, "node-a"), (&b, "node-b")] {

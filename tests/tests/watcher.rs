@@ -5,23 +5,26 @@
 //! watcher or the allocator moves no IP; a Service that stops being a LoadBalancer loses its
 //! status and annotation; deleting a Service releases its IP.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use k8s_openapi::api::{
-    core::v1::{ConfigMap, Namespace, Service},
-    events::v1::Event,
-};
+use k8s_openapi::api::core::v1::Service;
 use kube::{
-    Api, Client,
-    api::{DeleteParams, ObjectMeta, PostParams},
+    Api,
+    api::{DeleteParams, PostParams},
 };
 use metallb_tests::{
     daemons::{Allocator, Daemon},
     grpcurl::grpcurl,
     kube_control_plane::ControlPlane,
+    stack::{
+        kube_objects::{
+            self, CONFIG_NAMESPACE as NAMESPACE, TrafficPolicy, apply_config_map as config_map,
+            configuration_state, event_note, ingress, install_metallb,
+        },
+        wait,
+    },
 };
 
-const NAMESPACE: &str = "metallb-system";
 const WAIT: Duration = Duration::from_secs(30);
 
 const CONFIG: &str = "peers:\n- my-asn: 64512\n  peer-asn: 64500\n  peer-address: 192.0.2.1\naddress-pools:\n- name: my-ip-space\n  cidr:\n  - 203.0.113.0/24\n";
@@ -42,84 +45,18 @@ fn watcher(control_plane: &ControlPlane, allocator: &Allocator, logs: &std::path
 }
 
 fn load_balancer(name: &str, load_balancer_ip: Option<&str>) -> Service {
-    serde_json::from_value(serde_json::json!({
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {"type": "LoadBalancer", "ports": [{"port": 80}], "loadBalancerIP": load_balancer_ip},
-    }))
-    .unwrap()
+    kube_objects::load_balancer(name, load_balancer_ip, TrafficPolicy::Cluster)
 }
 
-async fn config_map(client: &Client, text: &str) {
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACE);
-    let object = ConfigMap {
-        metadata: ObjectMeta { name: Some("config".into()), ..Default::default() },
-        data: Some([("config".to_string(), text.to_string())].into()),
-        ..Default::default()
-    };
-    let params = kube::api::PatchParams::apply("test").force();
-    api.patch("config", &params, &kube::api::Patch::Apply(&object)).await.unwrap();
-}
-
-/// Polls `check` until it returns `Some`, for at most `WAIT`.
+/// Polls `check` until it returns `Some`, for at most `WAIT`; fails with the watcher's log.
 async fn eventually<T, F: Future<Output = Option<T>>>(
     what: &str,
     watcher: &Daemon,
-    mut check: impl FnMut() -> F,
+    check: impl FnMut() -> F,
 ) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not {what} within {WAIT:?}; watcher log:\n{}",
-            watcher.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn ingress(client: &Client, name: &str) -> Option<String> {
-    let service = Api::<Service>::namespaced(client.clone(), "default").get(name).await.ok()?;
-    metallb_watcher::translate::ingress_ips(&service).first().cloned()
-}
-
-async fn event_note(
-    client: &Client,
-    namespace: &str,
-    object: &str,
-    reason: &str,
-) -> Option<String> {
-    let events =
-        Api::<Event>::namespaced(client.clone(), namespace).list(&Default::default()).await.ok()?;
-    events
-        .items
-        .into_iter()
-        .find(|e| {
-            e.reason.as_deref() == Some(reason)
-                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(object)
-        })
-        .map(|e| e.note.unwrap_or_default())
-}
-
-/// The error summary of the watcher's ConfigurationState once its result is `result`.
-async fn configuration_state(control_plane: &ControlPlane, result: &str) -> Option<String> {
-    let path = "jsonpath={.status.result}|{.status.errorSummary}";
-    let out = control_plane
-        .kubectl(&[
-            "get",
-            "configurationstates.metallb.io",
-            "metallb-watcher",
-            "-n",
-            NAMESPACE,
-            "-o",
-            path,
-        ])
+    wait::eventually(what, WAIT, check)
         .await
-        .ok()?;
-    let (found, summary) = out.split_once('|')?;
-    (found == result).then(|| summary.to_string())
+        .unwrap_or_else(|err| panic!("{err}; watcher log:\n{}", watcher.log()))
 }
 
 #[tokio::test]
@@ -127,15 +64,9 @@ async fn services_get_ips_events_and_keep_them_across_restarts() {
     let logs = tempfile::tempdir().unwrap();
     let control_plane = ControlPlane::start().await.unwrap();
     let client = control_plane.client().await;
-    let namespace = Namespace {
-        metadata: ObjectMeta { name: Some(NAMESPACE.into()), ..Default::default() },
-        ..Default::default()
-    };
-    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &namespace).await.unwrap();
-    let crds = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/crds.yaml"));
-    control_plane.apply_file(crds).await.unwrap();
-    control_plane.wait_for_crd("configurationstates.metallb.io").await.unwrap();
-    config_map(&client, CONFIG).await;
+    // The watcher runs as the admin here; the RBAC'd kubeconfig is not needed.
+    install_metallb(&control_plane).await.unwrap();
+    config_map(&client, CONFIG).await.unwrap();
 
     let mut allocator = Allocator::start(&[], logs.path()).await.unwrap();
     let mut watcher = watcher(&control_plane, &allocator, logs.path());
@@ -168,7 +99,9 @@ async fn services_get_ips_events_and_keep_them_across_restarts() {
     assert_eq!(ingress(&client, "outside").await, None);
 
     // A bad configuration: rejected with the reason, nothing changes.
-    config_map(&client, "address-pools:\n- name: my-ip-space\n  cidr: [203.0.113.0/33]\n").await;
+    config_map(&client, "address-pools:\n- name: my-ip-space\n  cidr: [203.0.113.0/33]\n")
+        .await
+        .unwrap();
     let note = eventually("InvalidConfig", &watcher, || {
         event_note(&client, NAMESPACE, "config", "InvalidConfig")
     })
@@ -180,7 +113,7 @@ async fn services_get_ips_events_and_keep_them_across_restarts() {
     .await;
     assert!(state.contains("/33"), "{state}");
     assert_eq!(ingress(&client, "web").await.as_deref(), Some("203.0.113.0"));
-    config_map(&client, CONFIG).await;
+    config_map(&client, CONFIG).await.unwrap();
     eventually("ConfigurationState Valid", &watcher, || {
         configuration_state(&control_plane, "Valid")
     })

@@ -1,0 +1,464 @@
+//! The whole system as processes: a Kubernetes control plane, a lab of node namespaces around
+//! a BIRD router, the allocator in the router's namespace, an announcer in every node
+//! namespace, the watcher beside kube-apiserver, and optionally Jaeger and a client namespace.
+//! Tests drive it through Kubernetes objects only, as a user would, and look at the router.
+//!
+//! ```text
+//!   root namespace                      router namespace (BIRD)           node-N namespaces
+//!   kube-apiserver, etcd (loopback)     allocator 0.0.0.0:50051           announcer, BGP to
+//!   watcher, the test  ---- veth /30 ---(Jaeger 0.0.0.0:4317/16686)------ 192.0.2.1; reach the
+//!                      from 198.18.0.0/15  br0 192.0.2.1/24 -------------- allocator there
+//! ```
+//!
+//! The watcher must stay in the root namespace (kube-apiserver listens on its loopback), so it
+//! reaches the allocator over a veth pair of its own (see `host_link`). Everything is stopped
+//! and deleted when the `Stack` drops, also when the test panics; every wait is bounded.
+
+mod host_link;
+pub mod kube_objects;
+pub mod traffic;
+pub mod wait;
+
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    path::Path,
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
+use kube::{
+    Api,
+    api::{DeleteParams, Patch, PatchParams, PostParams},
+};
+
+pub use self::host_link::HostLink;
+use self::kube_objects::{CONFIG_NAMESPACE, SERVICE_NAMESPACE, TrafficPolicy};
+use crate::{
+    bgp_routers::{Neighbor, Router, RouterConfig, RouterKind},
+    child::ChildProcess,
+    daemons::{Allocator, Daemon},
+    grpcurl::grpcurl,
+    jaeger::Jaeger,
+    kube_control_plane::ControlPlane,
+    lab::{Lab, ROUTER_V4},
+};
+
+/// The nodes' AS.
+pub const NODE_ASN: u32 = 64512;
+/// The router's AS when the sessions are eBGP.
+pub const EBGP_ROUTER_ASN: u32 = 64500;
+/// The allocator's gRPC port in the router's namespace.
+pub const ALLOCATOR_PORT: u16 = 50051;
+/// How long any one wait of the stack may take.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// How many lines of each log a failure message shows.
+const LOG_TAIL_LINES: usize = 40;
+
+/// What to start.
+#[derive(Clone, Debug)]
+pub struct StackOptions {
+    /// Node namespaces, each with an announcer: node-1 at 192.0.2.11, node-2 at .12, ...
+    pub nodes: usize,
+    /// iBGP (the router in the nodes' AS) instead of eBGP (the router in AS 64500).
+    pub ibgp: bool,
+    /// A client namespace behind the router (198.51.100.2), for real traffic.
+    pub client: bool,
+    /// Jaeger in the router's namespace, with every daemon exporting its spans there.
+    pub jaeger: bool,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self { nodes: 3, ibgp: false, client: false, jaeger: false }
+    }
+}
+
+/// A node of the stack: its Kubernetes Node, its namespace, its announcer's address.
+#[derive(Clone, Debug)]
+pub struct StackNode {
+    /// Node name: node-1, node-2, ...
+    pub name: String,
+    /// Its InternalIP and BGP next hop.
+    pub address: Ipv4Addr,
+    /// Its network namespace.
+    pub namespace: String,
+}
+
+/// The running system. Fields drop in order: our daemons first, then Jaeger and the router,
+/// the namespaces, the control plane, and last the directory of logs.
+pub struct Stack {
+    /// The watcher (root namespace).
+    pub watcher: Daemon,
+    /// One announcer per node, in node order.
+    pub announcers: Vec<Daemon>,
+    /// The allocator (router namespace).
+    pub allocator: Allocator,
+    /// Jaeger (router namespace), if asked for; its query API is reached over the veth pair.
+    pub jaeger: Option<Jaeger>,
+    /// BIRD (router namespace).
+    pub router: Router,
+    link: HostLink,
+    /// The namespaces.
+    pub lab: Lab,
+    /// kube-apiserver and etcd.
+    pub control_plane: ControlPlane,
+    client: kube::Client,
+    nodes: Vec<StackNode>,
+    router_asn: u32,
+    logs: tempfile::TempDir,
+}
+
+impl Stack {
+    /// Starts everything and waits until the watcher has made its first pass into the allocator
+    /// and every announcer follows the allocator. No MetalLB configuration is applied yet:
+    /// tests bring their own (see `v01_peers` and `bgp_peer_resource`).
+    pub async fn start(options: StackOptions) -> anyhow::Result<Self> {
+        let logs = tempfile::Builder::new().prefix("metallb-stack-").tempdir()?;
+        let control_plane = ControlPlane::start().await?;
+        let watcher_kubeconfig = kube_objects::install_metallb(&control_plane).await?;
+        let client = control_plane.client().await;
+
+        let mut lab = Lab::new(options.nodes)?;
+        if options.client {
+            lab.add_client()?;
+        }
+        let link = HostLink::new(&lab.router)?;
+        let router_asn = if options.ibgp { NODE_ASN } else { EBGP_ROUTER_ASN };
+        let neighbors =
+            lab.nodes.iter().map(|node| Neighbor::new(IpAddr::V4(node.v4), NODE_ASN)).collect();
+        let router = Router::start(
+            RouterKind::Bird,
+            &lab.router,
+            &RouterConfig { asn: router_asn, router_id: ROUTER_V4, neighbors },
+        )?;
+        let jaeger = match options.jaeger {
+            true => Some(Jaeger::start_in(&lab.router, link.namespace_address.into()).await?),
+            false => None,
+        };
+        // Each daemon reaches Jaeger at the address its namespace routes to.
+        let telemetry = |host: Ipv4Addr| -> Vec<(&str, String)> {
+            let Some(jaeger) = &jaeger else { return Vec::new() };
+            vec![
+                (
+                    "OTEL_EXPORTER_OTLP_ENDPOINT",
+                    format!("http://{host}:{}", jaeger.otlp_grpc_port()),
+                ),
+                // Export within a fraction of a second instead of the default 5 s, so a test
+                // finds the spans of a change without stopping the daemons.
+                ("OTEL_BSP_SCHEDULE_DELAY", "200".into()),
+            ]
+        };
+
+        let allocator =
+            Allocator::start_in(&lab.router, ALLOCATOR_PORT, &telemetry(ROUTER_V4), logs.path())
+                .await?;
+        let nodes: Vec<StackNode> = lab
+            .nodes
+            .iter()
+            .zip(1..)
+            .map(|(node, index)| StackNode {
+                name: format!("node-{index}"),
+                address: node.v4,
+                namespace: node.namespace.clone(),
+            })
+            .collect();
+        for node in &nodes {
+            kube_objects::create_node(&client, &node.name, node.address).await?;
+        }
+        let allocator_from_nodes = format!("http://{ROUTER_V4}:{ALLOCATOR_PORT}");
+        let mut announcers = Vec::new();
+        for node in &nodes {
+            let args = strings(&[
+                "--node-name",
+                &node.name,
+                "--node-address",
+                &node.address.to_string(),
+                "--allocator-endpoint",
+                &allocator_from_nodes,
+                "--report-interval-seconds",
+                "1",
+            ]);
+            let env = telemetry(ROUTER_V4);
+            let namespace = Some(node.namespace.as_str());
+            announcers.push(Daemon::start_in(
+                namespace,
+                "metallb-announcer",
+                &args,
+                &env,
+                logs.path(),
+            )?);
+        }
+        let args = strings(&[
+            "--kubeconfig",
+            &watcher_kubeconfig.to_string_lossy(),
+            "--allocator-endpoint",
+            &format!("http://{}:{ALLOCATOR_PORT}", link.namespace_address),
+            "--config-namespace",
+            CONFIG_NAMESPACE,
+        ]);
+        let watcher = Daemon::start(
+            "metallb-watcher",
+            &args,
+            &telemetry(link.namespace_address),
+            logs.path(),
+        )?;
+
+        let mut stack = Self {
+            watcher,
+            announcers,
+            allocator,
+            jaeger,
+            router,
+            link,
+            lab,
+            control_plane,
+            client,
+            nodes,
+            router_asn,
+            logs,
+        };
+        stack.wait_ready().await?;
+        Ok(stack)
+    }
+
+    /// The watcher first: the allocator streams to announcers only after its first full sync.
+    async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let mut result = self.watcher.wait_ready().await;
+        for announcer in &mut self.announcers {
+            if result.is_ok() {
+                result = announcer.wait_ready().await;
+            }
+        }
+        result.map_err(|err| {
+            anyhow::anyhow!("the stack did not start: {err}\n{}", self.diagnostics())
+        })
+    }
+
+    /// The nodes, in order.
+    pub fn nodes(&self) -> &[StackNode] {
+        &self.nodes
+    }
+
+    /// The node called `name`.
+    pub fn node(&self, name: &str) -> anyhow::Result<&StackNode> {
+        self.nodes.iter().find(|node| node.name == name).with_context(|| format!("no node {name}"))
+    }
+
+    /// The router's AS.
+    pub fn router_asn(&self) -> u32 {
+        self.router_asn
+    }
+
+    /// A kube client with admin rights.
+    pub fn client(&self) -> &kube::Client {
+        &self.client
+    }
+
+    /// Where every process logs (removed with the stack).
+    pub fn log_dir(&self) -> &Path {
+        self.logs.path()
+    }
+
+    /// The allocator's gRPC address as the test process (and the watcher) reach it.
+    pub fn allocator_addr(&self) -> SocketAddr {
+        SocketAddr::from((self.link.namespace_address, ALLOCATOR_PORT))
+    }
+
+    /// The router's address on the veth pair to the root namespace.
+    pub fn router_address_from_root(&self) -> Ipv4Addr {
+        self.link.namespace_address
+    }
+
+    /// The `peers:` section of a v0.1 ConfigMap naming the router.
+    pub fn v01_peers(&self) -> String {
+        format!(
+            "peers:\n- my-asn: {NODE_ASN}\n  peer-asn: {}\n  peer-address: {ROUTER_V4}\n",
+            self.router_asn
+        )
+    }
+
+    /// A metallb.io BGPPeer naming the router, as YAML.
+    pub fn bgp_peer_resource(&self) -> String {
+        format!(
+            "apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata:\n  name: router\n  namespace: {CONFIG_NAMESPACE}\nspec:\n  myASN: {NODE_ASN}\n  peerASN: {}\n  peerAddress: {ROUTER_V4}\n",
+            self.router_asn
+        )
+    }
+
+    /// Creates or replaces the v0.1 ConfigMap with `text`.
+    pub async fn apply_config_map(&self, text: &str) -> anyhow::Result<()> {
+        kube_objects::apply_config_map(&self.client, text).await
+    }
+
+    /// Applies manifests (e.g. metallb.io resources) server-side.
+    pub async fn apply_yaml(&self, yaml: &str) -> anyhow::Result<()> {
+        self.control_plane.apply_yaml(yaml).await
+    }
+
+    fn services(&self) -> Api<Service> {
+        Api::namespaced(self.client.clone(), SERVICE_NAMESPACE)
+    }
+
+    /// Creates LoadBalancer Service `name` (default namespace, TCP port 80).
+    pub async fn create_load_balancer(
+        &self,
+        name: &str,
+        policy: TrafficPolicy,
+    ) -> anyhow::Result<()> {
+        let service = kube_objects::load_balancer(name, None, policy);
+        self.services().create(&PostParams::default(), &service).await?;
+        Ok(())
+    }
+
+    /// Merge-patches Service `name`, e.g. `{"spec": {"externalTrafficPolicy": "Local"}}`.
+    pub async fn patch_service(&self, name: &str, patch: serde_json::Value) -> anyhow::Result<()> {
+        self.services().patch(name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+        Ok(())
+    }
+
+    /// Deletes Service `name`.
+    pub async fn delete_service(&self, name: &str) -> anyhow::Result<()> {
+        self.services().delete(name, &DeleteParams::default()).await?;
+        Ok(())
+    }
+
+    /// Creates or replaces the EndpointSlice of Service `service`: one ready endpoint on each of
+    /// `nodes`, as the EndpointSlice controller would make it for pods there.
+    pub async fn set_endpoints(&self, service: &str, nodes: &[&str]) -> anyhow::Result<()> {
+        let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), SERVICE_NAMESPACE);
+        kube_objects::apply(&api, &kube_objects::endpoint_slice(service, nodes)).await
+    }
+
+    /// The first IP of Service `name`'s status.loadBalancer.ingress.
+    pub async fn ingress(&self, name: &str) -> Option<String> {
+        kube_objects::ingress(&self.client, name).await
+    }
+
+    /// Waits until Service `name` shows `ip` in its status.
+    pub async fn wait_for_ingress(&self, name: &str, ip: &str) -> anyhow::Result<()> {
+        let what = format!("{name} given {ip} in its status");
+        self.eventually(&what, || async {
+            (self.ingress(name).await.as_deref() == Some(ip)).then_some(())
+        })
+        .await
+    }
+
+    /// Notes of the Events with `reason` about `object` in `namespace`.
+    pub async fn event_notes(&self, namespace: &str, object: &str, reason: &str) -> Vec<String> {
+        kube_objects::event_notes(&self.client, namespace, object, reason).await
+    }
+
+    /// Waits for an Event with `reason` about `object` in `namespace` whose note contains
+    /// `note_part`; returns the note.
+    pub async fn wait_for_event(
+        &self,
+        namespace: &str,
+        object: &str,
+        reason: &str,
+        note_part: &str,
+    ) -> anyhow::Result<String> {
+        let what = format!("an Event {reason} about {namespace}/{object} saying {note_part:?}");
+        self.eventually(&what, || async {
+            let notes = self.event_notes(namespace, object, reason).await;
+            notes.into_iter().find(|note| note.contains(note_part))
+        })
+        .await
+    }
+
+    /// Waits until the watcher's ConfigurationState says `result` ("Valid", "Invalid"); returns
+    /// its error summary.
+    pub async fn wait_for_configuration_state(&self, result: &str) -> anyhow::Result<String> {
+        let what = format!("the ConfigurationState {result}");
+        self.eventually(&what, || kube_objects::configuration_state(&self.control_plane, result))
+            .await
+    }
+
+    /// Calls `metallb.v1.Allocator/<method>` with grpcurl from the root namespace.
+    pub fn allocator_call(&self, method: &str, data: &str) -> anyhow::Result<serde_json::Value> {
+        let method = format!("metallb.v1.Allocator/{method}");
+        let out = grpcurl(self.allocator_addr(), Some(data), &[&method])?;
+        anyhow::ensure!(out.code == 0, "{method}: {out:?}");
+        Ok(serde_json::from_str(&out.stdout)?)
+    }
+
+    /// Waits until the router holds an Established session with every node.
+    pub async fn wait_for_sessions(&self) -> anyhow::Result<()> {
+        self.eventually("BGP sessions Established with every node", || async {
+            let all = self
+                .nodes
+                .iter()
+                .all(|node| self.router.established(IpAddr::V4(node.address)).unwrap_or(false));
+            all.then_some(())
+        })
+        .await
+    }
+
+    /// Next hops of the router's kernel route to `ip` (sorted; empty when there is none).
+    pub fn router_next_hops(&self, ip: &str) -> anyhow::Result<Vec<IpAddr>> {
+        let routes = Lab::kernel_routes(&self.lab.router, "-4")?;
+        let route = routes.into_iter().find(|route| route.destination == ip);
+        Ok(route.map(|route| route.next_hops).unwrap_or_default())
+    }
+
+    /// Waits until the router's kernel routes `ip` via exactly `nodes` (none: withdrawn).
+    pub async fn wait_for_router_next_hops(&self, ip: &str, nodes: &[&str]) -> anyhow::Result<()> {
+        let mut expected = Vec::new();
+        for name in nodes {
+            expected.push(IpAddr::V4(self.node(name)?.address));
+        }
+        expected.sort();
+        let what = format!("routing {ip} via {nodes:?} ({expected:?}) at the router");
+        self.eventually(&what, || async {
+            (self.router_next_hops(ip).ok()? == expected).then_some(())
+        })
+        .await
+    }
+
+    /// Puts `addr`'s IP on node `node`'s loopback and serves the node's name on it over TCP;
+    /// the server stops when the handle drops.
+    pub fn serve(&self, node: &str, addr: SocketAddr) -> anyhow::Result<ChildProcess> {
+        let node = self.node(node)?;
+        traffic::serve(&node.namespace, addr, &node.name, self.log_dir())
+    }
+
+    /// Connects from the client namespace to `addr`; returns the answering node's name.
+    pub fn connect_from_client(&self, addr: SocketAddr) -> anyhow::Result<String> {
+        let client = self.lab.client.as_deref().context("no client: set StackOptions::client")?;
+        traffic::connect(client, addr)
+    }
+
+    /// Polls `check` for at most `WAIT`; on timeout the error carries `diagnostics`.
+    pub async fn eventually<T, F: Future<Output = Option<T>>>(
+        &self,
+        what: &str,
+        check: impl FnMut() -> F,
+    ) -> anyhow::Result<T> {
+        wait::eventually(what, WAIT, check)
+            .await
+            .map_err(|err| anyhow::anyhow!("{err}\n{}", self.diagnostics()))
+    }
+
+    /// The last lines of every daemon's log and what the router says, for failure messages.
+    pub fn diagnostics(&self) -> String {
+        let mut text = String::new();
+        let daemons = [("watcher", &self.watcher), ("allocator", &self.allocator.daemon)];
+        let announcers = self.nodes.iter().zip(&self.announcers);
+        let named = announcers.map(|(node, daemon)| (node.name.as_str(), daemon));
+        for (name, daemon) in daemons.into_iter().chain(named) {
+            text.push_str(&format!("--- {name} (last lines)\n{}\n", tail(&daemon.log())));
+        }
+        text.push_str(&format!("--- router\n{}", self.router.describe()));
+        text
+    }
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|arg| arg.to_string()).collect()
+}
+
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+}
