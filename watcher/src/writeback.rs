@@ -6,13 +6,13 @@ use k8s_openapi::api::core::v1::Service;
 use kube::{
     Api, Client, Resource,
     api::{Patch, PatchParams},
-    runtime::events::{Event, EventType, Recorder, Reporter},
+    runtime::events::{Event, EventType},
 };
 use metallb_config_formats::resources::{ConfigurationState, ConfigurationStateStatus};
 use metallb_proto::pb;
 use serde_json::json;
 
-use crate::translate::ingress_ips;
+use crate::{events::EventPublisher, translate::ingress_ips};
 
 /// The annotation naming the pool a Service's IPs come from.
 pub const POOL_ANNOTATION: &str = "metallb.io/ip-allocated-from-pool";
@@ -23,15 +23,15 @@ pub const FIELD_MANAGER: &str = "metallb-watcher";
 #[derive(Clone)]
 pub struct Writer {
     client: Client,
-    recorder: Recorder,
+    events: EventPublisher,
 }
 
 impl Writer {
     /// A writer reporting as `metallb-watcher`.
     pub fn new(client: Client) -> Self {
-        let reporter =
-            Reporter { controller: FIELD_MANAGER.into(), instance: std::env::var("HOSTNAME").ok() };
-        Self { recorder: Recorder::new(client.clone(), reporter), client }
+        let events =
+            EventPublisher::new(client.clone(), FIELD_MANAGER, std::env::var("HOSTNAME").ok());
+        Self { events, client }
     }
 
     /// Makes `service`'s status show `outcome`'s IPs (none for a failure). This is what users
@@ -83,7 +83,7 @@ impl Writer {
         };
         self.set_pool_annotation(service, pool.as_deref()).await?;
         if announce {
-            self.recorder.publish(&event, &service.object_ref(&())).await?;
+            self.events.publish(&event, &service.object_ref(&())).await?;
         }
         Ok(())
     }
@@ -137,7 +137,7 @@ impl Writer {
             action: "ApplyConfig".into(),
             secondary: None,
         };
-        self.recorder.publish(&event, reference).await?;
+        self.events.publish(&event, reference).await?;
         Ok(())
     }
 
