@@ -194,7 +194,8 @@ impl Router {
             .collect()
     }
 
-    fn dir(&self) -> &Path {
+    /// The router's working directory (configuration, logs, control socket).
+    pub fn dir(&self) -> &Path {
         self.dir.path()
     }
 

@@ -1,94 +1,150 @@
-//! The local demo (the README's main command): starts the stack on loopback with embedded
-//! defaults, drives it the way the watcher will, prints what to look at and how, and tears
-//! everything down on Ctrl-C.
+//! The local demo (the README's main command): the whole system on one machine with embedded
+//! defaults. It starts kube-apiserver and etcd, a BGP router (BIRD) and three nodes in network
+//! namespaces, Jaeger, the allocator, the watcher and one announcer per node; configures a pool;
+//! creates a sample Service; shows its IP, the router's route to it, the answer to a request
+//! sent through that route, and how to look further (kubectl, grpcurl, Jaeger). Ctrl-C (or
+//! SIGTERM) tears everything down. `--once` stops after the tour instead of waiting.
 
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
-use metallb_tests::{daemons::Allocator, grpcurl::grpcurl, tools::cached_tool};
+use metallb_tests::{
+    lab::ip_in,
+    stack::{Stack, StackOptions, kube_objects::TrafficPolicy},
+    tools::{cached_tool, system_tool},
+};
+use tokio::signal::unix::{SignalKind, signal};
 
-/// The demo's configuration: one pool of documentation addresses, one peer, one advertisement.
-const CONFIG: &str = r#"{"source": "demo defaults", "config": {
-  "pools": [{"name": "demo", "addresses": ["192.0.2.0/24", "2001:db8:d::/64"], "auto_assign": true}],
-  "peers": [{"name": "router", "my_asn": 64512, "peer_asn": 64500, "peer_address": "198.51.100.1"}],
-  "advertisements": [{"name": "demo", "local_pref": 100, "communities": ["64512:1"]}]}}"#;
+const SERVICE: &str = "hello";
+const POOL: &str = "203.0.113.0/24";
+/// Requests sent through the router, enough to see both nodes answer.
+const REQUESTS: usize = 6;
 
-const NODE: &str =
-    r#"{"node": {"name": "demo-node", "labels": {"kubernetes.io/hostname": "demo-node"}}}"#;
+/// The demo's configuration, in MetalLB's metallb.io form.
+fn configuration(stack: &Stack) -> String {
+    format!(
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: demo\n  namespace: metallb-system\nspec:\n  addresses:\n  - {POOL}\n---\n{}---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata:\n  name: demo\n  namespace: metallb-system\nspec:\n  communities:\n  - 64512:100\n",
+        stack.bgp_peer_resource()
+    )
+}
 
-const SERVICE: &str = r#"{"service": {"key": {"namespace": "default", "name": "web"},
-  "ip_families": ["IP_FAMILY_IPV4", "IP_FAMILY_IPV6"], "ip_family_policy": "IP_FAMILY_POLICY_PREFER_DUAL_STACK",
-  "ports": [{"port": 80, "protocol": "PROTOCOL_TCP"}], "ready_endpoint_nodes": ["demo-node"]}}"#;
-
-fn step(
-    allocator: &Allocator,
-    title: &str,
-    method: &str,
-    data: Option<&str>,
-) -> anyhow::Result<()> {
-    println!(
-        "\n== {title}\n$ grpcurl -plaintext {}{} {method}",
-        data.map(|_| "-d '...' ").unwrap_or(""),
-        allocator.grpc_addr()
-    );
-    let out = grpcurl(allocator.grpc_addr(), data, &[method])?;
-    print!("{}{}", out.stdout, out.stderr);
-    anyhow::ensure!(out.code == 0, "{method} failed");
-    Ok(())
+fn heading(title: &str) {
+    println!("\n== {title}");
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let workdir = tempfile::Builder::new().prefix("metallb-demo-").tempdir()?;
-    let logs = workdir.path();
+    let once = match std::env::args().nth(1).as_deref() {
+        None => false,
+        Some("--once") => true,
+        Some(other) => {
+            eprintln!("metallb-demo: unknown argument {other:?} (the only one is --once)");
+            std::process::exit(64);
+        }
+    };
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
 
-    println!("Starting the allocator...");
-    let mut allocator = Allocator::start(&[], logs).await?;
-    let addr = allocator.grpc_addr();
+    heading("Starting kube-apiserver, a BGP router, three nodes, Jaeger and metallb-rs");
+    let stack =
+        Stack::start(StackOptions { client: true, jaeger: true, ..Default::default() }).await?;
+    let result = tour(&stack).await;
+    if let Err(err) = &result {
+        eprintln!("\nThe demo failed: {err:#}\n{}", stack.diagnostics());
+    } else if !once {
+        println!("\nPress Ctrl-C to stop and clean up.");
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    println!("\nStopping: daemons, router, namespaces, control plane...");
+    drop(stack);
+    println!("Stopped; everything is removed.");
+    result
+}
 
-    step(&allocator, "The API, listed through server reflection", "list", None)?;
-    step(
-        &allocator,
-        "Configuration (embedded defaults)",
-        "metallb.v1.Allocator/ApplyConfig",
-        Some(CONFIG),
-    )?;
-    step(
-        &allocator,
-        "The first full sync (no services yet)",
-        "metallb.v1.Allocator/SyncServices",
-        Some("{}"),
-    )?;
-    step(&allocator, "A node", "metallb.v1.Allocator/UpdateNode", Some(NODE))?;
-    step(
-        &allocator,
-        "A dual-stack Service asks for IPs",
-        "metallb.v1.Allocator/UpsertService",
-        Some(SERVICE),
-    )?;
-    step(&allocator, "Pool usage", "metallb.v1.Allocator/ListPools", Some("{}"))?;
-    step(
-        &allocator,
-        "What demo-node announces, to whom",
-        "metallb.v1.Allocator/GetNodeAssignments",
-        Some(r#"{"node_name": "demo-node"}"#),
-    )?;
+async fn tour(stack: &Stack) -> anyhow::Result<()> {
+    let node_list: Vec<String> =
+        stack.nodes().iter().map(|n| format!("{} ({})", n.name, n.address)).collect();
+    println!("nodes: {}", node_list.join(", "));
+    println!("router: BIRD in namespace {}, AS {}", stack.lab.router, stack.router_asn());
 
-    let grpcurl_path = cached_tool("grpcurl");
-    println!(
-        "\nExplore it yourself:\n  \
-         {g} -plaintext {addr} describe metallb.v1.Allocator\n  \
-         {g} -plaintext {addr} describe metallb.v1.Service\n  \
-         {g} -plaintext {addr} metallb.v1.Allocator/ListLeases\n  \
-         {g} -plaintext -d '{{\"service\": \"metallb.v1.Allocator\"}}' {addr} grpc.health.v1.Health/Check\n\n\
-         Admin endpoint: http://{admin}/metrics  /healthz  /readyz\n\
-         Logs: {logs}\n\nPress Ctrl-C to stop and clean up.",
-        g = grpcurl_path.display(),
-        admin = allocator.daemon.admin_addr(),
-        logs = logs.display(),
+    heading("Configuration (metallb.io resources)");
+    let config = configuration(stack);
+    print!("{config}");
+    stack.apply_yaml(&config).await?;
+    stack.wait_for_sessions().await?;
+    println!("BGP sessions Established between the router and every node.");
+
+    heading(
+        "A LoadBalancer Service, with endpoints on node-1 and node-2 (externalTrafficPolicy Local)",
+    );
+    stack.set_endpoints(SERVICE, &["node-1", "node-2"]).await?;
+    stack.create_load_balancer(SERVICE, TrafficPolicy::Local).await?;
+    let ip =
+        stack.eventually("the Service's IP", || async { stack.ingress(SERVICE).await }).await?;
+    println!("default/{SERVICE} got {ip}");
+    let event = stack.wait_for_event("default", SERVICE, "IPAllocated", &ip).await?;
+    println!("Event IPAllocated: {event}");
+
+    heading("The router's route to it (ECMP over the nodes with endpoints)");
+    stack.wait_for_router_next_hops(&ip, &["node-1", "node-2"]).await?;
+    let route = ip_in(&stack.lab.router, &["route", "show", &ip])?;
+    print!(
+        "$ ip -n {} route show {ip}\n{}",
+        stack.lab.router,
+        String::from_utf8_lossy(&route.stdout)
     );
 
-    tokio::signal::ctrl_c().await?;
-    println!("\nStopping...");
-    allocator.daemon.terminate(Duration::from_secs(15))?;
+    heading("Requests from a client behind the router");
+    let addr = SocketAddr::new(ip.parse()?, 80);
+    let _servers = [stack.serve("node-1", addr)?, stack.serve("node-2", addr)?];
+    for _ in 0..REQUESTS {
+        println!("client -> {addr}: answered by {}", stack.connect_from_client(addr)?);
+    }
+
+    heading("The allocator's view (grpcurl)");
+    let leases = stack.allocator_call("ListLeases", "{}")?;
+    println!("{}", serde_json::to_string_pretty(&leases)?);
+
+    heading("The trace of this Service, from the watcher to the BGP UPDATE");
+    let trace_line = match &stack.jaeger {
+        Some(jaeger) => {
+            let trace = jaeger
+                .wait_for_trace(
+                    "metallb-watcher",
+                    |trace| {
+                        trace.spans.iter().any(|s| s.tag_str("service") == Some("default/hello"))
+                            && trace.spans.iter().any(|s| s.operation_name == "send_update")
+                    },
+                    Duration::from_secs(20),
+                )
+                .await?;
+            println!("{}", trace.summary());
+            format!("{}/trace/{}", jaeger.query_url(), trace.trace_id)
+        }
+        None => "Jaeger is not running".into(),
+    };
+
+    heading("Look further");
+    let allocator = stack.allocator_addr();
+    println!(
+        "kubectl:  KUBECONFIG={kubeconfig} {kubectl} get service {SERVICE} -o wide\n          \
+         KUBECONFIG={kubeconfig} {kubectl} get events --field-selector involvedObject.name={SERVICE}\n\
+         grpcurl:  {grpcurl} -plaintext {allocator} list metallb.v1.Allocator\n          \
+         {grpcurl} -plaintext {allocator} metallb.v1.Allocator/ListPools\n          \
+         {grpcurl} -plaintext -d '{{\"node_name\": \"node-1\"}}' {allocator} metallb.v1.Allocator/GetNodeAssignments\n\
+         router:   {ip_tool} netns exec {router} birdc -s {bird_socket} show route all\n\
+         Jaeger:   {trace_line}\n          (or open {jaeger_ui} and pick the service metallb-watcher)\n\
+         logs:     {logs}",
+        kubeconfig = stack.control_plane.kubeconfig_path().display(),
+        kubectl = cached_tool("kubectl").display(),
+        grpcurl = cached_tool("grpcurl").display(),
+        ip_tool = system_tool("ip").display(),
+        router = stack.lab.router,
+        bird_socket = stack.router.dir().join("bird.ctl").display(),
+        jaeger_ui = stack.jaeger.as_ref().map(|j| j.query_url()).unwrap_or_default(),
+        logs = stack.log_dir().display(),
+    );
     Ok(())
 }
