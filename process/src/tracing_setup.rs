@@ -5,7 +5,9 @@ use std::io::IsTerminal;
 
 use opentelemetry::{global, trace::TracerProvider as _};
 use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
-use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
+use tracing_subscriber::{
+    EnvFilter, Layer, filter::LevelFilter, layer::SubscriberExt, util::SubscriberInitExt,
+};
 
 use crate::{CommonArgs, LogFormat};
 
@@ -55,9 +57,14 @@ pub fn init(service_name: &'static str, args: &CommonArgs) -> anyhow::Result<Tel
         Ok(endpoint) if !endpoint.is_empty() => Some(otlp_provider(service_name)?),
         _ => None,
     };
-    let traces = provider
-        .as_ref()
-        .map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer(service_name)));
+    // Spans at info and above: ours. The libraries underneath (h2, hyper, tonic) open spans at
+    // debug and trace level for every frame; exporting those would bury each Service's trace
+    // (and the exporter's own gRPC calls would feed back into it).
+    let traces = provider.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer(service_name))
+            .with_filter(LevelFilter::INFO)
+    });
 
     tracing_subscriber::registry()
         .with(traces)
