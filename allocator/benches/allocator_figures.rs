@@ -5,10 +5,7 @@
 //!
 //! Run: `cargo bench -p metallb-allocator --bench allocator_figures`
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant, SystemTime},
-};
+use std::time::{Duration, Instant, SystemTime};
 
 use metallb_allocator::{
     api::AllocatorApi,
@@ -112,9 +109,7 @@ async fn rpc() {
     let addr = listener.local_addr().unwrap();
     let mut registry = Registry::default();
     let (health, health_service) = tonic_health::server::health_reporter();
-    let core = Arc::new(
-        Core::new(Metrics::register(&mut registry), Readiness::new("bench"), health).await,
-    );
+    let core = Core::new(Metrics::register(&mut registry), Readiness::new("bench"), health).await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server =
         tokio::spawn(serve_grpc(listener, AllocatorApi::new(core), health_service, async move {

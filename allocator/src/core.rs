@@ -1,61 +1,99 @@
-//! The allocator's single owner of state: every change goes through `change`, which also
-//! publishes the new per-node views to the streams and refreshes the metrics, so nothing can
-//! change without announcers and dashboards hearing of it.
+//! The allocator's single owner of state: every change goes through `change`, which refreshes
+//! the metrics and has the new per-node views published to the streams, so nothing can change
+//! without announcers and dashboards hearing of it.
+//!
+//! Publishing recomputes every subscribed node's view, which costs time in proportion to the
+//! leases. It runs in its own task at most once per `PUBLISH_INTERVAL`: the first change after
+//! a quiet spell is published at once, and a burst of changes (a thousand Services created at
+//! once) is published in a few batches instead of once per change. A view carries the trace of
+//! the last change it includes.
 
-use std::sync::Mutex;
+use std::{
+    sync::{Arc, Mutex, Weak},
+    time::Duration,
+};
 
 use metallb_process::Readiness;
 use metallb_proto::{ALLOCATOR_SERVICE_NAME, pb};
+use tokio::sync::Notify;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{metrics::Metrics, state::AllocatorState, streams::NodeStreams};
 
+/// Shortest time between two publications of the nodes' views.
+const PUBLISH_INTERVAL: Duration = Duration::from_millis(20);
+
 /// State, streams, metrics and readiness.
 pub struct Core {
-    state: Mutex<AllocatorState>,
+    guarded: Mutex<Guarded>,
     streams: NodeStreams,
+    /// Wakes the publishing task.
+    publish: Arc<Notify>,
     metrics: Metrics,
     readiness: Readiness,
     health: HealthReporter,
 }
 
+/// What the lock guards: the state, and the trace of the latest change not yet published.
+struct Guarded {
+    state: AllocatorState,
+    unpublished: Option<pb::TraceContext>,
+}
+
 impl Core {
-    /// A core with empty state, not ready until the first full sync.
-    pub async fn new(metrics: Metrics, readiness: Readiness, health: HealthReporter) -> Self {
+    /// A core with empty state, not ready until the first full sync. Starts the task that
+    /// publishes views; it ends when the core is dropped.
+    pub async fn new(metrics: Metrics, readiness: Readiness, health: HealthReporter) -> Arc<Self> {
         readiness.set_not_ready("waiting for the watcher's first full sync of services");
         health.set_service_status(ALLOCATOR_SERVICE_NAME, ServingStatus::NotServing).await;
         let state = AllocatorState::default();
         metrics.update(&state);
-        Self {
-            state: Mutex::new(state),
+        let core = Arc::new(Self {
+            guarded: Mutex::new(Guarded { state, unpublished: None }),
             streams: NodeStreams::default(),
+            publish: Arc::new(Notify::new()),
             metrics,
             readiness,
             health,
-        }
+        });
+        tokio::spawn(publish_views(Arc::downgrade(&core), core.publish.clone()));
+        core
     }
 
-    /// Runs `change` on the state, then publishes views caused by `trace` and refreshes metrics.
+    /// Runs `change` on the state, refreshes metrics, and has the views published with the
+    /// cause `trace`.
     pub fn change<R>(
         &self,
         trace: &pb::TraceContext,
         change: impl FnOnce(&mut AllocatorState) -> R,
     ) -> R {
-        let mut state = self.state.lock().expect("allocator state lock poisoned");
-        let result = change(&mut state);
-        self.streams.publish(&state, trace);
-        self.metrics.update(&state);
+        let result = {
+            let mut guarded = self.guarded.lock().expect("allocator state lock poisoned");
+            let result = change(&mut guarded.state);
+            guarded.unpublished = Some(trace.clone());
+            self.metrics.update(&guarded.state);
+            result
+        };
+        self.publish.notify_one();
         result
     }
 
     /// Reads the state.
     pub fn read<R>(&self, read: impl FnOnce(&AllocatorState) -> R) -> R {
-        read(&self.state.lock().expect("allocator state lock poisoned"))
+        read(&self.guarded.lock().expect("allocator state lock poisoned").state)
     }
 
     /// The streams.
     pub fn streams(&self) -> &NodeStreams {
         &self.streams
+    }
+
+    /// Publishes the views if a change has not been published yet.
+    fn publish_pending(&self) {
+        let mut guarded = self.guarded.lock().expect("allocator state lock poisoned");
+        if let Some(trace) = guarded.unpublished.take() {
+            self.streams.publish(&guarded.state, &trace);
+        }
     }
 
     /// Marks the allocator ready (after the first full sync) for /readyz and grpc.health.
@@ -65,5 +103,58 @@ impl Core {
             self.health.set_service_status(ALLOCATOR_SERVICE_NAME, ServingStatus::Serving).await;
             tracing::info!("first full sync done; the allocator is ready");
         }
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        // Lets the publishing task see that the core is gone.
+        self.publish.notify_one();
+    }
+}
+
+/// Publishes views when woken, then rests for `PUBLISH_INTERVAL` so that the changes of a
+/// burst gather into the next publication.
+async fn publish_views(core: Weak<Core>, wake: Arc<Notify>) {
+    loop {
+        wake.notified().await;
+        let Some(core) = core.upgrade() else { return };
+        core.publish_pending();
+        drop(core);
+        tokio::time::sleep(PUBLISH_INTERVAL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus_client::registry::Registry;
+    use tokio::time::timeout;
+
+    use super::*;
+    use crate::streams::tests::{add_service, fold, state_with_node, trace};
+
+    #[tokio::test]
+    async fn a_burst_of_changes_reaches_the_streams_whole_with_the_last_cause() {
+        let (health, _) = tonic_health::server::health_reporter();
+        let registry = &mut Registry::default();
+        let core = Core::new(Metrics::register(registry), Readiness::new("test"), health).await;
+        core.change(&trace(0), |state| *state = state_with_node());
+        let mut stream = core.read(|state| core.streams().open("n1", state));
+        let mut messages = vec![stream.recv().await.unwrap().unwrap()];
+
+        const BURST: usize = 200;
+        for n in 0..BURST {
+            core.change(&trace(n), |state| add_service(state, n));
+            if n % 50 == 0 {
+                // Let the publishing task run mid-burst too.
+                tokio::task::yield_now().await;
+            }
+        }
+        while fold(&messages).routes.len() < BURST {
+            let message = timeout(Duration::from_secs(5), stream.recv()).await;
+            messages.push(message.expect("the burst is published").unwrap().unwrap());
+        }
+        assert_eq!(messages.last().unwrap().trace, Some(trace(BURST - 1)));
+        assert!(messages.len() < BURST / 10, "{} messages for {BURST} changes", messages.len());
     }
 }

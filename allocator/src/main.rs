@@ -1,6 +1,6 @@
 //! `metallb-allocator`: see `metallb_allocator` for what it does.
 
-use std::{process::ExitCode, sync::Arc};
+use std::process::ExitCode;
 
 use metallb_allocator::{
     api::AllocatorApi, args::Args, core::Core, metrics::Metrics, server::serve_grpc,
@@ -25,13 +25,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
         anyhow::anyhow!("cannot listen on gRPC address {}: {err}", args.grpc_addr)
     })?;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    let core = Arc::new(Core::new(metrics, readiness, health_reporter).await);
+    let core = Core::new(metrics, readiness, health_reporter).await;
     tracing::info!(
         grpc_addr = %grpc_listener.local_addr()?,
         admin_addr = %admin.local_addr()?,
         "allocator listening; not ready until the first full sync"
     );
     run_until_shutdown(&args.common, admin, |shutdown| {
+        let streams_owner = core.clone();
+        let shutdown = async move {
+            shutdown.await;
+            streams_owner.streams().close();
+        };
         serve_grpc(grpc_listener, AllocatorApi::new(core), health_service, shutdown)
     })
     .await

@@ -83,6 +83,13 @@ impl NodeStreams {
         stream
     }
 
+    /// Ends every open stream (the allocator is stopping): each client sees its stream end and
+    /// reconnects elsewhere or later. Open streams would otherwise hold the server's graceful
+    /// shutdown until its grace period ran out.
+    pub fn close(&self) {
+        self.senders.lock().expect("node streams lock poisoned").clear();
+    }
+
     /// Number of nodes with open streams.
     pub fn subscribed_nodes(&self) -> usize {
         self.senders.lock().expect("node streams lock poisoned").len()
@@ -145,13 +152,13 @@ async fn feed(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::*;
     use crate::{nodes::NodeInfo, service_spec::ServiceSpec};
 
-    fn state_with_node() -> AllocatorState {
+    pub(crate) fn state_with_node() -> AllocatorState {
         let mut state = AllocatorState::default();
         let config = pb::Config {
             pools: vec![pb::AddressPool {
@@ -180,7 +187,7 @@ mod tests {
         state
     }
 
-    fn add_service(state: &mut AllocatorState, n: usize) {
+    pub(crate) fn add_service(state: &mut AllocatorState, n: usize) {
         let service = pb::Service {
             key: Some(pb::ServiceKey { namespace: "default".into(), name: format!("s{n}") }),
             has_ready_endpoints: true,
@@ -189,7 +196,7 @@ mod tests {
         state.upsert(ServiceSpec::from_pb(&service).unwrap(), SystemTime::now()).result.unwrap();
     }
 
-    fn trace(n: usize) -> pb::TraceContext {
+    pub(crate) fn trace(n: usize) -> pb::TraceContext {
         pb::TraceContext {
             traceparent: format!("00-{n:032x}-{:016x}-01", 1),
             tracestate: String::new(),
@@ -197,7 +204,7 @@ mod tests {
     }
 
     /// Folds a stream's messages into what the announcer would hold.
-    fn fold(messages: &[pb::AssignmentUpdate]) -> pb::NodeAssignments {
+    pub(crate) fn fold(messages: &[pb::AssignmentUpdate]) -> pb::NodeAssignments {
         let mut routes: std::collections::BTreeMap<String, pb::Route> = Default::default();
         for message in messages {
             match message.update.clone().unwrap() {
@@ -246,6 +253,17 @@ mod tests {
         // A change that does not affect the node sends nothing.
         streams.publish(&state, &trace(8));
         assert!(tokio::time::timeout(Duration::from_millis(200), stream.recv()).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn closing_ends_every_open_stream() {
+        let state = state_with_node();
+        let streams = NodeStreams::default();
+        let mut stream = streams.open("n1", &state);
+        assert!(matches!(stream.recv().await, Some(Ok(_))), "the snapshot comes first");
+        streams.close();
+        let end = tokio::time::timeout(Duration::from_secs(5), stream.recv()).await;
+        assert!(matches!(end, Ok(None)), "the stream ended: {end:?}");
     }
 
     #[tokio::test]

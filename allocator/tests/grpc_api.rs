@@ -1,7 +1,7 @@
 //! The API through a real gRPC server on loopback and a tonic client: the assignment stream an
 //! announcer opens, and the trace context each message carries.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use metallb_allocator::{api::AllocatorApi, core::Core, metrics::Metrics, server::serve_grpc};
 use metallb_process::Readiness;
@@ -13,10 +13,9 @@ async fn start() -> (AllocatorClient<Channel>, tokio::sync::oneshot::Sender<()>)
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (health, health_service) = tonic_health::server::health_reporter();
-    let core = Arc::new(
+    let core =
         Core::new(Metrics::register(&mut Registry::default()), Readiness::new("test"), health)
-            .await,
-    );
+            .await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(serve_grpc(listener, AllocatorApi::new(core), health_service, async move {
         let _ = stopped.await;

@@ -127,7 +127,8 @@ impl Daemon {
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
         const SIGTERM: i32 = 15;
-        self.process.signal_and_wait(SIGTERM, timeout)
+        let status = self.process.signal_and_wait(SIGTERM, timeout);
+        status.map_err(|err| anyhow::anyhow!("{err:#}; log:\n{}", self.log()))
     }
 
     /// The output so far.
