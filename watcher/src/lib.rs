@@ -3,6 +3,7 @@
 //! writes the results back to the objects.
 
 pub mod args;
+pub mod desired;
 pub mod events;
 pub mod kube_connection;
 pub mod reconciler;

@@ -6,7 +6,7 @@
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use k8s_openapi::api::core::v1::Service;
-use kube::{Resource, ResourceExt};
+use kube::Resource;
 use metallb_process::{Backoff, Readiness, propagation};
 use metallb_proto::pb::{self, allocator_client::AllocatorClient};
 use tokio::sync::{Notify, mpsc};
@@ -14,6 +14,7 @@ use tonic::{service::interceptor::InterceptedService, transport::Channel};
 use tracing::Instrument;
 
 use crate::{
+    desired::DesiredServices,
     sources::Sources,
     translate::{self, CONFIG_MAP_NAME},
     write_queue::{Key, Write, WriteQueue},
@@ -54,6 +55,8 @@ pub struct Reconciler {
     sent_config: Option<pb::Config>,
     sent_nodes: BTreeMap<String, pb::Node>,
     sent_services: BTreeMap<Key, pb::Service>,
+    /// What the allocator should be told about Services.
+    desired: DesiredServices,
     written: BTreeMap<Key, pb::ServiceOutcome>,
     synced: bool,
     /// Services whose outcome could not be written: asked again next pass if still ours
@@ -77,6 +80,7 @@ impl Reconciler {
             sent_config: None,
             sent_nodes: BTreeMap::new(),
             sent_services: BTreeMap::new(),
+            desired: DesiredServices::default(),
             written: BTreeMap::new(),
             synced: false,
             rewrite: Default::default(),
@@ -260,41 +264,17 @@ impl Reconciler {
         Ok(())
     }
 
-    /// The Services that are LoadBalancers of ours, as the allocator sees them.
-    fn desired_services(&self) -> BTreeMap<Key, pb::Service> {
-        let slices = self.sources.endpoint_slices.state();
-        let slices_by_service = translate::slices_by_service(slices.iter().map(|s| s.as_ref()));
-        let namespaces: BTreeMap<String, BTreeMap<String, String>> = self
-            .sources
-            .namespaces
-            .state()
-            .iter()
-            .map(|ns| (ns.name_any(), ns.labels().clone()))
-            .collect();
-        let class = self.settings.load_balancer_class.as_deref();
-        self.sources
-            .services
-            .state()
-            .iter()
-            .filter_map(|service| {
-                let namespace = service.namespace().unwrap_or_default();
-                let labels = namespaces.get(&namespace).cloned().unwrap_or_default();
-                let own_slices = slices_by_service
-                    .get(&(namespace, service.name_any()))
-                    .map(Vec::as_slice)
-                    .unwrap_or_default();
-                translate::service(service, own_slices, &labels, class)
-            })
-            .map(|s| {
-                let key = s.key.clone().unwrap_or_default();
-                ((key.namespace, key.name), s)
-            })
-            .collect()
-    }
-
     async fn send_services(&mut self) -> anyhow::Result<()> {
-        let desired = self.desired_services();
+        let class = self.settings.load_balancer_class.as_deref();
+        let sources = &self.sources;
+        let mut changed = self.desired.refresh(
+            &sources.services,
+            &sources.endpoint_slices,
+            &sources.namespaces,
+            class,
+        );
         if !self.synced {
+            let desired = self.desired.all().clone();
             let span = tracing::info_span!("watcher.sync", services = desired.len());
             let request = pb::SyncServicesRequest {
                 services: desired.values().cloned().collect(),
@@ -318,13 +298,20 @@ impl Reconciler {
             return Ok(());
         }
         for key in std::mem::take(&mut self.rewrite) {
-            if desired.contains_key(&key) {
+            if self.desired.get(&key).is_some() {
                 self.sent_services.remove(&key);
+                changed.insert(key);
+            } else if let Some(service) = self.find_service(&key) {
+                // No longer ours and the clean-up failed: clean up again.
+                self.writes.push(key, service, Write::Clear);
             }
         }
         let mut pending: Vec<pb::ServiceOutcome> = Vec::new();
-        for (key, service) in &desired {
-            if self.sent_services.get(key) == Some(service) {
+        // Only what changed since the last pass can differ from what the allocator was told:
+        // after an error everything is told again, through a full sync.
+        for key in &changed {
+            let Some(service) = self.desired.get(key).cloned() else { continue };
+            if self.sent_services.get(key) == Some(&service) {
                 continue;
             }
             let span =
@@ -347,8 +334,10 @@ impl Reconciler {
             }
             pending.extend(outcomes);
         }
-        let gone: Vec<Key> =
-            self.sent_services.keys().filter(|k| !desired.contains_key(*k)).cloned().collect();
+        let gone: Vec<Key> = changed
+            .into_iter()
+            .filter(|key| self.sent_services.contains_key(key) && self.desired.get(key).is_none())
+            .collect();
         for key in gone {
             let request = pb::DeleteServiceRequest {
                 service: Some(pb::ServiceKey { namespace: key.0.clone(), name: key.1.clone() }),

@@ -31,12 +31,12 @@ pub fn is_ours(service: &Service, class: Option<&str>) -> bool {
 /// each Service's slices instead of scanning every slice for every Service.
 pub fn slices_by_service<'a>(
     slices: impl IntoIterator<Item = &'a EndpointSlice>,
-) -> HashMap<(String, String), Vec<&'a EndpointSlice>> {
-    let mut grouped: HashMap<(String, String), Vec<&EndpointSlice>> = HashMap::new();
+) -> HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>> {
+    let mut grouped: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
     for slice in slices {
         let service = slice.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL));
         if let (Some(namespace), Some(service)) = (&slice.metadata.namespace, service) {
-            grouped.entry((namespace.clone(), service.clone())).or_default().push(slice);
+            grouped.entry((namespace.as_str(), service.as_str())).or_default().push(slice);
         }
     }
     grouped
