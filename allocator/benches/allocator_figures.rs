@@ -8,11 +8,10 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use metallb_allocator::{
-    api::AllocatorApi,
     core::Core,
     leases::{Lease, Leases},
     metrics::Metrics,
-    server::serve_grpc,
+    server::{Security, serve_grpc},
     service_spec::{ServiceKey, ServiceSpec},
     state::AllocatorState,
 };
@@ -111,10 +110,15 @@ async fn rpc() {
     let (health, health_service) = tonic_health::server::health_reporter();
     let core = Core::new(Metrics::register(&mut registry), Readiness::new("bench"), health).await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server =
-        tokio::spawn(serve_grpc(listener, AllocatorApi::new(core), health_service, async move {
+    let server = tokio::spawn(serve_grpc(
+        listener,
+        core,
+        health_service,
+        Security::insecure(),
+        async move {
             let _ = stopped.await;
-        }));
+        },
+    ));
 
     let endpoint = format!("http://{addr}");
     let mut setup = AllocatorClient::connect(endpoint.clone()).await.unwrap();

@@ -1,17 +1,25 @@
 //! The `metallb.v1.Allocator` gRPC service: checks each request, runs it against the core in
 //! a span joined to the caller's trace, and answers in the contract's terms.
 
-use std::{pin::Pin, sync::Arc, time::SystemTime};
+use std::{
+    collections::HashMap,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    time::SystemTime,
+};
 
 use metallb_process::propagation::{set_parent_from, trace_context_or};
 use metallb_proto::pb::{self, allocator_server::Allocator};
-use tokio_stream::{Stream, wrappers::ReceiverStream};
+use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
 use tracing::Span;
 
 use crate::{
     Error,
+    auth::{Access, Authenticator, Caller},
+    config::validate,
     core::Core,
+    limits::{self, MAX_OBJECT_NAME},
     nodes::NodeInfo,
     service_spec::{ServiceKey, ServiceSpec},
     state::{ChangeResult, SyncResult, outcome_to_pb},
@@ -21,12 +29,83 @@ use crate::{
 #[derive(Clone)]
 pub struct AllocatorApi {
     core: Arc<Core>,
+    authenticator: Arc<Authenticator>,
+    streams_open: Arc<StreamQuota>,
 }
 
 impl AllocatorApi {
-    /// The API over `core`.
-    pub fn new(core: Arc<Core>) -> Self {
-        Self { core }
+    /// The API over `core`, checking node-scoped calls against the callers `authenticator`
+    /// admitted, and holding each caller to `max_streams_per_caller` assignment streams.
+    pub fn new(
+        core: Arc<Core>,
+        authenticator: Arc<Authenticator>,
+        max_streams_per_caller: usize,
+    ) -> Self {
+        let streams_open =
+            Arc::new(StreamQuota { max: max_streams_per_caller, open: Mutex::default() });
+        Self { core, authenticator, streams_open }
+    }
+
+    /// Refuses a call about `node` from a caller who may not act for it (another node's
+    /// announcer). The role itself was checked by the auth layer.
+    fn authorize_node<T>(
+        &self,
+        request: &Request<T>,
+        node: &str,
+        access: Access,
+        method: &str,
+    ) -> Result<Caller, Error> {
+        let caller = request.extensions().get::<Caller>().cloned().ok_or_else(|| {
+            Error::PermissionDenied(format!("{method}: the caller was not authenticated"))
+        })?;
+        if caller.may_act_for(node, access) {
+            return Ok(caller);
+        }
+        self.authenticator.count_denial(method, "wrong_node");
+        tracing::info!(caller = caller.subject, node = ?caller.node, asked = node, method, "call for another node denied");
+        Err(Error::PermissionDenied(match &caller.node {
+            Some(own) => format!("{} may act for node {own} only, not {node}", caller.subject),
+            None => format!("{} is not bound to node {node}", caller.subject),
+        }))
+    }
+}
+
+/// Assignment streams open per caller, bounded.
+struct StreamQuota {
+    max: usize,
+    open: Mutex<HashMap<String, usize>>,
+}
+
+/// One open stream counted against its caller; uncounted when dropped with the stream.
+struct StreamPermit {
+    quota: Arc<StreamQuota>,
+    key: String,
+}
+
+impl StreamQuota {
+    fn acquire(self: &Arc<Self>, key: String) -> Result<StreamPermit, Error> {
+        let mut open = self.open.lock().expect("stream quota lock");
+        let count = open.entry(key.clone()).or_default();
+        if *count >= self.max {
+            return Err(Error::TooLarge(format!(
+                "{key} already has {count} assignment streams open, at most {} are allowed",
+                self.max
+            )));
+        }
+        *count += 1;
+        Ok(StreamPermit { quota: self.clone(), key })
+    }
+}
+
+impl Drop for StreamPermit {
+    fn drop(&mut self) {
+        let mut open = self.quota.open.lock().expect("stream quota lock");
+        if let Some(count) = open.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.key);
+            }
+        }
     }
 }
 
@@ -46,10 +125,21 @@ fn service_key(key: Option<&pb::ServiceKey>) -> Result<ServiceKey, Error> {
 
 fn required_name<'a>(field: &str, value: &'a str) -> Result<&'a str, Error> {
     if value.trim().is_empty() {
-        Err(Error::InvalidArgument(format!("{field} is required")))
-    } else {
-        Ok(value)
+        return Err(Error::InvalidArgument(format!("{field} is required")));
     }
+    limits::name_length(field, value, MAX_OBJECT_NAME).map_err(Error::InvalidArgument)?;
+    Ok(value)
+}
+
+/// `assignments` as shown outside a node's own stream: BGP passwords never leave the
+/// allocator any other way.
+fn redact_passwords(mut assignments: pb::NodeAssignments) -> pb::NodeAssignments {
+    for peer in &mut assignments.peers {
+        if !peer.password.is_empty() {
+            peer.password = "<redacted>".into();
+        }
+    }
+    assignments
 }
 
 #[tonic::async_trait]
@@ -62,9 +152,12 @@ impl Allocator for AllocatorApi {
         let span = operation_span("ApplyConfig", request.trace.as_ref());
         let config =
             request.config.ok_or_else(|| Error::InvalidArgument("config is required".into()))?;
+        limits::check_config(&config)?;
         let response = span.in_scope(|| {
+            // Validation is the costly part; done outside the state's lock, reads go on.
+            let validated = validate(&config);
             let response =
-                self.core.change(&trace_context_or(&span, request.trace.as_ref()), |state| state.apply_config(&config, &request.source, SystemTime::now()));
+                self.core.change(&trace_context_or(&span, request.trace.as_ref()), |state| state.apply_validated(validated, &request.source, SystemTime::now()));
             if response.accepted {
                 tracing::info!(source = request.source, changed = response.changed.len(), "configuration accepted");
             } else {
@@ -135,6 +228,7 @@ impl Allocator for AllocatorApi {
     ) -> RpcResult<pb::SyncServicesResponse> {
         let request = request.into_inner();
         let span = operation_span("SyncServices", request.trace.as_ref());
+        limits::at_most("services", request.services.len(), limits::MAX_SERVICES_PER_SYNC)?;
         for (index, service) in request.services.iter().enumerate() {
             ServiceKey::from_pb(service.key.as_ref()).map_err(|message| {
                 Error::InvalidArgument(format!("services[{index}]: {message}"))
@@ -228,8 +322,9 @@ impl Allocator for AllocatorApi {
         request: Request<pb::GetNodeAssignmentsRequest>,
     ) -> RpcResult<pb::NodeAssignments> {
         let node = required_name("node_name", &request.get_ref().node_name)?;
+        self.authorize_node(&request, node, Access::NodeRead, "GetNodeAssignments")?;
         let view = self.core.read(|state| state.node_view(node));
-        Ok(Response::new(view.ok_or(Error::NotSynced("GetNodeAssignments"))?))
+        Ok(Response::new(redact_passwords(view.ok_or(Error::NotSynced("GetNodeAssignments"))?)))
     }
 
     type WatchAssignmentsStream =
@@ -240,17 +335,26 @@ impl Allocator for AllocatorApi {
         request: Request<pb::WatchAssignmentsRequest>,
     ) -> RpcResult<Self::WatchAssignmentsStream> {
         let node = required_name("node_name", &request.get_ref().node_name)?.to_string();
+        let caller = self.authorize_node(&request, &node, Access::OwnNode, "WatchAssignments")?;
+        let permit = self.streams_open.acquire(format!("{} on {node}", caller.subject))?;
         let receiver = self.core.read(|state| self.core.streams().open(&node, state));
-        tracing::info!(node, "announcer subscribed");
-        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+        tracing::info!(node, caller = caller.subject, address = ?caller.address, "announcer subscribed");
+        // The permit lives in the closure, so it is released when the stream is dropped.
+        let stream = ReceiverStream::new(receiver).map(move |message| {
+            let _held = &permit;
+            message
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn report_sessions(
         &self,
         request: Request<pb::ReportSessionsRequest>,
     ) -> RpcResult<pb::ReportSessionsResponse> {
+        let node = required_name("node_name", &request.get_ref().node_name)?.to_string();
+        self.authorize_node(&request, &node, Access::OwnNode, "ReportSessions")?;
         let request = request.into_inner();
-        let node = required_name("node_name", &request.node_name)?.to_string();
+        limits::at_most("sessions", request.sessions.len(), limits::MAX_SESSIONS_PER_REPORT)?;
         self.core.change(&pb::TraceContext::default(), |state| {
             state.report_sessions(&node, request.sessions)
         });

@@ -1,13 +1,16 @@
 //! Command-line flags of the allocator (each also read from an environment variable).
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, path::PathBuf};
 
 use clap::Parser;
 use metallb_process::CommonArgs;
 
+use crate::limits::{DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_STREAMS_PER_CALLER};
+
 /// The metallb-rs allocator: holds IP leases and configuration, decides every assignment,
-/// streams per-node assignments to announcers. Inspect it with
-/// `grpcurl -plaintext HOST:PORT list`.
+/// streams per-node assignments to announcers. Every call is over TLS with a ServiceAccount
+/// token; inspect it with
+/// `grpcurl -cacert ca.crt -H "authorization: Bearer $(kubectl create token ...)" HOST:PORT list`.
 #[derive(Parser, Debug, Clone)]
 #[command(name = "metallb-allocator", version)]
 pub struct Args {
@@ -15,6 +18,97 @@ pub struct Args {
     /// listens on.
     #[arg(long, env = "METALLB_GRPC_ADDR", default_value = "0.0.0.0:50051")]
     pub grpc_addr: SocketAddr,
+
+    /// PEM certificate (chain) the gRPC port serves; reloaded when the file changes.
+    #[arg(long, env = "METALLB_TLS_CERT_FILE", default_value = "/etc/metallb/tls/tls.crt")]
+    pub tls_cert_file: PathBuf,
+
+    /// PEM private key of --tls-cert-file; reloaded with it.
+    #[arg(long, env = "METALLB_TLS_KEY_FILE", default_value = "/etc/metallb/tls/tls.key")]
+    pub tls_key_file: PathBuf,
+
+    /// Issuer (`iss`) of the ServiceAccount tokens callers present: the API server's
+    /// --service-account-issuer.
+    #[arg(
+        long,
+        env = "METALLB_TOKEN_ISSUER",
+        default_value = "https://kubernetes.default.svc.cluster.local"
+    )]
+    pub token_issuer: String,
+
+    /// Audience (`aud`) the tokens must be issued for.
+    #[arg(long, env = "METALLB_TOKEN_AUDIENCE", default_value = "metallb-allocator")]
+    pub token_audience: String,
+
+    /// Where the issuer publishes its public keys (JWKS).
+    #[arg(
+        long,
+        env = "METALLB_JWKS_URL",
+        default_value = "https://kubernetes.default.svc/openid/v1/jwks"
+    )]
+    pub jwks_url: String,
+
+    /// CA bundle to trust for --jwks-url.
+    #[arg(
+        long,
+        env = "METALLB_JWKS_CA_FILE",
+        default_value = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+    )]
+    pub jwks_ca_file: PathBuf,
+
+    /// Token presented to --jwks-url (Kubernetes lets any ServiceAccount read the keys).
+    /// Empty: none.
+    #[arg(
+        long,
+        env = "METALLB_JWKS_TOKEN_FILE",
+        default_value = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    )]
+    pub jwks_token_file: PathBuf,
+
+    /// Read the issuer's keys from this JWKS file instead of --jwks-url.
+    #[arg(long, env = "METALLB_JWKS_FILE")]
+    pub jwks_file: Option<PathBuf>,
+
+    /// Seconds between refreshes of the issuer's keys (a token naming an unknown key also
+    /// triggers one, at most every 10 s).
+    #[arg(long, env = "METALLB_JWKS_REFRESH_SECONDS", default_value_t = 300)]
+    pub jwks_refresh_seconds: u64,
+
+    /// ServiceAccounts (namespace/name, comma-separated) with the writer role: every
+    /// mutating RPC and the reads.
+    #[arg(
+        long,
+        env = "METALLB_WRITER_SERVICE_ACCOUNTS",
+        value_delimiter = ',',
+        default_value = "metallb-system/metallb-watcher"
+    )]
+    pub writer_service_accounts: Vec<String>,
+
+    /// ServiceAccounts with the announcer role: their pod-bound tokens may watch and report
+    /// for the pod's node only.
+    #[arg(
+        long,
+        env = "METALLB_ANNOUNCER_SERVICE_ACCOUNTS",
+        value_delimiter = ',',
+        default_value = "metallb-system/metallb-announcer"
+    )]
+    pub announcer_service_accounts: Vec<String>,
+
+    /// ServiceAccounts with the reader role: the read RPCs, BGP passwords redacted.
+    #[arg(long, env = "METALLB_READER_SERVICE_ACCOUNTS", value_delimiter = ',')]
+    pub reader_service_accounts: Vec<String>,
+
+    /// Largest request accepted, in bytes.
+    #[arg(long, env = "METALLB_MAX_MESSAGE_BYTES", default_value_t = DEFAULT_MAX_MESSAGE_BYTES)]
+    pub max_message_bytes: usize,
+
+    /// Assignment streams one caller (one announcer's identity) may hold open at once.
+    #[arg(long, env = "METALLB_MAX_STREAMS_PER_CALLER", default_value_t = DEFAULT_MAX_STREAMS_PER_CALLER)]
+    pub max_streams_per_caller: usize,
+
+    /// Local debugging only: plaintext, and every caller may call everything. Logs a warning.
+    #[arg(long, env = "METALLB_INSECURE")]
+    pub insecure: bool,
 
     #[command(flatten)]
     pub common: CommonArgs,

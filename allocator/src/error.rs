@@ -13,6 +13,12 @@ pub enum Error {
     /// allocating from a partial picture could hand out an IP a service already holds.
     #[error("{0} is refused until the first full sync of services (SyncServices) is done")]
     NotSynced(&'static str),
+    /// The request is over one of the limits (`limits`).
+    #[error("{0}")]
+    TooLarge(String),
+    /// The caller may not act for what the request names (another node).
+    #[error("{0}")]
+    PermissionDenied(String),
 }
 
 /// Result with the allocator's error.
@@ -25,6 +31,8 @@ impl From<Error> for tonic::Status {
             Error::InvalidArgument(_) => tonic::Status::invalid_argument(message),
             Error::NotFound(_) => tonic::Status::not_found(message),
             Error::NotSynced(_) => tonic::Status::failed_precondition(message),
+            Error::TooLarge(_) => tonic::Status::resource_exhausted(message),
+            Error::PermissionDenied(_) => tonic::Status::permission_denied(message),
         }
     }
 }

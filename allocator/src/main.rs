@@ -1,9 +1,18 @@
 //! `metallb-allocator`: see `metallb_allocator` for what it does.
 
-use std::process::ExitCode;
+use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use metallb_allocator::{
-    api::AllocatorApi, args::Args, core::Core, metrics::Metrics, server::serve_grpc,
+    args::Args,
+    auth::{
+        AuthMetrics, Authenticator, RoleBindings,
+        keys::{IssuerKeys, KeySource},
+        token::TokenVerifier,
+    },
+    core::Core,
+    metrics::Metrics,
+    server::{Security, Transport, serve_grpc},
+    tls::{CertificateFiles, ReloadingCertificate},
 };
 use metallb_process::{AdminServer, Readiness, parse_args_or_exit, run_until_shutdown};
 use prometheus_client::registry::Registry;
@@ -13,17 +22,25 @@ const SERVICE_NAME: &str = "metallb-allocator";
 
 fn main() -> ExitCode {
     let args: Args = parse_args_or_exit();
-    metallb_process::run_main(SERVICE_NAME, &args.common.clone(), run(args))
+    let bindings = RoleBindings::new(
+        &args.writer_service_accounts,
+        &args.announcer_service_accounts,
+        &args.reader_service_accounts,
+    )
+    .unwrap_or_else(|err| metallb_process::usage_error(&format!("role flags: {err}")));
+    metallb_process::run_main(SERVICE_NAME, &args.common.clone(), run(args, bindings))
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+async fn run(args: Args, bindings: RoleBindings) -> anyhow::Result<()> {
     let readiness = Readiness::new("starting");
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
+    let auth_metrics = AuthMetrics::register(&mut registry);
     let admin = AdminServer::bind(args.common.admin_addr, registry, readiness.clone()).await?;
     let grpc_listener = TcpListener::bind(args.grpc_addr).await.map_err(|err| {
         anyhow::anyhow!("cannot listen on gRPC address {}: {err}", args.grpc_addr)
     })?;
+    let security = security(&args, bindings, auth_metrics).await?;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let core = Core::new(metrics, readiness, health_reporter).await;
     tracing::info!(
@@ -37,7 +54,49 @@ async fn run(args: Args) -> anyhow::Result<()> {
             shutdown.await;
             streams_owner.streams().close();
         };
-        serve_grpc(grpc_listener, AllocatorApi::new(core), health_service, shutdown)
+        serve_grpc(grpc_listener, core, health_service, security, shutdown)
     })
     .await
+}
+
+async fn security(
+    args: &Args,
+    bindings: RoleBindings,
+    metrics: AuthMetrics,
+) -> anyhow::Result<Security> {
+    if args.insecure {
+        tracing::warn!(
+            "INSECURE: the gRPC API is plaintext and unauthenticated; anyone who reaches {} \
+             can read BGP passwords and rewrite every assignment. For local debugging only.",
+            args.grpc_addr
+        );
+        return Ok(Security {
+            max_message_bytes: args.max_message_bytes,
+            max_streams_per_caller: args.max_streams_per_caller,
+            ..Security::insecure()
+        });
+    }
+    let source = match &args.jwks_file {
+        Some(path) => KeySource::File(path.clone()),
+        None => KeySource::Url {
+            url: args.jwks_url.clone(),
+            ca_file: Some(args.jwks_ca_file.clone()),
+            token_file: (!args.jwks_token_file.as_os_str().is_empty())
+                .then(|| args.jwks_token_file.clone()),
+        },
+    };
+    let keys = IssuerKeys::new(source)?;
+    keys.spawn_refresh(Duration::from_secs(args.jwks_refresh_seconds.max(1)));
+    let verifier = TokenVerifier::new(args.token_issuer.clone(), args.token_audience.clone(), keys);
+    let certificate = ReloadingCertificate::load(CertificateFiles {
+        cert: args.tls_cert_file.clone(),
+        key: args.tls_key_file.clone(),
+    })
+    .await?;
+    Ok(Security {
+        transport: Transport::Tls(certificate),
+        authenticator: Arc::new(Authenticator::Enforcing { verifier, bindings, metrics }),
+        max_message_bytes: args.max_message_bytes,
+        max_streams_per_caller: args.max_streams_per_caller,
+    })
 }

@@ -24,6 +24,7 @@ impl NodeInfo {
         if node.name.trim().is_empty() {
             return Err("the node name is empty".into());
         }
+        crate::limits::name_length("node name", &node.name, crate::limits::MAX_OBJECT_NAME)?;
         let network_unavailable = node.conditions.iter().any(|condition| {
             condition.r#type == "NetworkUnavailable" && condition.status == "True"
         });

@@ -31,6 +31,9 @@ impl ServiceKey {
                 key.namespace, key.name
             ));
         }
+        use crate::limits::{MAX_LABEL_NAME, name_length};
+        name_length("namespace", &key.namespace, MAX_LABEL_NAME)?;
+        name_length("name", &key.name, MAX_LABEL_NAME)?;
         Ok(Self { namespace: key.namespace.as_str().into(), name: key.name.as_str().into() })
     }
 

@@ -3,7 +3,11 @@
 
 use std::time::Duration;
 
-use metallb_allocator::{api::AllocatorApi, core::Core, metrics::Metrics, server::serve_grpc};
+use metallb_allocator::{
+    core::Core,
+    metrics::Metrics,
+    server::{Security, serve_grpc},
+};
 use metallb_process::Readiness;
 use metallb_proto::pb::{self, allocator_client::AllocatorClient, assignment_update::Update};
 use prometheus_client::registry::Registry;
@@ -17,7 +21,7 @@ async fn start() -> (AllocatorClient<Channel>, tokio::sync::oneshot::Sender<()>)
         Core::new(Metrics::register(&mut Registry::default()), Readiness::new("test"), health)
             .await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve_grpc(listener, AllocatorApi::new(core), health_service, async move {
+    tokio::spawn(serve_grpc(listener, core, health_service, Security::insecure(), async move {
         let _ = stopped.await;
     }));
     (AllocatorClient::connect(format!("http://{addr}")).await.unwrap(), stop)

@@ -1,7 +1,7 @@
 //! Command-line flags of the announcer (each also read from an environment variable).
 
 use clap::Parser;
-use metallb_process::CommonArgs;
+use metallb_process::{AllocatorClientArgs, CommonArgs};
 
 /// The metallb-rs announcer: runs on every node, subscribes to the allocator for the node's
 /// assignments and announces them to the BGP peers.
@@ -13,14 +13,8 @@ pub struct Args {
     #[arg(long, env = "METALLB_NODE_NAME", value_parser = non_empty)]
     pub node_name: String,
 
-    /// The allocator's gRPC endpoint, as a URL.
-    #[arg(
-        long,
-        env = "METALLB_ALLOCATOR_ENDPOINT",
-        default_value = "http://metallb-allocator.metallb-system.svc:50051",
-        value_parser = endpoint_url
-    )]
-    pub allocator_endpoint: String,
+    #[command(flatten)]
+    pub allocator: AllocatorClientArgs,
 
     /// This node's IP address (in a DaemonSet, from the downward API's status.hostIP): the BGP
     /// router ID of sessions whose peer sets none and has no IPv4 source address.
@@ -37,10 +31,4 @@ pub struct Args {
 
 fn non_empty(value: &str) -> Result<String, String> {
     if value.trim().is_empty() { Err("must not be empty".into()) } else { Ok(value.to_string()) }
-}
-
-fn endpoint_url(value: &str) -> Result<String, String> {
-    tonic::transport::Endpoint::from_shared(value.to_string())
-        .map(|_| value.to_string())
-        .map_err(|err| format!("not a valid URL such as http://host:50051 ({err})"))
 }

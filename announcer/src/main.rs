@@ -5,7 +5,9 @@ use std::{process::ExitCode, time::Duration};
 use metallb_announcer::{
     args::Args, metrics::Metrics, reporter::Reporter, speaker::Speaker, subscription::subscribe,
 };
-use metallb_process::{AdminServer, Readiness, parse_args_or_exit, run_until_shutdown};
+use metallb_process::{
+    AdminServer, AllocatorConnector, Readiness, parse_args_or_exit, run_until_shutdown,
+};
 use prometheus_client::registry::Registry;
 
 const SERVICE_NAME: &str = "metallb-announcer";
@@ -18,26 +20,27 @@ fn main() -> ExitCode {
 async fn run(args: Args) -> anyhow::Result<()> {
     let readiness = Readiness::new(format!(
         "waiting for the first assignment snapshot from {}",
-        args.allocator_endpoint
+        args.allocator.allocator_endpoint
     ));
+    let connector = AllocatorConnector::new(&args.allocator)?;
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
     let admin = AdminServer::bind(args.common.admin_addr, registry, readiness.clone()).await?;
     tracing::info!(
         node = args.node_name,
-        allocator = args.allocator_endpoint,
+        allocator = args.allocator.allocator_endpoint,
         admin_addr = %admin.local_addr()?,
         "announcer starting"
     );
     run_until_shutdown(&args.common, admin, |mut shutdown| async move {
         let (mut assignments, subscription) = subscribe(
-            args.allocator_endpoint.clone(),
+            connector.clone(),
             args.node_name.clone(),
             readiness,
             Box::pin(std::future::pending()),
         );
         let mut speaker = Speaker::new(args.node_address);
-        let mut reporter = Reporter::new(&args.allocator_endpoint)?;
+        let mut reporter = Reporter::new(&connector)?;
         let mut report =
             tokio::time::interval(Duration::from_secs(args.report_interval_seconds.max(1)));
         loop {

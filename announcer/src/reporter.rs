@@ -3,29 +3,21 @@
 
 use std::time::Duration;
 
-use metallb_process::propagation;
-use metallb_proto::pb::{self, allocator_client::AllocatorClient};
-use tonic::{service::interceptor::InterceptedService, transport::Endpoint};
+use metallb_process::{AllocatorConnector, allocator_client::Client};
+use metallb_proto::pb;
 
 const REPORT_TIMEOUT: Duration = Duration::from_secs(3);
-
-type Interceptor = fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>;
 
 /// Sends session reports over one connection, opened on first use and reopened by tonic
 /// when it breaks.
 pub struct Reporter {
-    client: AllocatorClient<InterceptedService<tonic::transport::Channel, Interceptor>>,
+    client: Client,
 }
 
 impl Reporter {
-    /// A reporter for the allocator at `endpoint` (a URL checked by the flag parser).
-    pub fn new(endpoint: &str) -> anyhow::Result<Self> {
-        let channel = Endpoint::from_shared(endpoint.to_string())?
-            .connect_timeout(REPORT_TIMEOUT)
-            .timeout(REPORT_TIMEOUT)
-            .connect_lazy();
-        let inject: Interceptor = propagation::inject_current_context;
-        Ok(Self { client: AllocatorClient::with_interceptor(channel, inject) })
+    /// A reporter for the allocator `connector` reaches.
+    pub fn new(connector: &AllocatorConnector) -> anyhow::Result<Self> {
+        Ok(Self { client: connector.connect_lazy(REPORT_TIMEOUT)? })
     }
 
     /// Sends `sessions` as `node`'s complete report.

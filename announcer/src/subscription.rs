@@ -5,10 +5,9 @@
 
 use std::{sync::Arc, time::Duration};
 
-use metallb_process::{Backoff, Readiness, ShutdownSignal, propagation};
-use metallb_proto::pb::{self, allocator_client::AllocatorClient, assignment_update::Update};
+use metallb_process::{AllocatorConnector, Backoff, Readiness, ShutdownSignal, propagation};
+use metallb_proto::pb::{self, assignment_update::Update};
 use tokio::{sync::watch, task::JoinHandle};
-use tonic::transport::Endpoint;
 use tracing::{Instrument, Span};
 
 use crate::assignments::Assignments;
@@ -21,7 +20,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Starts following the allocator's assignments for `node_name`. Marks `readiness` ready once
 /// the first snapshot is applied. The task ends when `shutdown` fires.
 pub fn subscribe(
-    endpoint: String,
+    connector: AllocatorConnector,
     node_name: String,
     readiness: Readiness,
     shutdown: ShutdownSignal,
@@ -29,7 +28,7 @@ pub fn subscribe(
     let (sender, receiver) = watch::channel(None);
     let task = tokio::spawn(async move {
         tokio::select! {
-            () = follow(&endpoint, &node_name, &sender, &readiness) => {}
+            () = follow(&connector, &node_name, &sender, &readiness) => {}
             () = shutdown => {}
         }
     });
@@ -37,14 +36,14 @@ pub fn subscribe(
 }
 
 async fn follow(
-    endpoint: &str,
+    connector: &AllocatorConnector,
     node_name: &str,
     sender: &watch::Sender<Option<Arc<Assignments>>>,
     readiness: &Readiness,
 ) {
     let mut backoff = Backoff::default();
     loop {
-        let outcome = stream_once(endpoint, node_name, sender, readiness, &mut backoff).await;
+        let outcome = stream_once(connector, node_name, sender, readiness, &mut backoff).await;
         let delay = backoff.next_delay();
         match outcome {
             Ok(()) => tracing::info!(
@@ -52,7 +51,6 @@ async fn follow(
                 "allocator closed the assignment stream"
             ),
             Err(err) => tracing::warn!(
-                endpoint,
                 error = format!("{err:#}"),
                 retry_in_ms = delay.as_millis() as u64,
                 "assignment stream unavailable; keeping the last assignments"
@@ -64,19 +62,13 @@ async fn follow(
 
 /// Reads one stream to its end. Resets `backoff` once a snapshot shows the stream works.
 async fn stream_once(
-    endpoint: &str,
+    connector: &AllocatorConnector,
     node_name: &str,
     sender: &watch::Sender<Option<Arc<Assignments>>>,
     readiness: &Readiness,
     backoff: &mut Backoff,
 ) -> anyhow::Result<()> {
-    let channel = Endpoint::from_shared(endpoint.to_string())?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .connect()
-        .await
-        .map_err(|err| anyhow::anyhow!("connecting: {err}"))?;
-    let mut client =
-        AllocatorClient::with_interceptor(channel, propagation::inject_current_context);
+    let mut client = connector.connect(CONNECT_TIMEOUT).await?;
     let request = pb::WatchAssignmentsRequest { node_name: node_name.to_string() };
     let mut stream = client.watch_assignments(request).await?.into_inner();
 

@@ -2,6 +2,7 @@
 //! `main` says only what is particular to it.
 
 pub mod admin;
+pub mod allocator_client;
 pub mod backoff;
 pub mod cli;
 pub mod lifecycle;
@@ -10,6 +11,7 @@ pub mod shutdown;
 pub mod tracing_setup;
 
 pub use admin::{AdminServer, Readiness};
+pub use allocator_client::{AllocatorClientArgs, AllocatorConnector};
 pub use backoff::Backoff;
 pub use cli::{CommonArgs, LogFormat, parse_args_or_exit, usage_error};
 pub use lifecycle::{ShutdownSignal, run_main, run_until_shutdown};

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use metallb_process::CommonArgs;
+use metallb_process::{AllocatorClientArgs, CommonArgs};
 
 /// The metallb-rs watcher: the only component that talks to Kubernetes. Forwards services,
 /// endpoints, nodes and configuration to the allocator; writes status, annotations and events
@@ -16,13 +16,8 @@ pub struct Args {
     #[arg(long, env = "KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
 
-    /// The allocator's gRPC endpoint, as a URL.
-    #[arg(
-        long,
-        env = "METALLB_ALLOCATOR_ENDPOINT",
-        default_value = "http://metallb-allocator.metallb-system.svc:50051"
-    )]
-    pub allocator_endpoint: String,
+    #[command(flatten)]
+    pub allocator: AllocatorClientArgs,
 
     /// Namespace holding the configuration (the v0.1 ConfigMap `config` and the metallb.io
     /// resources).
@@ -33,6 +28,24 @@ pub struct Args {
     /// a loadBalancerClass.
     #[arg(long, env = "METALLB_LOAD_BALANCER_CLASS")]
     pub load_balancer_class: Option<String>,
+
+    /// Issue the allocator's serving certificate and CA bundle (Secret metallb-allocator-tls,
+    /// ConfigMap metallb-allocator-ca in --config-namespace) and rotate them. Turn off when
+    /// cert-manager issues them (deploy/components/cert-manager).
+    #[arg(long, env = "METALLB_MANAGE_ALLOCATOR_TLS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub manage_allocator_tls: bool,
+
+    /// Name of the allocator's Service; its serving certificate covers the Service's DNS names.
+    #[arg(long, env = "METALLB_ALLOCATOR_SERVICE", default_value = "metallb-allocator")]
+    pub allocator_service: String,
+
+    /// Hours an issued serving certificate is valid; it is renewed when a third is left.
+    #[arg(long, env = "METALLB_ALLOCATOR_CERT_VALIDITY_HOURS", default_value_t = 2160)]
+    pub allocator_cert_validity_hours: u64,
+
+    /// Seconds between checks of the allocator's certificate and CA.
+    #[arg(long, env = "METALLB_ALLOCATOR_TLS_CHECK_SECONDS", default_value_t = 3600)]
+    pub allocator_tls_check_seconds: u64,
 
     #[command(flatten)]
     pub common: CommonArgs,

@@ -2,10 +2,12 @@
 //! EndpointSlices, Nodes and the configuration, forwards what changed to the allocator, and
 //! writes the results back to the objects.
 
+pub mod allocator_tls;
 pub mod args;
 pub mod desired;
 pub mod events;
 pub mod kube_connection;
+pub mod pki;
 pub mod reconciler;
 pub mod sources;
 pub mod translate;

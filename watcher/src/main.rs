@@ -1,9 +1,12 @@
 //! `metallb-watcher`: see `metallb_watcher` for what it does.
 
-use std::{process::ExitCode, sync::Arc};
+use std::{process::ExitCode, sync::Arc, time::Duration};
 
-use metallb_process::{AdminServer, Readiness, parse_args_or_exit, run_until_shutdown};
+use metallb_process::{
+    AdminServer, AllocatorConnector, Readiness, parse_args_or_exit, run_until_shutdown,
+};
 use metallb_watcher::{
+    allocator_tls::{self, TlsSettings},
     args::Args,
     kube_connection,
     reconciler::{Reconciler, Settings},
@@ -25,8 +28,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let registry = Registry::default();
     let admin = AdminServer::bind(args.common.admin_addr, registry, readiness.clone()).await?;
     let client = kube_connection::client(args.kubeconfig.as_deref()).await?;
+    let connector = AllocatorConnector::new(&args.allocator)?;
     tracing::info!(
-        allocator = args.allocator_endpoint,
+        allocator = args.allocator.allocator_endpoint,
         config_namespace = args.config_namespace,
         load_balancer_class = args.load_balancer_class.as_deref().unwrap_or("<none>"),
         admin_addr = %admin.local_addr()?,
@@ -36,6 +40,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let work = async {
             let version = kube_connection::wait_until_reachable(&client, &readiness).await;
             tracing::info!(version, "Kubernetes API reachable");
+            if args.manage_allocator_tls {
+                let settings = TlsSettings {
+                    namespace: args.config_namespace.clone(),
+                    service: args.allocator_service.clone(),
+                    serving_validity: Duration::from_secs(
+                        args.allocator_cert_validity_hours.max(1) * 3600,
+                    ),
+                    extra_names: Vec::new(),
+                    extra_ips: Vec::new(),
+                };
+                let interval = Duration::from_secs(args.allocator_tls_check_seconds.max(1));
+                tokio::spawn(allocator_tls::keep_current(client.clone(), settings, interval));
+            }
             readiness.set_not_ready("reading the initial lists");
             let changed = Arc::new(Notify::new());
             let sources = Sources::start(&client, &args.config_namespace, changed.clone()).await;
@@ -43,7 +60,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             tracing::info!("initial lists read");
             readiness.set_not_ready("waiting for the first pass to reach the allocator");
             let settings = Settings {
-                allocator_endpoint: args.allocator_endpoint.clone(),
+                allocator: connector,
                 config_namespace: args.config_namespace.clone(),
                 load_balancer_class: args.load_balancer_class.clone(),
             };

@@ -7,10 +7,9 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use k8s_openapi::api::core::v1::Service;
 use kube::Resource;
-use metallb_process::{Backoff, Readiness, propagation};
-use metallb_proto::pb::{self, allocator_client::AllocatorClient};
+use metallb_process::{AllocatorConnector, Backoff, Readiness, propagation};
+use metallb_proto::pb;
 use tokio::sync::{Notify, mpsc};
-use tonic::{service::interceptor::InterceptedService, transport::Channel};
 use tracing::Instrument;
 
 use crate::{
@@ -21,12 +20,7 @@ use crate::{
     writeback::Writer,
 };
 
-type Client = AllocatorClient<
-    InterceptedService<
-        Channel,
-        fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>,
-    >,
->;
+use metallb_process::allocator_client::Client;
 
 /// How soon failed write-backs are tried again.
 const RETRY_WRITES_AFTER: Duration = Duration::from_secs(1);
@@ -36,8 +30,8 @@ const COALESCE: Duration = Duration::from_millis(10);
 
 /// What the reconciler needs to know.
 pub struct Settings {
-    /// The allocator's gRPC URL.
-    pub allocator_endpoint: String,
+    /// How to reach the allocator.
+    pub allocator: AllocatorConnector,
     /// Namespace of the configuration.
     pub config_namespace: String,
     /// Our loadBalancerClass, or `None` for Services without one.
@@ -140,14 +134,7 @@ impl Reconciler {
             self.retry_write(key);
         }
         if self.client.is_none() {
-            let channel =
-                tonic::transport::Endpoint::from_shared(self.settings.allocator_endpoint.clone())?
-                    .connect_timeout(Duration::from_secs(5))
-                    .connect()
-                    .await?;
-            let inject: fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> =
-                propagation::inject_current_context;
-            self.client = Some(AllocatorClient::with_interceptor(channel, inject));
+            self.client = Some(self.settings.allocator.connect(Duration::from_secs(5)).await?);
         }
         self.send_config().await?;
         self.send_nodes().await?;

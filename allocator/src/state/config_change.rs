@@ -21,7 +21,18 @@ impl AllocatorState {
         source: &str,
         now: SystemTime,
     ) -> pb::ApplyConfigResponse {
-        let validated = match validate(config) {
+        self.apply_validated(validate(config), source, now)
+    }
+
+    /// Applies a configuration validated beforehand (outside the state's lock, so that
+    /// validating a large one does not hold up reads), or explains why not.
+    pub fn apply_validated(
+        &mut self,
+        validated: Result<Config, Vec<crate::config::ConfigError>>,
+        source: &str,
+        now: SystemTime,
+    ) -> pb::ApplyConfigResponse {
+        let validated = match validated {
             Ok(validated) => validated,
             Err(errors) => {
                 // A newer configuration supersedes one that was waiting.
