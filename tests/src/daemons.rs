@@ -3,13 +3,15 @@
 
 use std::{
     net::SocketAddr,
-    path::Path,
+    path::{Path, PathBuf},
     process::{Command, ExitStatus},
     time::{Duration, Instant},
 };
 
 use crate::{
     child::ChildProcess,
+    grpcurl::GrpcTarget,
+    trust::{AUDIENCE, Trust, WATCHER_ACCOUNT},
     lab::in_namespace,
     ports::free_loopback_addr,
     tools::{our_binary, system_tool},
@@ -137,22 +139,37 @@ impl Daemon {
     }
 }
 
-/// A running allocator with its gRPC address.
+/// A running allocator with its gRPC address, the CA its certificate chains to and a writer's
+/// token (the watcher's ServiceAccount) for tests that drive it as the watcher would.
 pub struct Allocator {
     /// The process.
     pub daemon: Daemon,
     grpc_addr: SocketAddr,
+    ca_file: PathBuf,
+    writer_token: String,
 }
 
 impl Allocator {
-    /// Starts the allocator on free loopback ports with `env` and waits until it is live (it
-    /// becomes ready only after a first full sync of services).
-    pub async fn start(env: &[(&str, String)], log_dir: &Path) -> anyhow::Result<Self> {
+    /// Starts the allocator on free loopback ports with `trust`'s certificate and issuer and
+    /// `env`, and waits until it is live (it becomes ready only after a first full sync).
+    pub async fn start(trust: &Trust, env: &[(&str, String)], log_dir: &Path) -> anyhow::Result<Self> {
+        Self::start_with(trust, &[], env, log_dir).await
+    }
+
+    /// Like `start`, with `extra` flags.
+    pub async fn start_with(
+        trust: &Trust,
+        extra: &[String],
+        env: &[(&str, String)],
+        log_dir: &Path,
+    ) -> anyhow::Result<Self> {
         let grpc_addr = free_loopback_addr();
-        let args = ["--grpc-addr".to_string(), grpc_addr.to_string()];
+        let mut args = vec!["--grpc-addr".to_string(), grpc_addr.to_string()];
+        args.extend(trust.allocator_args());
+        args.extend(extra.iter().cloned());
         let mut daemon = Daemon::start("metallb-allocator", &args, env, log_dir)?;
         daemon.wait_live().await?;
-        Ok(Self { daemon, grpc_addr })
+        Self::ready(daemon, grpc_addr, trust).await
     }
 
     /// Starts the allocator inside `namespace` with `env`, serving gRPC on every address there
@@ -160,14 +177,21 @@ impl Allocator {
     pub async fn start_in(
         namespace: &str,
         port: u16,
+        trust: &Trust,
         env: &[(&str, String)],
         log_dir: &Path,
     ) -> anyhow::Result<Self> {
-        let args = ["--grpc-addr".to_string(), format!("0.0.0.0:{port}")];
+        let mut args = vec!["--grpc-addr".to_string(), format!("0.0.0.0:{port}")];
+        args.extend(trust.allocator_args());
         let mut daemon =
             Daemon::start_in(Some(namespace), "metallb-allocator", &args, env, log_dir)?;
         daemon.wait_live().await?;
-        Ok(Self { daemon, grpc_addr: SocketAddr::from(([127, 0, 0, 1], port)) })
+        Self::ready(daemon, SocketAddr::from(([127, 0, 0, 1], port)), trust).await
+    }
+
+    async fn ready(daemon: Daemon, grpc_addr: SocketAddr, trust: &Trust) -> anyhow::Result<Self> {
+        let writer_token = trust.token(WATCHER_ACCOUNT, None, AUDIENCE, "2h").await?;
+        Ok(Self { daemon, grpc_addr, ca_file: trust.ca_file(), writer_token })
     }
 
     /// "127.0.0.1:PORT", as grpcurl wants it.
@@ -175,8 +199,13 @@ impl Allocator {
         self.grpc_addr
     }
 
-    /// "http://127.0.0.1:PORT", as tonic clients and our binaries' flags want it.
+    /// "https://127.0.0.1:PORT", as tonic clients and our binaries' flags want it.
     pub fn grpc_url(&self) -> String {
-        format!("http://{}", self.grpc_addr)
+        format!("https://{}", self.grpc_addr)
+    }
+
+    /// The allocator for grpcurl, called as the watcher (the writer).
+    pub fn target(&self) -> GrpcTarget {
+        GrpcTarget::secure(self.grpc_addr, &self.ca_file, Some(&self.writer_token))
     }
 }

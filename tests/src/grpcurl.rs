@@ -1,8 +1,40 @@
-//! grpcurl, run exactly as a user would against a plaintext gRPC server.
+//! grpcurl, run exactly as a user would: trusting the allocator's CA, presenting a token.
 
-use std::{net::SocketAddr, process::Command};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Command,
+};
 
-use crate::tools::cached_tool;
+use crate::{tools::cached_tool, trust::SERVER_NAME};
+
+/// A server to call and how.
+#[derive(Clone, Debug)]
+pub struct GrpcTarget {
+    /// Address.
+    pub addr: SocketAddr,
+    /// CA bundle to verify its certificate with (as SERVER_NAME); `None`: plaintext.
+    pub ca_file: Option<PathBuf>,
+    /// Token to present as `authorization: Bearer`.
+    pub token: Option<String>,
+}
+
+impl GrpcTarget {
+    /// Over TLS verified with `ca_file`, presenting `token` if given.
+    pub fn secure(addr: SocketAddr, ca_file: &Path, token: Option<&str>) -> Self {
+        Self { addr, ca_file: Some(ca_file.to_path_buf()), token: token.map(String::from) }
+    }
+
+    /// Plaintext and no token: what an attacker or a misconfigured client would try.
+    pub fn plaintext(addr: SocketAddr) -> Self {
+        Self { addr, ca_file: None, token: None }
+    }
+
+    /// The same server called with `token` instead (or none).
+    pub fn with_token(&self, token: Option<&str>) -> Self {
+        Self { token: token.map(String::from), ..self.clone() }
+    }
+}
 
 /// What one grpcurl invocation printed and how it exited.
 #[derive(Debug)]
@@ -15,47 +47,55 @@ pub struct GrpcurlOutput {
     pub stderr: String,
 }
 
-/// Runs `grpcurl -plaintext [-d data] ADDR args...`.
+/// Runs `grpcurl [-d data] ADDR args...` against `target`.
 pub fn grpcurl(
-    addr: SocketAddr,
+    target: &GrpcTarget,
     data: Option<&str>,
     args: &[&str],
 ) -> anyhow::Result<GrpcurlOutput> {
-    grpcurl_with(addr, &[], data, args)
+    grpcurl_with(target, &[], data, args)
 }
 
-/// Runs `grpcurl -plaintext FLAGS... [-d data] ADDR args...`, with flags such as `-H header`.
+/// Runs `grpcurl FLAGS... [-d data] ADDR args...`, with flags such as `-H header`.
 pub fn grpcurl_with(
-    addr: SocketAddr,
+    target: &GrpcTarget,
     flags: &[&str],
     data: Option<&str>,
     args: &[&str],
 ) -> anyhow::Result<GrpcurlOutput> {
-    run(Command::new(cached_tool("grpcurl")), addr, flags, data, args)
+    run(Command::new(cached_tool("grpcurl")), target, flags, data, args)
 }
 
 /// Runs grpcurl inside network namespace `namespace`, against an address there.
 pub fn grpcurl_in(
     namespace: &str,
-    addr: SocketAddr,
+    target: &GrpcTarget,
     data: Option<&str>,
     args: &[&str],
 ) -> anyhow::Result<GrpcurlOutput> {
-    run(crate::lab::in_namespace(namespace, &cached_tool("grpcurl")), addr, &[], data, args)
+    run(crate::lab::in_namespace(namespace, &cached_tool("grpcurl")), target, &[], data, args)
 }
 
 fn run(
     mut command: Command,
-    addr: SocketAddr,
+    target: &GrpcTarget,
     flags: &[&str],
     data: Option<&str>,
     args: &[&str],
 ) -> anyhow::Result<GrpcurlOutput> {
-    command.arg("-plaintext").arg("-max-time").arg("10").args(flags);
+    command.arg("-max-time").arg("10");
+    match &target.ca_file {
+        Some(ca_file) => command.arg("-cacert").arg(ca_file).arg("-authority").arg(SERVER_NAME),
+        None => command.arg("-plaintext"),
+    };
+    if let Some(token) = &target.token {
+        command.arg("-H").arg(format!("authorization: Bearer {token}"));
+    }
+    command.args(flags);
     if let Some(data) = data {
         command.arg("-d").arg(data);
     }
-    command.arg(addr.to_string()).args(args);
+    command.arg(target.addr.to_string()).args(args);
     let output = command.output()?;
     Ok(GrpcurlOutput {
         code: output.status.code().unwrap_or(-1),

@@ -13,3 +13,4 @@ pub mod lab;
 pub mod ports;
 pub mod stack;
 pub mod tools;
+pub mod trust;

@@ -38,10 +38,11 @@ use crate::{
     bgp_routers::{Neighbor, Router, RouterConfig, RouterKind},
     child::ChildProcess,
     daemons::{Allocator, Daemon},
-    grpcurl::grpcurl,
+    grpcurl::{GrpcTarget, grpcurl},
     jaeger::Jaeger,
     kube_control_plane::ControlPlane,
     lab::{Lab, ROUTER_V4},
+    trust::{ANNOUNCER_ACCOUNT, Trust, WATCHER_ACCOUNT},
 };
 
 /// The nodes' AS.
@@ -107,6 +108,8 @@ pub struct Stack {
     client: kube::Client,
     nodes: Vec<StackNode>,
     router_asn: u32,
+    /// The allocator's certificates and the tokens every daemon presents.
+    pub trust: Trust,
     logs: tempfile::TempDir,
 }
 
@@ -119,6 +122,9 @@ impl Stack {
         let control_plane = ControlPlane::start().await?;
         let watcher_kubeconfig = kube_objects::install_metallb(&control_plane).await?;
         let client = control_plane.client().await;
+        let node_names: Vec<String> = (1..=options.nodes).map(|index| format!("node-{index}")).collect();
+        let node_refs: Vec<&str> = node_names.iter().map(String::as_str).collect();
+        let trust = Trust::new(&control_plane, &node_refs).await?;
 
         let mut lab = Lab::new(options.nodes)?;
         if options.client {
@@ -152,7 +158,7 @@ impl Stack {
         };
 
         let allocator =
-            Allocator::start_in(&lab.router, ALLOCATOR_PORT, &telemetry(ROUTER_V4), logs.path())
+            Allocator::start_in(&lab.router, ALLOCATOR_PORT, &trust, &telemetry(ROUTER_V4), logs.path())
                 .await?;
         let nodes: Vec<StackNode> = lab
             .nodes
@@ -167,10 +173,11 @@ impl Stack {
         for node in &nodes {
             kube_objects::create_node(&client, &node.name, node.address).await?;
         }
-        let allocator_from_nodes = format!("http://{ROUTER_V4}:{ALLOCATOR_PORT}");
+        let allocator_from_nodes = format!("https://{ROUTER_V4}:{ALLOCATOR_PORT}");
         let mut announcers = Vec::new();
         for node in &nodes {
-            let args = strings(&[
+            let token = trust.token_file(ANNOUNCER_ACCOUNT, Some(&node.name)).await?;
+            let mut args = strings(&[
                 "--node-name",
                 &node.name,
                 "--node-address",
@@ -180,6 +187,7 @@ impl Stack {
                 "--report-interval-seconds",
                 "1",
             ]);
+            args.extend(trust.client_args(&token));
             let env = telemetry(ROUTER_V4);
             let namespace = Some(node.namespace.as_str());
             announcers.push(Daemon::start_in(
@@ -190,14 +198,18 @@ impl Stack {
                 logs.path(),
             )?);
         }
-        let args = strings(&[
+        let mut args = strings(&[
             "--kubeconfig",
             &watcher_kubeconfig.to_string_lossy(),
             "--allocator-endpoint",
-            &format!("http://{}:{ALLOCATOR_PORT}", link.namespace_address),
+            &format!("https://{}:{ALLOCATOR_PORT}", link.namespace_address),
             "--config-namespace",
             CONFIG_NAMESPACE,
+            // The harness's Trust stands in for the kubelet-mounted Secret and ConfigMap; the
+            // watcher's own issuing is proven in tests/tests/allocator_tls.rs.
+            "--manage-allocator-tls=false",
         ]);
+        args.extend(trust.client_args(&trust.token_file(WATCHER_ACCOUNT, None).await?));
         let watcher = Daemon::start(
             "metallb-watcher",
             &args,
@@ -217,6 +229,7 @@ impl Stack {
             client,
             nodes,
             router_asn,
+            trust,
             logs,
         };
         stack.wait_ready().await?;
@@ -378,7 +391,8 @@ impl Stack {
     /// Calls `metallb.v1.Allocator/<method>` with grpcurl from the root namespace.
     pub fn allocator_call(&self, method: &str, data: &str) -> anyhow::Result<serde_json::Value> {
         let method = format!("metallb.v1.Allocator/{method}");
-        let out = grpcurl(self.allocator_addr(), Some(data), &[&method])?;
+        let target = GrpcTarget { addr: self.allocator_addr(), ..self.allocator.target() };
+        let out = grpcurl(&target, Some(data), &[&method])?;
         anyhow::ensure!(out.code == 0, "{method}: {out:?}");
         Ok(serde_json::from_str(&out.stdout)?)
     }

@@ -1,0 +1,201 @@
+//! What a secured allocator and its callers need in a test, made the way a cluster makes it:
+//! the allocator's CA and serving certificate from the watcher's own PKI code, and real
+//! projected ServiceAccount tokens issued by kube-apiserver (`kubectl create token`), bound
+//! to pods on nodes for announcers.
+//!
+//! Files live in a temporary directory removed with the `Trust`.
+
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use metallb_watcher::pki::{self, PemPair};
+use time::OffsetDateTime;
+
+use crate::kube_control_plane::ControlPlane;
+
+/// The namespace of our ServiceAccounts.
+pub const NAMESPACE: &str = "metallb-system";
+/// The audience tokens are issued for.
+pub const AUDIENCE: &str = "metallb-allocator";
+/// The name clients expect in the allocator's certificate.
+pub const SERVER_NAME: &str = "metallb-allocator.metallb-system.svc";
+/// The writer's ServiceAccount (`namespace/name` as the allocator's flags want it).
+pub const WATCHER_ACCOUNT: &str = "metallb-watcher";
+/// The announcers' ServiceAccount.
+pub const ANNOUNCER_ACCOUNT: &str = "metallb-announcer";
+/// A reader's ServiceAccount, as an operator would name one.
+pub const READER_ACCOUNT: &str = "metallb-inspector";
+/// A ServiceAccount with no role on the allocator.
+pub const STRANGER_ACCOUNT: &str = "someone-else";
+
+const TOKEN_DURATION: &str = "2h";
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// Certificates, the issuer's keys and tokens for one test.
+pub struct Trust {
+    dir: tempfile::TempDir,
+    authority: PemPair,
+    issuer: String,
+    kubeconfig: PathBuf,
+    kubectl_cache: PathBuf,
+}
+
+impl Trust {
+    /// Makes the allocator's CA and serving certificate, and the ServiceAccounts (with a
+    /// pod per node in `nodes` for announcers' tokens) in `control_plane`.
+    pub async fn new(control_plane: &ControlPlane, nodes: &[&str]) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("metallb-trust-").tempdir()?;
+        let now = OffsetDateTime::now_utc();
+        let authority = pki::new_authority("metallb-allocator-ca test", now, 10 * DAY)?;
+        std::fs::write(dir.path().join("ca.crt"), &authority.cert)?;
+        let trust = Self {
+            issuer: format!("https://{}", control_plane.server_url().trim_start_matches("https://")),
+            kubeconfig: control_plane.kubeconfig_path().to_path_buf(),
+            kubectl_cache: control_plane.dir().join("kubectl-cache"),
+            authority,
+            dir,
+        };
+        trust.issue_serving_certificate()?;
+        std::fs::write(trust.jwks_file(), control_plane.kubectl(&["get", "--raw", "/openid/v1/jwks"]).await?)?;
+        control_plane.apply_yaml(&accounts_yaml(nodes)).await?;
+        Ok(trust)
+    }
+
+    /// Issues a new serving certificate (same CA) and swaps it in atomically, as the kubelet
+    /// updates a mounted Secret.
+    pub fn issue_serving_certificate(&self) -> anyhow::Result<()> {
+        let names = vec![SERVER_NAME.to_string(), "localhost".to_string()];
+        let ips = [IpAddr::V4(Ipv4Addr::LOCALHOST)];
+        let serving =
+            pki::issue_serving(&self.authority, &names, &ips, OffsetDateTime::now_utc(), DAY)?;
+        for (name, text) in [("tls.crt", &serving.cert), ("tls.key", &serving.key)] {
+            let staging = self.dir.path().join(format!(".{name}.new"));
+            std::fs::write(&staging, text)?;
+            std::fs::rename(&staging, self.dir.path().join(name))?;
+        }
+        Ok(())
+    }
+
+    /// The allocator's serving certificate, as a client would fetch it, for comparisons.
+    pub fn serving_certificate(&self) -> anyhow::Result<String> {
+        Ok(std::fs::read_to_string(self.dir.path().join("tls.crt"))?)
+    }
+
+    /// The CA bundle clients trust.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
+    }
+
+    /// The issuer's keys, as `kubectl get --raw /openid/v1/jwks` gave them.
+    pub fn jwks_file(&self) -> PathBuf {
+        self.dir.path().join("jwks.json")
+    }
+
+    /// The token issuer the allocator must trust.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The allocator's security flags: its certificate, and the issuer's keys from a file
+    /// (the allocator may run in a namespace that cannot reach kube-apiserver's loopback).
+    pub fn allocator_args(&self) -> Vec<String> {
+        let path = |name: &str| self.dir.path().join(name).to_string_lossy().into_owned();
+        [
+            ("--tls-cert-file", path("tls.crt")),
+            ("--tls-key-file", path("tls.key")),
+            ("--token-issuer", self.issuer.clone()),
+            ("--token-audience", AUDIENCE.to_string()),
+            ("--jwks-file", self.jwks_file().to_string_lossy().into_owned()),
+            ("--reader-service-accounts", format!("{NAMESPACE}/{READER_ACCOUNT}")),
+        ]
+        .into_iter()
+        .flat_map(|(flag, value)| [flag.to_string(), value])
+        .collect()
+    }
+
+    /// A client's flags (watcher, announcer) presenting `token_file`.
+    pub fn client_args(&self, token_file: &Path) -> Vec<String> {
+        vec![
+            "--allocator-ca-file".into(),
+            self.ca_file().to_string_lossy().into_owned(),
+            "--allocator-server-name".into(),
+            SERVER_NAME.into(),
+            "--allocator-token-file".into(),
+            token_file.to_string_lossy().into_owned(),
+        ]
+    }
+
+    /// A token of ServiceAccount `account` for the allocator, bound to the announcer pod on
+    /// `node` when given, written to a file whose path is returned.
+    pub async fn token_file(&self, account: &str, node: Option<&str>) -> anyhow::Result<PathBuf> {
+        let token = self.token(account, node, AUDIENCE, TOKEN_DURATION).await?;
+        let path = self.dir.path().join(format!("token-{account}-{}", node.unwrap_or("unbound")));
+        std::fs::write(&path, token)?;
+        Ok(path)
+    }
+
+    /// The watcher's flags to reach the allocator: the CA bundle and a writer's token.
+    pub async fn watcher_args(&self) -> anyhow::Result<Vec<String>> {
+        Ok(self.client_args(&self.token_file(WATCHER_ACCOUNT, None).await?))
+    }
+
+    /// The flags of the announcer on `node`: the CA bundle and a token bound to its pod.
+    pub async fn announcer_args(&self, node: &str) -> anyhow::Result<Vec<String>> {
+        Ok(self.client_args(&self.token_file(ANNOUNCER_ACCOUNT, Some(node)).await?))
+    }
+
+    /// A token as `kubectl create token` issues it.
+    pub async fn token(
+        &self,
+        account: &str,
+        node: Option<&str>,
+        audience: &str,
+        duration: &str,
+    ) -> anyhow::Result<String> {
+        let pod = node.map(announcer_pod);
+        let mut args = vec![
+            "create", "token", account, "-n", NAMESPACE, "--audience", audience, "--duration",
+            duration,
+        ];
+        if let Some(pod) = &pod {
+            args.extend(["--bound-object-kind", "Pod", "--bound-object-name", pod]);
+        }
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+        let out = crate::kube_control_plane::run_kubectl(&self.kubeconfig, &self.kubectl_cache, &args).await?;
+        Ok(out.trim().to_string())
+    }
+}
+
+/// A control plane and a `Trust` for tests of our daemons without Kubernetes objects of their
+/// own: kube-apiserver is there to issue the tokens, as it is in a cluster.
+pub async fn standalone(nodes: &[&str]) -> anyhow::Result<(ControlPlane, Trust)> {
+    let control_plane = ControlPlane::start().await?;
+    let trust = Trust::new(&control_plane, nodes).await?;
+    Ok((control_plane, trust))
+}
+
+/// The pod an announcer on `node` runs as.
+pub fn announcer_pod(node: &str) -> String {
+    format!("metallb-announcer-{node}")
+}
+
+/// The namespace, the ServiceAccounts, the Nodes and one announcer pod per node (never run:
+/// there is no kubelet; they exist so that tokens can be bound to them and carry their node).
+fn accounts_yaml(nodes: &[&str]) -> String {
+    let mut yaml = format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {NAMESPACE}\n");
+    for account in [WATCHER_ACCOUNT, ANNOUNCER_ACCOUNT, READER_ACCOUNT, STRANGER_ACCOUNT] {
+        yaml += &format!(
+            "---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: {account}\n  namespace: {NAMESPACE}\n"
+        );
+    }
+    for node in nodes {
+        yaml += &format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {pod}\n  namespace: {NAMESPACE}\nspec:\n  nodeName: {node}\n  serviceAccountName: {ANNOUNCER_ACCOUNT}\n  containers:\n  - name: announcer\n    image: metallb-rs:test\n",
+            pod = announcer_pod(node)
+        );
+    }
+    yaml
+}
