@@ -84,8 +84,8 @@ mod tests {
 
     #[test]
     fn a_config_over_a_count_is_refused_naming_it() {
-        let mut config = pb::Config::default();
-        config.peers = vec![pb::BgpPeer::default(); MAX_PEERS + 1];
+        let mut config =
+            pb::Config { peers: vec![pb::BgpPeer::default(); MAX_PEERS + 1], ..Default::default() };
         let err = check_config(&config).unwrap_err().to_string();
         assert!(err.contains("config.peers") && err.contains("1001"), "{err}");
         config.peers.truncate(MAX_PEERS);

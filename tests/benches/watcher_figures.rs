@@ -21,6 +21,7 @@ use kube::{
 use metallb_tests::{
     daemons::{Allocator, Daemon},
     kube_control_plane::ControlPlane,
+    trust::Trust,
 };
 
 const FIRST: usize = 1_000;
@@ -90,22 +91,28 @@ async fn wait_for_statuses(
     }
 }
 
+/// The watcher, presenting `client_args` (the CA bundle and its token, made beforehand so
+/// that issuing a token is not counted in its start time).
 fn watcher_daemon(
     control_plane: &ControlPlane,
+    client_args: &[String],
     allocator: &Allocator,
     logs: &std::path::Path,
 ) -> Daemon {
-    let args: Vec<String> = [
+    let mut args: Vec<String> = [
         "--kubeconfig",
         &control_plane.kubeconfig_path().to_string_lossy(),
         "--allocator-endpoint",
         &allocator.grpc_url(),
         "--log-filter",
         "warn",
+        // The Trust stands in for the Secret and ConfigMap the watcher would issue.
+        "--manage-allocator-tls=false",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
+    args.extend(client_args.iter().cloned());
     Daemon::start("metallb-watcher", &args, &[], logs).unwrap()
 }
 
@@ -129,8 +136,11 @@ async fn main() {
         .await
         .unwrap();
     let client = control_plane.client().await;
-    let allocator = Allocator::start(&[], logs.path()).await.unwrap();
-    let mut daemon = watcher_daemon(&control_plane, &allocator, logs.path());
+    // After the namespace: the Trust puts its ServiceAccounts there.
+    let trust = Trust::new(&control_plane, &[]).await.unwrap();
+    let watcher_args = trust.watcher_args().await.unwrap();
+    let allocator = Allocator::start(&trust, &[], logs.path()).await.unwrap();
+    let mut daemon = watcher_daemon(&control_plane, &watcher_args, &allocator, logs.path());
     daemon.wait_ready().await.unwrap();
 
     // Creation to status: a watch of our own notes when each Service first shows an IP.
@@ -212,13 +222,13 @@ async fn main() {
     daemon.terminate(Duration::from_secs(15)).unwrap();
     let mut allocator = allocator;
     allocator.daemon.terminate(Duration::from_secs(15)).unwrap();
-    let allocator = Allocator::start(&[], logs.path()).await.unwrap();
+    let allocator = Allocator::start(&trust, &[], logs.path()).await.unwrap();
     let started = Instant::now();
-    let mut daemon = watcher_daemon(&control_plane, &allocator, logs.path());
+    let mut daemon = watcher_daemon(&control_plane, &watcher_args, &allocator, logs.path());
     daemon.wait_ready().await.unwrap();
     let synced = started.elapsed();
     let leases = metallb_tests::grpcurl::grpcurl(
-        allocator.grpc_addr(),
+        &allocator.target(),
         Some("{}"),
         &["metallb.v1.Allocator/ListPools"],
     )

@@ -11,10 +11,10 @@ use std::{
 use crate::{
     child::ChildProcess,
     grpcurl::GrpcTarget,
-    trust::{AUDIENCE, Trust, WATCHER_ACCOUNT},
     lab::in_namespace,
     ports::free_loopback_addr,
     tools::{our_binary, system_tool},
+    trust::{AUDIENCE, Trust, WATCHER_ACCOUNT},
 };
 
 /// How long a daemon may take to become ready.
@@ -152,7 +152,11 @@ pub struct Allocator {
 impl Allocator {
     /// Starts the allocator on free loopback ports with `trust`'s certificate and issuer and
     /// `env`, and waits until it is live (it becomes ready only after a first full sync).
-    pub async fn start(trust: &Trust, env: &[(&str, String)], log_dir: &Path) -> anyhow::Result<Self> {
+    pub async fn start(
+        trust: &Trust,
+        env: &[(&str, String)],
+        log_dir: &Path,
+    ) -> anyhow::Result<Self> {
         Self::start_with(trust, &[], env, log_dir).await
     }
 

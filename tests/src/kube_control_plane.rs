@@ -294,6 +294,10 @@ fn lock(process: &Mutex<ChildProcess>) -> std::sync::MutexGuard<'_, ChildProcess
 
 /// Runs kubectl with `kubeconfig` (a kubeconfig of a control plane of this harness) and
 /// `args`, keeping its discovery cache in `cache_dir`; returns its standard output.
-pub async fn run_kubectl(kubeconfig: &Path, cache_dir: &Path, args: &[&OsStr]) -> anyhow::Result<String> {
+pub async fn run_kubectl(
+    kubeconfig: &Path,
+    cache_dir: &Path,
+    args: &[&OsStr],
+) -> anyhow::Result<String> {
     kubectl::run(kubeconfig, cache_dir, args, None).await
 }

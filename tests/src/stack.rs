@@ -122,7 +122,8 @@ impl Stack {
         let control_plane = ControlPlane::start().await?;
         let watcher_kubeconfig = kube_objects::install_metallb(&control_plane).await?;
         let client = control_plane.client().await;
-        let node_names: Vec<String> = (1..=options.nodes).map(|index| format!("node-{index}")).collect();
+        let node_names: Vec<String> =
+            (1..=options.nodes).map(|index| format!("node-{index}")).collect();
         let node_refs: Vec<&str> = node_names.iter().map(String::as_str).collect();
         let trust = Trust::new(&control_plane, &node_refs).await?;
 
@@ -157,9 +158,14 @@ impl Stack {
             ]
         };
 
-        let allocator =
-            Allocator::start_in(&lab.router, ALLOCATOR_PORT, &trust, &telemetry(ROUTER_V4), logs.path())
-                .await?;
+        let allocator = Allocator::start_in(
+            &lab.router,
+            ALLOCATOR_PORT,
+            &trust,
+            &telemetry(ROUTER_V4),
+            logs.path(),
+        )
+        .await?;
         let nodes: Vec<StackNode> = lab
             .nodes
             .iter()

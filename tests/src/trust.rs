@@ -37,6 +37,9 @@ const DAY: Duration = Duration::from_secs(86_400);
 /// Certificates, the issuer's keys and tokens for one test.
 pub struct Trust {
     dir: tempfile::TempDir,
+    /// When set, the allocator fetches the issuer's keys from kube-apiserver (URL, CA file,
+    /// token file) instead of reading `jwks_file`.
+    jwks_url: Option<(String, PathBuf, PathBuf)>,
     authority: PemPair,
     issuer: String,
     kubeconfig: PathBuf,
@@ -52,14 +55,21 @@ impl Trust {
         let authority = pki::new_authority("metallb-allocator-ca test", now, 10 * DAY)?;
         std::fs::write(dir.path().join("ca.crt"), &authority.cert)?;
         let trust = Self {
-            issuer: format!("https://{}", control_plane.server_url().trim_start_matches("https://")),
+            issuer: format!(
+                "https://{}",
+                control_plane.server_url().trim_start_matches("https://")
+            ),
             kubeconfig: control_plane.kubeconfig_path().to_path_buf(),
             kubectl_cache: control_plane.dir().join("kubectl-cache"),
             authority,
             dir,
+            jwks_url: None,
         };
         trust.issue_serving_certificate()?;
-        std::fs::write(trust.jwks_file(), control_plane.kubectl(&["get", "--raw", "/openid/v1/jwks"]).await?)?;
+        std::fs::write(
+            trust.jwks_file(),
+            control_plane.kubectl(&["get", "--raw", "/openid/v1/jwks"]).await?,
+        )?;
         control_plane.apply_yaml(&accounts_yaml(nodes)).await?;
         Ok(trust)
     }
@@ -99,19 +109,40 @@ impl Trust {
         &self.issuer
     }
 
+    /// Has the allocator fetch the issuer's keys from `control_plane` as it does in a cluster
+    /// (`/openid/v1/jwks`, with a token of its own), for an allocator that can reach it.
+    pub async fn use_jwks_url(&mut self, control_plane: &ControlPlane) -> anyhow::Result<()> {
+        let token = self.token(STRANGER_ACCOUNT, None, &self.issuer.clone(), "1h").await?;
+        let token_file = self.dir.path().join("jwks-reader-token");
+        std::fs::write(&token_file, token)?;
+        let url = format!("{}/openid/v1/jwks", control_plane.server_url());
+        self.jwks_url = Some((url, control_plane.ca_cert_path().to_path_buf(), token_file));
+        Ok(())
+    }
+
     /// The allocator's security flags: its certificate, and the issuer's keys from a file
-    /// (the allocator may run in a namespace that cannot reach kube-apiserver's loopback).
+    /// (the allocator may run in a namespace that cannot reach kube-apiserver's loopback)
+    /// unless `use_jwks_url` was called.
     pub fn allocator_args(&self) -> Vec<String> {
         let path = |name: &str| self.dir.path().join(name).to_string_lossy().into_owned();
+        let display = |path: &Path| path.to_string_lossy().into_owned();
+        let keys = match &self.jwks_url {
+            Some((url, ca, token)) => vec![
+                ("--jwks-url", url.clone()),
+                ("--jwks-ca-file", display(ca)),
+                ("--jwks-token-file", display(token)),
+            ],
+            None => vec![("--jwks-file", display(&self.jwks_file()))],
+        };
         [
             ("--tls-cert-file", path("tls.crt")),
             ("--tls-key-file", path("tls.key")),
             ("--token-issuer", self.issuer.clone()),
             ("--token-audience", AUDIENCE.to_string()),
-            ("--jwks-file", self.jwks_file().to_string_lossy().into_owned()),
             ("--reader-service-accounts", format!("{NAMESPACE}/{READER_ACCOUNT}")),
         ]
         .into_iter()
+        .chain(keys)
         .flat_map(|(flag, value)| [flag.to_string(), value])
         .collect()
     }
@@ -157,14 +188,23 @@ impl Trust {
     ) -> anyhow::Result<String> {
         let pod = node.map(announcer_pod);
         let mut args = vec![
-            "create", "token", account, "-n", NAMESPACE, "--audience", audience, "--duration",
+            "create",
+            "token",
+            account,
+            "-n",
+            NAMESPACE,
+            "--audience",
+            audience,
+            "--duration",
             duration,
         ];
         if let Some(pod) = &pod {
             args.extend(["--bound-object-kind", "Pod", "--bound-object-name", pod]);
         }
         let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
-        let out = crate::kube_control_plane::run_kubectl(&self.kubeconfig, &self.kubectl_cache, &args).await?;
+        let out =
+            crate::kube_control_plane::run_kubectl(&self.kubeconfig, &self.kubectl_cache, &args)
+                .await?;
         Ok(out.trim().to_string())
     }
 }

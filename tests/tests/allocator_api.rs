@@ -1,19 +1,51 @@
-//! The allocator's API as a user meets it: grpcurl lists and describes it through server
-//! reflection, the standard health check answers, and RPCs whose logic is not built yet say
+//! The allocator's API as a user meets it: grpcurl, over TLS and presenting a ServiceAccount
+//! token (the watcher's, unless a case needs an announcer's), lists and describes it through
+//! server reflection, the standard health check answers, and RPCs whose logic is not built yet say
 //! UNIMPLEMENTED rather than anything made up.
 
-use metallb_tests::{daemons::Allocator, grpcurl::grpcurl};
+use metallb_tests::{
+    daemons::Allocator,
+    grpcurl::{GrpcTarget, grpcurl, grpcurl_with},
+    kube_control_plane::ControlPlane,
+    trust::{self, ANNOUNCER_ACCOUNT, AUDIENCE, Trust},
+};
 
-async fn allocator() -> (Allocator, tempfile::TempDir) {
+/// An allocator called as the watcher (the writer) unless a test says otherwise, with what it
+/// needs alive: its certificates and the control plane that issues tokens. Fields drop in order.
+struct Fixture {
+    allocator: Allocator,
+    trust: Trust,
+    _control_plane: ControlPlane,
+    _logs: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Fixture {
+    type Target = Allocator;
+
+    fn deref(&self) -> &Allocator {
+        &self.allocator
+    }
+}
+
+impl Fixture {
+    /// The allocator called as the announcer of node-a.
+    async fn as_announcer(&self) -> GrpcTarget {
+        let token = self.trust.token(ANNOUNCER_ACCOUNT, Some("node-a"), AUDIENCE, "1h").await;
+        self.allocator.target().with_token(Some(&token.unwrap()))
+    }
+}
+
+async fn allocator() -> Fixture {
     let logs = tempfile::tempdir().unwrap();
-    let allocator = Allocator::start(&[], logs.path()).await.unwrap();
-    (allocator, logs)
+    let (control_plane, trust) = trust::standalone(&["node-a"]).await.unwrap();
+    let allocator = Allocator::start(&trust, &[], logs.path()).await.unwrap();
+    Fixture { allocator, trust, _control_plane: control_plane, _logs: logs }
 }
 
 #[tokio::test]
 async fn grpcurl_lists_the_api_health_and_reflection() {
-    let (allocator, _logs) = allocator().await;
-    let out = grpcurl(allocator.grpc_addr(), None, &["list"]).unwrap();
+    let allocator = allocator().await;
+    let out = grpcurl(&allocator.target(), None, &["list"]).unwrap();
     assert_eq!(out.code, 0, "{out:?}");
     let services: Vec<&str> = out.stdout.lines().collect();
     for expected in
@@ -25,8 +57,8 @@ async fn grpcurl_lists_the_api_health_and_reflection() {
 
 #[tokio::test]
 async fn grpcurl_describe_reads_as_a_manual() {
-    let (allocator, _logs) = allocator().await;
-    let out = grpcurl(allocator.grpc_addr(), None, &["describe", "metallb.v1.Allocator"]).unwrap();
+    let allocator = allocator().await;
+    let out = grpcurl(&allocator.target(), None, &["describe", "metallb.v1.Allocator"]).unwrap();
     assert_eq!(out.code, 0, "{out:?}");
     // Every RPC of the contract, each with its comment above it.
     for rpc in [
@@ -62,8 +94,7 @@ async fn grpcurl_describe_reads_as_a_manual() {
         out.stdout
     );
 
-    let message =
-        grpcurl(allocator.grpc_addr(), None, &["describe", "metallb.v1.Service"]).unwrap();
+    let message = grpcurl(&allocator.target(), None, &["describe", "metallb.v1.Service"]).unwrap();
     assert_eq!(message.code, 0, "{message:?}");
     for field in [
         "load_balancer_ips",
@@ -83,7 +114,7 @@ fn exit_code_for(status: tonic::Code) -> i32 {
 
 fn call(allocator: &Allocator, method: &str, data: &str) -> serde_json::Value {
     let out =
-        grpcurl(allocator.grpc_addr(), Some(data), &[&format!("metallb.v1.Allocator/{method}")])
+        grpcurl(&allocator.target(), Some(data), &[&format!("metallb.v1.Allocator/{method}")])
             .unwrap();
     assert_eq!(out.code, 0, "{method} {data}: {out:?}");
     serde_json::from_str(&out.stdout)
@@ -93,7 +124,7 @@ fn call(allocator: &Allocator, method: &str, data: &str) -> serde_json::Value {
 fn health(allocator: &Allocator, service: &str) -> String {
     let request = format!(r#"{{"service":"{service}"}}"#);
     let out =
-        grpcurl(allocator.grpc_addr(), Some(&request), &["grpc.health.v1.Health/Check"]).unwrap();
+        grpcurl(&allocator.target(), Some(&request), &["grpc.health.v1.Health/Check"]).unwrap();
     assert_eq!(out.code, 0, "{out:?}");
     out.stdout
 }
@@ -105,11 +136,11 @@ const CONFIG: &str = r#"{"source": "grpcurl", "config": {
 
 #[tokio::test]
 async fn the_api_is_not_serving_until_the_first_full_sync() {
-    let (allocator, _logs) = allocator().await;
+    let allocator = allocator().await;
     assert!(health(&allocator, "").contains(r#""status": "SERVING""#));
     assert!(health(&allocator, "metallb.v1.Allocator").contains("NOT_SERVING"));
     let early = grpcurl(
-        allocator.grpc_addr(),
+        &allocator.target(),
         Some(r#"{"service": {"key": {"namespace": "default", "name": "web"}}}"#),
         &["metallb.v1.Allocator/UpsertService"],
     )
@@ -120,7 +151,7 @@ async fn the_api_is_not_serving_until_the_first_full_sync() {
     call(&allocator, "SyncServices", "{}");
     assert!(health(&allocator, "metallb.v1.Allocator").contains(r#""status": "SERVING""#));
     let unknown = grpcurl(
-        allocator.grpc_addr(),
+        &allocator.target(),
         Some(r#"{"service":"no.such.Service"}"#),
         &["grpc.health.v1.Health/Check"],
     )
@@ -130,7 +161,7 @@ async fn the_api_is_not_serving_until_the_first_full_sync() {
 
 #[tokio::test]
 async fn a_user_drives_configuration_services_and_inspection_with_grpcurl() {
-    let (allocator, _logs) = allocator().await;
+    let allocator = allocator().await;
     let applied = call(&allocator, "ApplyConfig", CONFIG);
     assert_eq!(applied["accepted"], true, "{applied}");
     call(&allocator, "SyncServices", "{}");
@@ -196,32 +227,53 @@ async fn a_user_drives_configuration_services_and_inspection_with_grpcurl() {
 
 #[tokio::test]
 async fn bad_requests_get_precise_status_codes() {
-    let (allocator, _logs) = allocator().await;
+    let allocator = allocator().await;
     call(&allocator, "SyncServices", "{}");
+    // Each RPC called by a role that may call it: the status is about the request itself.
+    let (writer, announcer) = (allocator.target(), allocator.as_announcer().await);
     let cases = [
         (
+            &writer,
             "UpsertService",
             r#"{"service": {"key": {"name": "no-namespace"}}}"#,
             tonic::Code::InvalidArgument,
             "namespace",
         ),
-        ("ApplyConfig", r#"{"source": "x"}"#, tonic::Code::InvalidArgument, "config is required"),
-        ("WatchAssignments", "{}", tonic::Code::InvalidArgument, "node_name is required"),
         (
+            &writer,
+            "ApplyConfig",
+            r#"{"source": "x"}"#,
+            tonic::Code::InvalidArgument,
+            "config is required",
+        ),
+        (
+            &announcer,
+            "WatchAssignments",
+            "{}",
+            tonic::Code::InvalidArgument,
+            "node_name is required",
+        ),
+        (
+            &writer,
             "GetLease",
             r#"{"service": {"namespace": "default", "name": "none"}}"#,
             tonic::Code::NotFound,
             "holds no lease",
         ),
-        ("SyncServices", r#"{"services": [{}]}"#, tonic::Code::InvalidArgument, "services[0]"),
+        (
+            &writer,
+            "SyncServices",
+            r#"{"services": [{}]}"#,
+            tonic::Code::InvalidArgument,
+            "services[0]",
+        ),
     ];
-    for (method, data, code, text) in cases {
-        let out = grpcurl(
-            allocator.grpc_addr(),
-            Some(data),
-            &[&format!("metallb.v1.Allocator/{method}")],
-        )
-        .unwrap();
+    // Announcers may not use server reflection: grpcurl reads the API from its source.
+    let proto_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../proto");
+    let from_source = ["-import-path", proto_dir, "-proto", "metallb/v1/allocator.proto"];
+    for (target, method, data, code, text) in cases {
+        let method = format!("metallb.v1.Allocator/{method}");
+        let out = grpcurl_with(target, &from_source, Some(data), &[&method]).unwrap();
         assert_eq!(out.code, exit_code_for(code), "{method}: {out:?}");
         assert!(out.stderr.contains(text), "{method}: {}", out.stderr);
     }

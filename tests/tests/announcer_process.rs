@@ -10,6 +10,7 @@ use metallb_tests::{
     daemons::{Allocator, Daemon},
     grpcurl::grpcurl_in,
     lab::{Lab, ROUTER_V4},
+    trust,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -19,7 +20,7 @@ const SERVICE_IP: &str = "203.0.113.0";
 fn call(lab: &Lab, allocator: &Allocator, method: &str, data: &str) -> serde_json::Value {
     let out = grpcurl_in(
         &lab.router,
-        allocator.grpc_addr(),
+        &allocator.target(),
         Some(data),
         &[&format!("metallb.v1.Allocator/{method}")],
     )
@@ -62,6 +63,8 @@ fn wait_for_next_hops(router: &Router, lab: &Lab, expected: &[IpAddr], announcer
 #[tokio::test]
 async fn services_are_announced_from_eligible_nodes_and_survive_the_allocator() {
     let logs = tempfile::tempdir().unwrap();
+    // kube-apiserver issues the announcers' tokens, bound to pods on their nodes.
+    let (_control_plane, trust) = trust::standalone(&["node-a", "node-b"]).await.unwrap();
     let lab = Lab::new(2).unwrap();
     let (a, b) = (lab.nodes[0].clone(), lab.nodes[1].clone());
     let neighbors =
@@ -75,11 +78,11 @@ async fn services_are_announced_from_eligible_nodes_and_survive_the_allocator() 
 
     // The allocator lives in the router's namespace, where every node reaches it.
     let mut allocator =
-        Allocator::start_in(&lab.router, GRPC_PORT, &[], logs.path()).await.unwrap();
-    let endpoint = format!("http://{ROUTER_V4}:{GRPC_PORT}");
+        Allocator::start_in(&lab.router, GRPC_PORT, &trust, &[], logs.path()).await.unwrap();
+    let endpoint = format!("https://{ROUTER_V4}:{GRPC_PORT}");
     let mut announcers = Vec::new();
     for (node, name) in [(&a, "node-a"), (&b, "node-b")] {
-        let args: Vec<String> = [
+        let mut args: Vec<String> = [
             "--node-name",
             name,
             "--allocator-endpoint",
@@ -92,6 +95,7 @@ async fn services_are_announced_from_eligible_nodes_and_survive_the_allocator() 
         .iter()
         .map(|s| s.to_string())
         .collect();
+        args.extend(trust.announcer_args(name).await.unwrap());
         announcers.push(
             Daemon::start_in(Some(&node.namespace), "metallb-announcer", &args, &[], logs.path())
                 .unwrap(),

@@ -8,6 +8,7 @@ use metallb_tests::{
     daemons::{Allocator, Daemon},
     grpcurl::grpcurl,
     tools::our_binary,
+    trust,
 };
 
 const COMMON_FLAGS: &[(&str, &str)] = &[
@@ -17,24 +18,56 @@ const COMMON_FLAGS: &[(&str, &str)] = &[
     ("--shutdown-grace-seconds", "METALLB_SHUTDOWN_GRACE_SECONDS"),
 ];
 
+/// How the watcher and the announcers reach the allocator: TLS trusting a CA bundle, a token.
+const ALLOCATOR_CLIENT_FLAGS: &[(&str, &str)] = &[
+    ("--allocator-endpoint", "METALLB_ALLOCATOR_ENDPOINT"),
+    ("--allocator-ca-file", "METALLB_ALLOCATOR_CA_FILE"),
+    ("--allocator-server-name", "METALLB_ALLOCATOR_SERVER_NAME"),
+    ("--allocator-token-file", "METALLB_ALLOCATOR_TOKEN_FILE"),
+    ("--insecure", "METALLB_INSECURE"),
+];
+
 fn flags_of(binary: &str) -> Vec<(&'static str, &'static str)> {
     let own: &[(&str, &str)] = match binary {
-        "metallb-allocator" => &[("--grpc-addr", "METALLB_GRPC_ADDR")],
+        "metallb-allocator" => &[
+            ("--grpc-addr", "METALLB_GRPC_ADDR"),
+            ("--tls-cert-file", "METALLB_TLS_CERT_FILE"),
+            ("--tls-key-file", "METALLB_TLS_KEY_FILE"),
+            ("--token-issuer", "METALLB_TOKEN_ISSUER"),
+            ("--token-audience", "METALLB_TOKEN_AUDIENCE"),
+            ("--jwks-url", "METALLB_JWKS_URL"),
+            ("--jwks-ca-file", "METALLB_JWKS_CA_FILE"),
+            ("--jwks-token-file", "METALLB_JWKS_TOKEN_FILE"),
+            ("--jwks-file", "METALLB_JWKS_FILE"),
+            ("--jwks-refresh-seconds", "METALLB_JWKS_REFRESH_SECONDS"),
+            ("--writer-service-accounts", "METALLB_WRITER_SERVICE_ACCOUNTS"),
+            ("--announcer-service-accounts", "METALLB_ANNOUNCER_SERVICE_ACCOUNTS"),
+            ("--reader-service-accounts", "METALLB_READER_SERVICE_ACCOUNTS"),
+            ("--max-message-bytes", "METALLB_MAX_MESSAGE_BYTES"),
+            ("--max-streams-per-caller", "METALLB_MAX_STREAMS_PER_CALLER"),
+            ("--insecure", "METALLB_INSECURE"),
+        ],
         "metallb-announcer" => &[
             ("--node-name", "METALLB_NODE_NAME"),
-            ("--allocator-endpoint", "METALLB_ALLOCATOR_ENDPOINT"),
             ("--node-address", "METALLB_NODE_ADDRESS"),
             ("--report-interval-seconds", "METALLB_REPORT_INTERVAL_SECONDS"),
         ],
         "metallb-watcher" => &[
             ("--kubeconfig", "KUBECONFIG"),
-            ("--allocator-endpoint", "METALLB_ALLOCATOR_ENDPOINT"),
             ("--config-namespace", "METALLB_NAMESPACE"),
             ("--load-balancer-class", "METALLB_LOAD_BALANCER_CLASS"),
+            ("--manage-allocator-tls", "METALLB_MANAGE_ALLOCATOR_TLS"),
+            ("--allocator-service", "METALLB_ALLOCATOR_SERVICE"),
+            ("--allocator-cert-validity-hours", "METALLB_ALLOCATOR_CERT_VALIDITY_HOURS"),
+            ("--allocator-tls-check-seconds", "METALLB_ALLOCATOR_TLS_CHECK_SECONDS"),
         ],
         other => panic!("unknown binary {other}"),
     };
-    own.iter().chain(COMMON_FLAGS).copied().collect()
+    let client: &[(&str, &str)] = match binary {
+        "metallb-allocator" => &[],
+        _ => ALLOCATOR_CLIENT_FLAGS,
+    };
+    own.iter().chain(client).chain(COMMON_FLAGS).copied().collect()
 }
 
 const BINARIES: [&str; 3] = ["metallb-allocator", "metallb-announcer", "metallb-watcher"];
@@ -71,7 +104,7 @@ fn invalid_flags_exit_64_with_one_line() {
         ("metallb-allocator", &["--grpc-addr", "not-an-address"], "--grpc-addr"),
         (
             "metallb-announcer",
-            &["--node-name", "", "--allocator-endpoint", "http://127.0.0.1:1"],
+            &["--node-name", "", "--allocator-endpoint", "https://127.0.0.1:1"],
             "--node-name",
         ),
         (
@@ -100,7 +133,7 @@ fn invalid_flags_exit_64_with_one_line() {
 
 fn sync_services(allocator: &Allocator) {
     let out =
-        grpcurl(allocator.grpc_addr(), Some("{}"), &["metallb.v1.Allocator/SyncServices"]).unwrap();
+        grpcurl(&allocator.target(), Some("{}"), &["metallb.v1.Allocator/SyncServices"]).unwrap();
     assert_eq!(out.code, 0, "{out:?}");
 }
 
@@ -108,7 +141,8 @@ fn sync_services(allocator: &Allocator) {
 async fn allocator_serves_admin_endpoint_is_ready_after_the_first_sync_and_exits_cleanly_on_sigterm()
  {
     let logs = tempfile::tempdir().unwrap();
-    let mut allocator = Allocator::start(&[], logs.path()).await.unwrap();
+    let (_control_plane, trust) = trust::standalone(&[]).await.unwrap();
+    let mut allocator = Allocator::start(&trust, &[], logs.path()).await.unwrap();
     let (status, body) = allocator.daemon.admin_get("/readyz").await.unwrap();
     assert_eq!(status, 503);
     assert!(body.contains("first full sync"), "{body}");
@@ -127,13 +161,15 @@ async fn allocator_serves_admin_endpoint_is_ready_after_the_first_sync_and_exits
 #[tokio::test]
 async fn announcer_is_ready_once_it_has_a_snapshot_and_stops_on_sigterm() {
     let logs = tempfile::tempdir().unwrap();
-    let allocator = Allocator::start(&[], logs.path()).await.unwrap();
-    let args = [
+    let (_control_plane, trust) = trust::standalone(&["node-a"]).await.unwrap();
+    let allocator = Allocator::start(&trust, &[], logs.path()).await.unwrap();
+    let mut args = vec![
         "--node-name".into(),
         "node-a".into(),
         "--allocator-endpoint".into(),
         allocator.grpc_url(),
     ];
+    args.extend(trust.announcer_args("node-a").await.unwrap());
     let mut announcer = Daemon::start("metallb-announcer", &args, &[], logs.path()).unwrap();
     announcer.wait_live().await.unwrap();
     // No snapshot before the allocator's first sync: the announcer says why it is not ready.
@@ -142,8 +178,8 @@ async fn announcer_is_ready_once_it_has_a_snapshot_and_stops_on_sigterm() {
     assert!(body.contains("waiting for the first assignment snapshot"), "{body}");
 
     let config = r#"{"config": {"pools": [{"name": "p", "addresses": ["192.0.2.0/28"], "auto_assign": true}]}}"#;
-    let out = grpcurl(allocator.grpc_addr(), Some(config), &["metallb.v1.Allocator/ApplyConfig"])
-        .unwrap();
+    let out =
+        grpcurl(&allocator.target(), Some(config), &["metallb.v1.Allocator/ApplyConfig"]).unwrap();
     assert_eq!(out.code, 0, "{out:?}");
     sync_services(&allocator);
     announcer.wait_ready().await.unwrap();
@@ -155,13 +191,15 @@ async fn announcer_is_ready_once_it_has_a_snapshot_and_stops_on_sigterm() {
 #[tokio::test]
 async fn announcer_retries_with_backoff_while_the_allocator_is_unreachable() {
     let logs = tempfile::tempdir().unwrap();
+    let (_control_plane, trust) = trust::standalone(&["node-a"]).await.unwrap();
     let nobody = metallb_tests::ports::free_loopback_addr();
-    let args = [
+    let mut args = vec![
         "--node-name".into(),
         "node-a".into(),
         "--allocator-endpoint".into(),
-        format!("http://{nobody}"),
+        format!("https://{nobody}"),
     ];
+    args.extend(trust.announcer_args("node-a").await.unwrap());
     let mut announcer = Daemon::start("metallb-announcer", &args, &[], logs.path()).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     while announcer.log().matches("assignment stream unavailable").count() < 2 {
@@ -180,8 +218,9 @@ async fn announcer_retries_with_backoff_while_the_allocator_is_unreachable() {
 #[tokio::test]
 async fn json_logs_are_one_object_per_line() {
     let logs = tempfile::tempdir().unwrap();
-    let mut allocator =
-        Allocator::start(&[("METALLB_LOG_FORMAT", "json".to_string())], logs.path()).await.unwrap();
+    let (_control_plane, trust) = trust::standalone(&[]).await.unwrap();
+    let env = [("METALLB_LOG_FORMAT", "json".to_string())];
+    let mut allocator = Allocator::start(&trust, &env, logs.path()).await.unwrap();
     allocator.daemon.terminate(Duration::from_secs(15)).unwrap();
     let log = allocator.daemon.log();
     let mut parsed = 0;

@@ -10,6 +10,7 @@ use metallb_tests::{
     daemons::{Allocator, Daemon},
     kube_control_plane::ControlPlane,
     tools::our_binary,
+    trust::Trust,
 };
 
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
@@ -69,16 +70,20 @@ async fn the_watcher_configures_the_allocator_from_metallb_io_resources() {
             &["system:serviceaccounts", "system:serviceaccounts:metallb-system"],
         )
         .unwrap();
-    let allocator = Allocator::start(&[], logs.path()).await.unwrap();
-    let args: Vec<String> = [
+    let trust = Trust::new(&control_plane, &[]).await.unwrap();
+    let allocator = Allocator::start(&trust, &[], logs.path()).await.unwrap();
+    let mut args: Vec<String> = [
         "--kubeconfig",
         &kubeconfig.to_string_lossy(),
         "--allocator-endpoint",
         &allocator.grpc_url(),
+        // The Trust stands in for the Secret and ConfigMap the watcher would issue.
+        "--manage-allocator-tls=false",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
+    args.extend(trust.watcher_args().await.unwrap());
     let watcher = Daemon::start("metallb-watcher", &args, &[], logs.path()).unwrap();
     let client = control_plane.client().await;
     let services: Api<Service> = Api::namespaced(client, "default");

@@ -96,6 +96,21 @@ fn pod_spec(workload: &Value) -> &Value {
     &workload["spec"]["template"]["spec"]
 }
 
+fn volume<'a>(workload: &'a Value, volume_name: &str) -> &'a Value {
+    pod_spec(workload)["volumes"]
+        .as_array()
+        .and_then(|volumes| volumes.iter().find(|v| v["name"] == volume_name))
+        .unwrap_or_else(|| panic!("{} has no volume {volume_name}", name(workload)))
+}
+
+fn mount_path<'a>(workload: &'a Value, volume_name: &str) -> &'a str {
+    container(workload)["volumeMounts"]
+        .as_array()
+        .and_then(|mounts| mounts.iter().find(|m| m["name"] == volume_name))
+        .and_then(|mount| mount["mountPath"].as_str())
+        .unwrap_or_else(|| panic!("{} does not mount {volume_name}", name(workload)))
+}
+
 fn container(workload: &Value) -> &Value {
     let containers = pod_spec(workload)["containers"].as_array().unwrap();
     assert_eq!(containers.len(), 1, "{}", name(workload));
@@ -220,7 +235,7 @@ async fn kubectl_apply_k_deploy_installs_every_component_wired_as_intended() {
     for client in [watcher, announcer] {
         let endpoint = env_value(container(client), "METALLB_ALLOCATOR_ENDPOINT").unwrap();
         assert!(
-            endpoint.starts_with("http://metallb-allocator.")
+            endpoint.starts_with("https://metallb-allocator.")
                 && endpoint.ends_with(&service_address),
             "{}: {endpoint}",
             name(client)
@@ -245,15 +260,13 @@ async fn kubectl_apply_k_deploy_installs_every_component_wired_as_intended() {
         "the announcer's admin port is a port of the node"
     );
 
-    // Only the watcher talks to Kubernetes: the others have no token and no role.
+    // Only the watcher talks to Kubernetes: the others have no role. The allocator's token
+    // only reads the issuer's public keys; the announcer has no API-server token at all.
     let watcher_account = pod_spec(watcher)["serviceAccountName"].as_str().unwrap();
     assert_eq!(watcher_account, "metallb-watcher");
     installed.get("ServiceAccount", watcher_account);
     for workload in [allocator, announcer] {
         let account_name = pod_spec(workload)["serviceAccountName"].as_str().unwrap();
-        let account = installed.get("ServiceAccount", account_name);
-        assert_eq!(account["automountServiceAccountToken"], false, "{account_name}");
-        assert_eq!(pod_spec(workload)["automountServiceAccountToken"], false, "{account_name}");
         for binding in
             installed.of_kind("RoleBinding").chain(installed.of_kind("ClusterRoleBinding"))
         {
@@ -264,6 +277,36 @@ async fn kubectl_apply_k_deploy_installs_every_component_wired_as_intended() {
                 name(binding)
             );
         }
+    }
+    assert_eq!(pod_spec(announcer)["automountServiceAccountToken"], false);
+
+    // TLS and tokens: the allocator serves the certificate from the Secret the watcher keeps,
+    // at the paths its flags default to; each client presents a projected token of the
+    // allocator's audience and trusts the CA bundle, at the paths their flags default to.
+    let tls_volume = volume(allocator, "tls");
+    assert_eq!(tls_volume["secret"]["secretName"], "metallb-allocator-tls");
+    assert_eq!(mount_path(allocator, "tls"), "/etc/metallb/tls");
+    for client in [watcher, announcer] {
+        let token =
+            &volume(client, "allocator-token")["projected"]["sources"][0]["serviceAccountToken"];
+        assert_eq!(token["audience"], "metallb-allocator", "{}", name(client));
+        assert!(token["expirationSeconds"].as_i64().unwrap() <= 3600, "{}", name(client));
+        let token_file = format!(
+            "{}/{}",
+            mount_path(client, "allocator-token"),
+            token["path"].as_str().unwrap()
+        );
+        assert_eq!(token_file, "/var/run/secrets/metallb/allocator/token", "{}", name(client));
+        assert_eq!(volume(client, "allocator-ca")["configMap"]["name"], "metallb-allocator-ca");
+        assert_eq!(mount_path(client, "allocator-ca"), "/etc/metallb/allocator-ca");
+    }
+
+    // The announcer's admin endpoint is on the node's loopback only, where the kubelet probes it.
+    assert!(
+        env_value(announcer_container, "METALLB_ADMIN_ADDR").unwrap().starts_with("127.0.0.1:")
+    );
+    for probe in ["livenessProbe", "readinessProbe"] {
+        assert_eq!(announcer_container[probe]["httpGet"]["host"], "127.0.0.1", "{probe}");
     }
 
     // The allocator's gRPC port admits the watcher by pod selector and nothing else by pod.
@@ -296,6 +339,14 @@ async fn kubectl_apply_k_deploy_installs_every_component_wired_as_intended() {
     announcer_off_host["hostNetwork"] = json!(false);
     for port in announcer_off_host["containers"][0]["ports"].as_array_mut().unwrap() {
         port.as_object_mut().unwrap().remove("hostPort");
+    }
+    // Probing the node's loopback is the other side of the host network: it keeps the admin
+    // port off the network, and only makes sense there.
+    for probe in ["livenessProbe", "readinessProbe"] {
+        announcer_off_host["containers"][0][probe]["httpGet"]
+            .as_object_mut()
+            .unwrap()
+            .remove("host");
     }
     assert_restricted(&control_plane, "announcer", &announcer_off_host).await;
 

@@ -3,7 +3,12 @@
 
 use std::time::Duration;
 
-use metallb_tests::{daemons::Allocator, grpcurl::grpcurl_with, jaeger::Jaeger};
+use metallb_tests::{
+    daemons::Allocator,
+    grpcurl::grpcurl_with,
+    jaeger::Jaeger,
+    trust::{self, Trust},
+};
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
@@ -11,13 +16,14 @@ const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 async fn an_allocator_request_is_a_span_in_the_callers_trace_in_jaeger() {
     let jaeger = Jaeger::start().await.unwrap();
     let logs = tempfile::tempdir().unwrap();
+    let (_control_plane, trust) = trust::standalone(&[]).await.unwrap();
     let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", jaeger.otlp_grpc_endpoint())];
-    let mut allocator = Allocator::start(&env, logs.path()).await.unwrap();
+    let mut allocator = Allocator::start(&trust, &env, logs.path()).await.unwrap();
 
     let traceparent = format!("traceparent: 00-{TRACE_ID}-00f067aa0ba902b7-01");
     let headers = ["-H", traceparent.as_str()];
     let out = grpcurl_with(
-        allocator.grpc_addr(),
+        &allocator.target(),
         &headers,
         Some("{}"),
         &["metallb.v1.Allocator/ListPools"],
@@ -66,17 +72,22 @@ async fn a_service_change_is_one_trace_from_the_watcher_into_the_allocator() {
         .apply_yaml("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: config, namespace: metallb-system}\ndata:\n  config: |\n    address-pools:\n    - name: p\n      cidr: [203.0.113.0/24]\n")
         .await
         .unwrap();
+    // After the namespace: the Trust puts its ServiceAccounts there.
+    let trust = Trust::new(&control_plane, &[]).await.unwrap();
     let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", jaeger.otlp_grpc_endpoint())];
-    let mut allocator = Allocator::start(&env, logs.path()).await.unwrap();
-    let args: Vec<String> = [
+    let mut allocator = Allocator::start(&trust, &env, logs.path()).await.unwrap();
+    let mut args: Vec<String> = [
         "--kubeconfig",
         &control_plane.kubeconfig_path().to_string_lossy(),
         "--allocator-endpoint",
         &allocator.grpc_url(),
+        // The Trust stands in for the Secret and ConfigMap the watcher would issue.
+        "--manage-allocator-tls=false",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
+    args.extend(trust.watcher_args().await.unwrap());
     let mut watcher = Daemon::start("metallb-watcher", &args, &env, logs.path()).unwrap();
     watcher.wait_ready().await.unwrap();
 

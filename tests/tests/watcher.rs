@@ -23,24 +23,33 @@ use metallb_tests::{
         },
         wait,
     },
+    trust::Trust,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
 
 const CONFIG: &str = "peers:\n- my-asn: 64512\n  peer-asn: 64500\n  peer-address: 192.0.2.1\naddress-pools:\n- name: my-ip-space\n  cidr:\n  - 203.0.113.0/24\n";
 
-fn watcher(control_plane: &ControlPlane, allocator: &Allocator, logs: &std::path::Path) -> Daemon {
-    let args: Vec<String> = [
+async fn watcher(
+    control_plane: &ControlPlane,
+    trust: &Trust,
+    allocator: &Allocator,
+    logs: &std::path::Path,
+) -> Daemon {
+    let mut args: Vec<String> = [
         "--kubeconfig",
         &control_plane.kubeconfig_path().to_string_lossy(),
         "--allocator-endpoint",
         &allocator.grpc_url(),
         "--config-namespace",
         NAMESPACE,
+        // The Trust stands in for the Secret and ConfigMap the watcher would issue.
+        "--manage-allocator-tls=false",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
+    args.extend(trust.watcher_args().await.unwrap());
     Daemon::start("metallb-watcher", &args, &[], logs).unwrap()
 }
 
@@ -67,9 +76,10 @@ async fn services_get_ips_events_and_keep_them_across_restarts() {
     // The watcher runs as the admin here; the RBAC'd kubeconfig is not needed.
     install_metallb(&control_plane).await.unwrap();
     config_map(&client, CONFIG).await.unwrap();
+    let trust = Trust::new(&control_plane, &[]).await.unwrap();
 
-    let mut allocator = Allocator::start(&[], logs.path()).await.unwrap();
-    let mut watcher = watcher(&control_plane, &allocator, logs.path());
+    let mut allocator = Allocator::start(&trust, &[], logs.path()).await.unwrap();
+    let mut watcher = watcher(&control_plane, &trust, &allocator, logs.path()).await;
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
     services.create(&PostParams::default(), &load_balancer("web", None)).await.unwrap();
 
@@ -121,12 +131,12 @@ async fn services_get_ips_events_and_keep_them_across_restarts() {
 
     // Restarts move nothing: the watcher, then the allocator.
     watcher.terminate(Duration::from_secs(10)).unwrap();
-    let mut watcher = self::watcher(&control_plane, &allocator, logs.path());
+    let mut watcher = self::watcher(&control_plane, &trust, &allocator, logs.path()).await;
     watcher.wait_ready().await.unwrap();
     allocator.daemon.terminate(Duration::from_secs(10)).unwrap();
-    let allocator = Allocator::start(&[], logs.path()).await.unwrap();
+    let allocator = Allocator::start(&trust, &[], logs.path()).await.unwrap();
     watcher.terminate(Duration::from_secs(10)).unwrap();
-    let watcher = self::watcher(&control_plane, &allocator, logs.path());
+    let watcher = self::watcher(&control_plane, &trust, &allocator, logs.path()).await;
     services.create(&PostParams::default(), &load_balancer("second", None)).await.unwrap();
     let second =
         eventually("the second service's IP", &watcher, || ingress(&client, "second")).await;
@@ -155,7 +165,7 @@ async fn services_get_ips_events_and_keep_them_across_restarts() {
     services.delete("web", &DeleteParams::default()).await.unwrap();
     let released = eventually("the lease released", &watcher, || {
         let out = grpcurl(
-            allocator.grpc_addr(),
+            &allocator.target(),
             Some(r#"{"namespace": "default"}"#),
             &["metallb.v1.Allocator/ListLeases"],
         )

@@ -11,6 +11,7 @@ use metallb_tests::{
     lab::ip_in,
     stack::{Stack, StackOptions, kube_objects::TrafficPolicy},
     tools::{cached_tool, system_tool},
+    trust::{READER_ACCOUNT, SERVER_NAME},
 };
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -128,18 +129,26 @@ async fn tour(stack: &Stack) -> anyhow::Result<()> {
 
     heading("Look further");
     let allocator = stack.allocator_addr();
+    // The allocator serves TLS only and wants a ServiceAccount token on every call: grpcurl
+    // trusts its CA and presents the token of a reader (an operator's read-only account).
+    let reader_token = stack.trust.token_file(READER_ACCOUNT, None).await?;
+    let grpcurl = format!(
+        "{grpcurl} -cacert {ca} -authority {SERVER_NAME} -H \"authorization: Bearer $(cat {token})\"",
+        grpcurl = cached_tool("grpcurl").display(),
+        ca = stack.trust.ca_file().display(),
+        token = reader_token.display(),
+    );
     println!(
         "kubectl:  KUBECONFIG={kubeconfig} {kubectl} get service {SERVICE} -o wide\n          \
          KUBECONFIG={kubeconfig} {kubectl} get events --field-selector involvedObject.name={SERVICE}\n\
-         grpcurl:  {grpcurl} -plaintext {allocator} list metallb.v1.Allocator\n          \
-         {grpcurl} -plaintext {allocator} metallb.v1.Allocator/ListPools\n          \
-         {grpcurl} -plaintext -d '{{\"node_name\": \"node-1\"}}' {allocator} metallb.v1.Allocator/GetNodeAssignments\n\
+         grpcurl:  {grpcurl} {allocator} list metallb.v1.Allocator\n          \
+         {grpcurl} {allocator} metallb.v1.Allocator/ListPools\n          \
+         {grpcurl} -d '{{\"node_name\": \"node-1\"}}' {allocator} metallb.v1.Allocator/GetNodeAssignments\n\
          router:   {ip_tool} netns exec {router} birdc -s {bird_socket} show route all\n\
          Jaeger:   {trace_line}\n          (or open {jaeger_ui} and pick the service metallb-watcher)\n\
          logs:     {logs}",
         kubeconfig = stack.control_plane.kubeconfig_path().display(),
         kubectl = cached_tool("kubectl").display(),
-        grpcurl = cached_tool("grpcurl").display(),
         ip_tool = system_tool("ip").display(),
         router = stack.lab.router,
         bird_socket = stack.router.dir().join("bird.ctl").display(),
