@@ -1,7 +1,8 @@
 //! Allocator figures (a bench binary that prints them, not a timed test):
 //! in-process allocate/release throughput, 100k services from an IPv4 and an IPv6 pool,
-//! memory per lease, and UpsertService RPC throughput and latency over loopback with many
-//! concurrent clients.
+//! memory per lease, UpsertService RPC throughput and latency over loopback with many
+//! concurrent clients (plaintext, and with TLS and token verification on), and the cost of a
+//! new announcer connection.
 //!
 //! Run: `cargo bench -p metallb-allocator --bench allocator_figures`
 
@@ -15,8 +16,13 @@ use metallb_allocator::{
     service_spec::{ServiceKey, ServiceSpec},
     state::AllocatorState,
 };
-use metallb_process::Readiness;
-use metallb_proto::pb::{self, allocator_client::AllocatorClient};
+use metallb_process::{
+    AllocatorClientArgs, AllocatorConnector, Readiness, allocator_client::Client,
+};
+use metallb_proto::pb;
+use secured_client::{CONNECT_TIMEOUT, Secured};
+
+mod secured_client;
 use prometheus_client::registry::Registry;
 
 const SERVICES: usize = 100_000;
@@ -103,39 +109,95 @@ fn in_process(v6: bool) {
     );
 }
 
-async fn rpc() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let mut registry = Registry::default();
-    let (health, health_service) = tonic_health::server::health_reporter();
-    let core = Core::new(Metrics::register(&mut registry), Readiness::new("bench"), health).await;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve_grpc(
-        listener,
-        core,
-        health_service,
-        Security::insecure(),
-        async move {
+/// How the bench's clients reach the allocator.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// `--insecure`: plaintext, no token.
+    Plaintext,
+    /// TLS, every call with a token verified against the issuer's key.
+    Secured,
+}
+
+/// A served allocator with its configuration applied and its first sync done.
+struct Served {
+    endpoint: String,
+    secured: Option<Secured>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Served {
+    async fn start(mode: Mode) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut registry = Registry::default();
+        let (health, health_service) = tonic_health::server::health_reporter();
+        let core =
+            Core::new(Metrics::register(&mut registry), Readiness::new("bench"), health).await;
+        let (security, secured, endpoint) = match mode {
+            Mode::Plaintext => (Security::insecure(), None, format!("http://{addr}")),
+            Mode::Secured => {
+                let secured = Secured::new();
+                (secured.security().await, Some(secured), format!("https://{addr}"))
+            }
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_grpc(listener, core, health_service, security, async move {
             let _ = stopped.await;
-        },
-    ));
+        }));
+        let served = Self { endpoint, secured, stop, server };
+        let mut setup = served.client("metallb-watcher", None).await;
+        let request = pb::ApplyConfigRequest { config: Some(config()), ..Default::default() };
+        assert!(setup.apply_config(request).await.unwrap().into_inner().accepted);
+        setup.sync_services(pb::SyncServicesRequest::default()).await.unwrap();
+        let node = pb::Node { name: "bench-node".into(), ..Default::default() };
+        let request = pb::UpdateNodeRequest { node: Some(node), ..Default::default() };
+        setup.update_node(request).await.unwrap();
+        served
+    }
 
-    let endpoint = format!("http://{addr}");
-    let mut setup = AllocatorClient::connect(endpoint.clone()).await.unwrap();
-    let request = pb::ApplyConfigRequest { config: Some(config()), ..Default::default() };
-    assert!(setup.apply_config(request).await.unwrap().into_inner().accepted);
-    setup.sync_services(pb::SyncServicesRequest::default()).await.unwrap();
+    fn connector(&self, account: &str, node: Option<&str>) -> AllocatorConnector {
+        match &self.secured {
+            Some(secured) => secured.connector(&self.endpoint, &secured.token_file(account, node)),
+            None => AllocatorConnector::new(&AllocatorClientArgs {
+                allocator_endpoint: self.endpoint.clone(),
+                allocator_ca_file: Default::default(),
+                allocator_server_name: None,
+                allocator_token_file: Default::default(),
+                insecure: true,
+            })
+            .unwrap(),
+        }
+    }
 
+    async fn client(&self, account: &str, node: Option<&str>) -> Client {
+        self.connector(account, node).connect(CONNECT_TIMEOUT).await.unwrap()
+    }
+
+    async fn stop(self) {
+        self.stop.send(()).unwrap();
+        self.server.await.unwrap().unwrap();
+    }
+}
+
+fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Plaintext => "plaintext, no token",
+        Mode::Secured => "TLS + token verified",
+    }
+}
+
+async fn rpc(mode: Mode) {
+    let served = Served::start(mode).await;
     // A few HTTP/2 connections shared by many concurrent callers.
-    let mut channels = Vec::new();
+    let mut clients = Vec::new();
     for _ in 0..8 {
-        let endpoint = tonic::transport::Endpoint::from_shared(endpoint.clone()).unwrap();
-        channels.push(endpoint.connect().await.unwrap());
+        clients.push(served.client("metallb-watcher", None).await);
     }
     let started = Instant::now();
     let mut tasks = Vec::new();
     for client in 0..RPC_CLIENTS {
-        let mut stub = AllocatorClient::new(channels[client % channels.len()].clone());
+        let mut stub = clients[client % clients.len()].clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(RPC_CALLS_PER_CLIENT);
             for call in 0..RPC_CALLS_PER_CLIENT {
@@ -162,8 +224,9 @@ async fn rpc() {
     let quantile =
         |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
     println!(
-        "UpsertService over loopback: {} calls from {RPC_CLIENTS} concurrent clients on 8 connections in {:.2} s: \
+        "UpsertService over loopback ({}): {} calls from {RPC_CLIENTS} concurrent clients on 8 connections in {:.2} s: \
          {:.0} RPC/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        mode_name(mode),
         latencies.len(),
         elapsed.as_secs_f64(),
         per_second(latencies.len(), elapsed),
@@ -171,8 +234,33 @@ async fn rpc() {
         quantile(0.99).as_secs_f64() * 1e3,
         latencies.last().unwrap().as_secs_f64() * 1e3,
     );
-    stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
+    served.stop().await;
+}
+
+/// What a new announcer connection costs: connect (TCP, and TLS handshake when secured),
+/// open WatchAssignments (token verified) and receive the first snapshot, one after another.
+async fn announcer_connections(mode: Mode) {
+    const CONNECTIONS: usize = 200;
+    let served = Served::start(mode).await;
+    let connector = served.connector("metallb-announcer", Some("bench-node"));
+    let mut costs = Vec::with_capacity(CONNECTIONS);
+    for _ in 0..CONNECTIONS {
+        let started = Instant::now();
+        let mut client = connector.connect(CONNECT_TIMEOUT).await.unwrap();
+        let request = pb::WatchAssignmentsRequest { node_name: "bench-node".into() };
+        let mut stream = client.watch_assignments(request).await.unwrap().into_inner();
+        stream.message().await.unwrap().expect("a snapshot");
+        costs.push(started.elapsed());
+    }
+    costs.sort();
+    let mean = costs.iter().sum::<Duration>() / CONNECTIONS as u32;
+    println!(
+        "new announcer connection ({}), connect to first snapshot, {CONNECTIONS} in a row: mean {:.2} ms, p99 {:.2} ms",
+        mode_name(mode),
+        mean.as_secs_f64() * 1e3,
+        costs[CONNECTIONS * 99 / 100].as_secs_f64() * 1e3,
+    );
+    served.stop().await;
 }
 
 /// Bytes the lease table costs per lease: everything a lease allocates, measured in a fresh
@@ -205,5 +293,13 @@ fn main() {
     lease_table_memory();
     in_process(false);
     in_process(true);
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(rpc());
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        for mode in [Mode::Plaintext, Mode::Secured] {
+            rpc(mode).await;
+        }
+        for mode in [Mode::Plaintext, Mode::Secured] {
+            announcer_connections(mode).await;
+        }
+    });
 }

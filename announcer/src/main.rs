@@ -14,6 +14,9 @@ const SERVICE_NAME: &str = "metallb-announcer";
 
 fn main() -> ExitCode {
     let args: Args = parse_args_or_exit();
+    if let Err(message) = args.allocator.validate() {
+        metallb_process::usage_error(&message);
+    }
     metallb_process::run_main(SERVICE_NAME, &args.common.clone(), run(args))
 }
 

@@ -65,6 +65,20 @@ pub struct AllocatorClientArgs {
     pub insecure: bool,
 }
 
+impl AllocatorClientArgs {
+    /// Checks the flags together: an `http://` endpoint needs `--insecure`. For `main`, so that
+    /// a misconfiguration exits with the usage code before anything starts.
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.insecure && !self.allocator_endpoint.starts_with("https://") {
+            return Err(format!(
+                "--allocator-endpoint {} is not https://; plaintext is for --insecure debugging only",
+                self.allocator_endpoint
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn endpoint_url(value: &str) -> Result<String, String> {
     Endpoint::from_shared(value.to_string())
         .map(|_| value.to_string())
@@ -84,18 +98,13 @@ pub struct AllocatorConnector {
 impl AllocatorConnector {
     /// A connector for `args`. With `--insecure`, says loudly that nothing is protected.
     pub fn new(args: &AllocatorClientArgs) -> anyhow::Result<Self> {
-        let https = args.allocator_endpoint.starts_with("https://");
-        match (args.insecure, https) {
-            (false, false) => anyhow::bail!(
-                "--allocator-endpoint {} is not https://; plaintext is for --insecure debugging only",
-                args.allocator_endpoint
-            ),
-            (true, _) => tracing::warn!(
+        args.validate().map_err(|message| anyhow::anyhow!(message))?;
+        if args.insecure {
+            tracing::warn!(
                 endpoint = args.allocator_endpoint,
                 "INSECURE: talking to the allocator in plaintext without a token; anyone on the \
                  network can read and forge this traffic. For local debugging only."
-            ),
-            (false, true) => {}
+            );
         }
         let token = (!args.insecure).then(|| Arc::new(TokenFile::new(&args.allocator_token_file)));
         Ok(Self { args: args.clone(), credentials: CallCredentials { token } })

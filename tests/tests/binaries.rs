@@ -100,7 +100,7 @@ fn help_explains_every_flag_and_its_environment_variable() {
 
 #[test]
 fn invalid_flags_exit_64_with_one_line() {
-    let cases: [(&str, &[&str], &str); 4] = [
+    let cases: [(&str, &[&str], &str); 7] = [
         ("metallb-allocator", &["--grpc-addr", "not-an-address"], "--grpc-addr"),
         (
             "metallb-announcer",
@@ -113,6 +113,14 @@ fn invalid_flags_exit_64_with_one_line() {
             "--allocator-endpoint",
         ),
         ("metallb-watcher", &["--log-format", "xml"], "--log-format"),
+        // Plaintext only with --insecure, said before anything starts.
+        (
+            "metallb-announcer",
+            &["--node-name", "n1", "--allocator-endpoint", "http://127.0.0.1:1"],
+            "--insecure",
+        ),
+        ("metallb-watcher", &["--allocator-endpoint", "http://127.0.0.1:1"], "--insecure"),
+        ("metallb-allocator", &["--writer-service-accounts", "no-slash"], "namespace/name"),
     ];
     for (binary, args, flag) in cases {
         let output = Command::new(our_binary(binary))
