@@ -22,6 +22,7 @@ use metallb_process::{
 use metallb_proto::pb;
 use secured_client::{CONNECT_TIMEOUT, Secured};
 
+#[path = "support/secured_client.rs"]
 mod secured_client;
 use prometheus_client::registry::Registry;
 
@@ -137,14 +138,15 @@ impl Served {
         let (security, secured, endpoint) = match mode {
             Mode::Plaintext => (Security::insecure(), None, format!("http://{addr}")),
             Mode::Secured => {
-                let secured = Secured::new();
+                let secured = Secured::create();
                 (secured.security().await, Some(secured), format!("https://{addr}"))
             }
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve_grpc(listener, core, health_service, security, async move {
-            let _ = stopped.await;
-        }));
+        let server =
+            tokio::spawn(serve_grpc(listener, core, health_service, security, async move {
+                let _ = stopped.await;
+            }));
         let served = Self { endpoint, secured, stop, server };
         let mut setup = served.client("metallb-watcher", None).await;
         let request = pb::ApplyConfigRequest { config: Some(config()), ..Default::default() };

@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, path::PathBuf};
 
 use clap::Parser;
-use metallb_process::CommonArgs;
+use metallb_process::{CommonArgs, issuer_args::IssuerArgs};
 
 use crate::limits::{DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_STREAMS_PER_CALLER};
 
@@ -27,52 +27,12 @@ pub struct Args {
     #[arg(long, env = "METALLB_TLS_KEY_FILE", default_value = "/etc/metallb/tls/tls.key")]
     pub tls_key_file: PathBuf,
 
-    /// Issuer (`iss`) of the ServiceAccount tokens callers present: the API server's
-    /// --service-account-issuer.
-    #[arg(
-        long,
-        env = "METALLB_TOKEN_ISSUER",
-        default_value = "https://kubernetes.default.svc.cluster.local"
-    )]
-    pub token_issuer: String,
-
     /// Audience (`aud`) the tokens must be issued for.
     #[arg(long, env = "METALLB_TOKEN_AUDIENCE", default_value = "metallb-allocator")]
     pub token_audience: String,
 
-    /// Where the issuer publishes its public keys (JWKS).
-    #[arg(
-        long,
-        env = "METALLB_JWKS_URL",
-        default_value = "https://kubernetes.default.svc/openid/v1/jwks"
-    )]
-    pub jwks_url: String,
-
-    /// CA bundle to trust for --jwks-url.
-    #[arg(
-        long,
-        env = "METALLB_JWKS_CA_FILE",
-        default_value = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
-    )]
-    pub jwks_ca_file: PathBuf,
-
-    /// Token presented to --jwks-url (Kubernetes lets any ServiceAccount read the keys).
-    /// Empty: none.
-    #[arg(
-        long,
-        env = "METALLB_JWKS_TOKEN_FILE",
-        default_value = "/var/run/secrets/kubernetes.io/serviceaccount/token"
-    )]
-    pub jwks_token_file: PathBuf,
-
-    /// Read the issuer's keys from this JWKS file instead of --jwks-url.
-    #[arg(long, env = "METALLB_JWKS_FILE")]
-    pub jwks_file: Option<PathBuf>,
-
-    /// Seconds between refreshes of the issuer's keys (a token naming an unknown key also
-    /// triggers one, at most every 10 s).
-    #[arg(long, env = "METALLB_JWKS_REFRESH_SECONDS", default_value_t = 300)]
-    pub jwks_refresh_seconds: u64,
+    #[command(flatten)]
+    pub issuer: IssuerArgs,
 
     /// ServiceAccounts (namespace/name, comma-separated) with the writer role: every
     /// mutating RPC and the reads.

@@ -1,14 +1,10 @@
 //! `metallb-allocator`: see `metallb_allocator` for what it does.
 
-use std::{process::ExitCode, sync::Arc, time::Duration};
+use std::{process::ExitCode, sync::Arc};
 
 use metallb_allocator::{
     args::Args,
-    auth::{
-        AuthMetrics, Authenticator, RoleBindings,
-        keys::{IssuerKeys, KeySource},
-        token::TokenVerifier,
-    },
+    auth::{AuthMetrics, Authenticator, RoleBindings},
     core::Core,
     metrics::Metrics,
     server::{Security, Transport, serve_grpc},
@@ -76,18 +72,7 @@ async fn security(
             ..Security::insecure()
         });
     }
-    let source = match &args.jwks_file {
-        Some(path) => KeySource::File(path.clone()),
-        None => KeySource::Url {
-            url: args.jwks_url.clone(),
-            ca_file: Some(args.jwks_ca_file.clone()),
-            token_file: (!args.jwks_token_file.as_os_str().is_empty())
-                .then(|| args.jwks_token_file.clone()),
-        },
-    };
-    let keys = IssuerKeys::new(source)?;
-    keys.spawn_refresh(Duration::from_secs(args.jwks_refresh_seconds.max(1)));
-    let verifier = TokenVerifier::new(args.token_issuer.clone(), args.token_audience.clone(), keys);
+    let verifier = args.issuer.verifier(&args.token_audience)?;
     let certificate = ReloadingCertificate::load(CertificateFiles {
         cert: args.tls_cert_file.clone(),
         key: args.tls_key_file.clone(),

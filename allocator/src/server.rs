@@ -6,8 +6,10 @@ use std::{sync::Arc, time::Duration};
 
 use metallb_proto::{FILE_DESCRIPTOR_SET, pb::allocator_server::AllocatorServer};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::{server::NamedService, transport::Server};
+use tonic::{
+    server::NamedService,
+    transport::{Server, server::TcpIncoming},
+};
 use tonic_health::pb::health_server::{Health, HealthServer};
 
 use crate::{
@@ -102,7 +104,8 @@ where
             router.serve_with_incoming_shutdown(incoming, shutdown).await?
         }
         Transport::Plaintext => {
-            router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown).await?
+            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            router.serve_with_incoming_shutdown(incoming, shutdown).await?
         }
     }
     Ok(())

@@ -1,7 +1,7 @@
 //! Command-line flags of the announcer (each also read from an environment variable).
 
 use clap::Parser;
-use metallb_process::{AllocatorClientArgs, CommonArgs};
+use metallb_process::{AllocatorClientArgs, CommonArgs, secure_metrics::SecureMetricsArgs};
 
 /// The metallb-rs announcer: runs on every node, subscribes to the allocator for the node's
 /// assignments and announces them to the BGP peers.
@@ -24,6 +24,9 @@ pub struct Args {
     /// Seconds between session reports to the allocator.
     #[arg(long, env = "METALLB_REPORT_INTERVAL_SECONDS", default_value_t = 5)]
     pub report_interval_seconds: u64,
+
+    #[command(flatten)]
+    pub metrics: SecureMetricsArgs,
 
     #[command(flatten)]
     pub common: CommonArgs,

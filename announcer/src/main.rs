@@ -7,6 +7,7 @@ use metallb_announcer::{
 };
 use metallb_process::{
     AdminServer, AllocatorConnector, Readiness, parse_args_or_exit, run_until_shutdown,
+    secure_metrics::SecureMetrics,
 };
 use prometheus_client::registry::Registry;
 
@@ -29,6 +30,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
     let admin = AdminServer::bind(args.common.admin_addr, registry, readiness.clone()).await?;
+    if let Some(secure) = SecureMetrics::bind(&args.metrics).await? {
+        tracing::info!(metrics_https_addr = %secure.local_addr()?, "serving /metrics over HTTPS to token holders");
+        // Ends with the process; a scrape cut short by exit costs nothing.
+        tokio::spawn(secure.serve(admin.registry(), std::future::pending()));
+    }
     tracing::info!(
         node = args.node_name,
         allocator = args.allocator.allocator_endpoint,

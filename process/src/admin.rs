@@ -72,6 +72,11 @@ impl AdminServer {
         Ok(Self { listener, state: AdminState { registry: Arc::new(registry), readiness } })
     }
 
+    /// The metrics it serves, for a second endpoint serving them too.
+    pub fn registry(&self) -> Arc<Registry> {
+        self.state.registry.clone()
+    }
+
     /// The address actually bound (useful when the port was 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
@@ -92,8 +97,13 @@ impl AdminServer {
 }
 
 async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
+    encode_metrics(&state.registry)
+}
+
+/// The registry in the OpenMetrics text format, as a response.
+pub fn encode_metrics(registry: &Registry) -> impl IntoResponse + use<> {
     let mut body = String::new();
-    match encode(&mut body, &state.registry) {
+    match encode(&mut body, registry) {
         Ok(()) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],

@@ -5,8 +5,12 @@ pub mod admin;
 pub mod allocator_client;
 pub mod backoff;
 pub mod cli;
+pub mod issuer_args;
+pub mod issuer_keys;
 pub mod lifecycle;
 pub mod propagation;
+pub mod secure_metrics;
+pub mod service_account_token;
 pub mod shutdown;
 pub mod tracing_setup;
 

@@ -27,19 +27,23 @@ const ALLOCATOR_CLIENT_FLAGS: &[(&str, &str)] = &[
     ("--insecure", "METALLB_INSECURE"),
 ];
 
+/// The token issuer and its keys (the allocator's callers, the announcer's metrics scrapers).
+const ISSUER_FLAGS: &[(&str, &str)] = &[
+    ("--token-issuer", "METALLB_TOKEN_ISSUER"),
+    ("--jwks-url", "METALLB_JWKS_URL"),
+    ("--jwks-ca-file", "METALLB_JWKS_CA_FILE"),
+    ("--jwks-token-file", "METALLB_JWKS_TOKEN_FILE"),
+    ("--jwks-file", "METALLB_JWKS_FILE"),
+    ("--jwks-refresh-seconds", "METALLB_JWKS_REFRESH_SECONDS"),
+];
+
 fn flags_of(binary: &str) -> Vec<(&'static str, &'static str)> {
     let own: &[(&str, &str)] = match binary {
         "metallb-allocator" => &[
             ("--grpc-addr", "METALLB_GRPC_ADDR"),
             ("--tls-cert-file", "METALLB_TLS_CERT_FILE"),
             ("--tls-key-file", "METALLB_TLS_KEY_FILE"),
-            ("--token-issuer", "METALLB_TOKEN_ISSUER"),
             ("--token-audience", "METALLB_TOKEN_AUDIENCE"),
-            ("--jwks-url", "METALLB_JWKS_URL"),
-            ("--jwks-ca-file", "METALLB_JWKS_CA_FILE"),
-            ("--jwks-token-file", "METALLB_JWKS_TOKEN_FILE"),
-            ("--jwks-file", "METALLB_JWKS_FILE"),
-            ("--jwks-refresh-seconds", "METALLB_JWKS_REFRESH_SECONDS"),
             ("--writer-service-accounts", "METALLB_WRITER_SERVICE_ACCOUNTS"),
             ("--announcer-service-accounts", "METALLB_ANNOUNCER_SERVICE_ACCOUNTS"),
             ("--reader-service-accounts", "METALLB_READER_SERVICE_ACCOUNTS"),
@@ -51,6 +55,9 @@ fn flags_of(binary: &str) -> Vec<(&'static str, &'static str)> {
             ("--node-name", "METALLB_NODE_NAME"),
             ("--node-address", "METALLB_NODE_ADDRESS"),
             ("--report-interval-seconds", "METALLB_REPORT_INTERVAL_SECONDS"),
+            ("--metrics-https-addr", "METALLB_METRICS_HTTPS_ADDR"),
+            ("--metrics-reader-service-accounts", "METALLB_METRICS_READER_SERVICE_ACCOUNTS"),
+            ("--metrics-token-audience", "METALLB_METRICS_TOKEN_AUDIENCE"),
         ],
         "metallb-watcher" => &[
             ("--kubeconfig", "KUBECONFIG"),
@@ -67,7 +74,11 @@ fn flags_of(binary: &str) -> Vec<(&'static str, &'static str)> {
         "metallb-allocator" => &[],
         _ => ALLOCATOR_CLIENT_FLAGS,
     };
-    own.iter().chain(client).chain(COMMON_FLAGS).copied().collect()
+    let issuer: &[(&str, &str)] = match binary {
+        "metallb-watcher" => &[],
+        _ => ISSUER_FLAGS,
+    };
+    own.iter().chain(client).chain(issuer).chain(COMMON_FLAGS).copied().collect()
 }
 
 const BINARIES: [&str; 3] = ["metallb-allocator", "metallb-announcer", "metallb-watcher"];

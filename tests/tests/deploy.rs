@@ -301,6 +301,11 @@ async fn kubectl_apply_k_deploy_installs_every_component_wired_as_intended() {
         assert_eq!(mount_path(client, "allocator-ca"), "/etc/metallb/allocator-ca");
     }
 
+    // Metrics leave the node only over HTTPS, to scrapers with a token.
+    let metrics_addr = env_value(announcer_container, "METALLB_METRICS_HTTPS_ADDR").unwrap();
+    assert_eq!(container_port(announcer_container, "metrics-https"), flag_port(metrics_addr));
+    assert_eq!(mount_path(announcer, "issuer"), "/var/run/secrets/metallb/issuer");
+
     // The announcer's admin endpoint is on the node's loopback only, where the kubelet probes it.
     assert!(
         env_value(announcer_container, "METALLB_ADMIN_ADDR").unwrap().starts_with("127.0.0.1:")

@@ -381,3 +381,69 @@ fn der_of(pem: &str) -> Vec<u8> {
     use rustls_pki_types::{CertificateDer, pem::PemObject};
     CertificateDer::from_pem_slice(pem.as_bytes()).unwrap().to_vec()
 }
+
+#[tokio::test]
+async fn the_announcers_https_metrics_admit_only_allowed_service_accounts() {
+    let (_control_plane, trust) = trust::standalone(&["node-1"]).await.unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let metrics_addr = metallb_tests::ports::free_loopback_addr();
+    let nobody = metallb_tests::ports::free_loopback_addr();
+    let mut args: Vec<String> = [
+        "--node-name",
+        "node-1",
+        "--allocator-endpoint",
+        &format!("https://{nobody}"),
+        "--metrics-https-addr",
+        &metrics_addr.to_string(),
+        "--metrics-reader-service-accounts",
+        &format!("{}/{READER_ACCOUNT}", trust::NAMESPACE),
+        "--metrics-token-audience",
+        trust.issuer(),
+        "--token-issuer",
+        trust.issuer(),
+        "--jwks-file",
+        &trust.jwks_file().to_string_lossy(),
+    ]
+    .iter()
+    .map(|arg| arg.to_string())
+    .collect();
+    args.extend(trust.announcer_args("node-1").await.unwrap());
+    let mut announcer =
+        metallb_tests::daemons::Daemon::start("metallb-announcer", &args, &[], logs.path())
+            .unwrap();
+    announcer.wait_live().await.unwrap();
+
+    let scrape = |token: Option<String>| {
+        let url = format!("https://{metrics_addr}/metrics");
+        let mut command = std::process::Command::new(metallb_tests::tools::system_tool("curl"));
+        command.args(["-sk", "-m", "5", "-w", "\n%{http_code}", &url]);
+        if let Some(token) = token {
+            command.args(["-H", &format!("authorization: Bearer {token}")]);
+        }
+        let text = String::from_utf8(command.output().unwrap().stdout).unwrap();
+        let (body, code) = text.rsplit_once('\n').unwrap();
+        (code.to_string(), body.to_string())
+    };
+    // Prometheus' token is an ordinary pod token: the API server's audience.
+    let token = |account: &'static str| {
+        let trust = &trust;
+        async move { trust.token(account, None, trust.issuer(), "1h").await.unwrap() }
+    };
+    let (code, body) = scrape(None);
+    assert_eq!(code, "401", "{body}");
+    let (code, body) = scrape(Some(token(STRANGER_ACCOUNT).await));
+    assert_eq!(code, "403", "{body}");
+    assert!(body.contains("may not read metrics"), "{body}");
+    let wrong_audience = trust.token(READER_ACCOUNT, None, AUDIENCE, "1h").await.unwrap();
+    assert_eq!(scrape(Some(wrong_audience)).0, "401");
+    let (code, body) = scrape(Some(token(READER_ACCOUNT).await));
+    assert_eq!(code, "200", "{body}");
+    assert!(body.contains("metallb_bgp_session_up") || body.contains("# EOF"), "{body}");
+    // Plain HTTP on that port gets nothing.
+    let plain = std::process::Command::new(metallb_tests::tools::system_tool("curl"))
+        .args(["-s", "-m", "5", &format!("http://{metrics_addr}/metrics")])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&plain.stdout).contains("metallb_"), "{plain:?}");
+    announcer.terminate(Duration::from_secs(15)).unwrap();
+}

@@ -3,10 +3,11 @@
 //! ServiceAccount gives the role and a pod binding gives the node; each RPC is allowed to some
 //! roles only (`policy`). Applied to the whole server as a tower layer (`layer`).
 
-pub mod keys;
 pub mod layer;
 pub mod policy;
-pub mod token;
+
+// Token verification is shared with the announcer's metrics endpoint.
+pub use metallb_process::{issuer_keys as keys, service_account_token as token};
 
 use std::{collections::HashMap, net::SocketAddr};
 

@@ -2,15 +2,28 @@
 //! issuer, audience, expiry, and the `kubernetes.io` claims that say which ServiceAccount it
 //! belongs to and, for a token bound to a pod, which node that pod runs on.
 
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
 use jsonwebtoken::Validation;
 use serde::Deserialize;
 
-use super::keys::{IssuerKeys, KeyError};
+use crate::issuer_keys::{IssuerKeys, KeyError};
 
 /// Clock skew tolerated on `exp` and `nbf`, as the Kubernetes API server tolerates it.
 const LEEWAY_SECONDS: u64 = 60;
 /// Tokens longer than this are refused before any parsing (Kubernetes tokens are ~1 KiB).
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+/// A verified token is trusted again without checking its signature for this long (or until
+/// it expires, if sooner). Clients present the same token for a minute at a time, and a
+/// signature check costs more than the call it guards.
+const VERIFIED_TTL: Duration = Duration::from_secs(60);
+/// Verified tokens remembered at once; a full cache is emptied (callers are few: the watcher
+/// and one announcer per node).
+const VERIFIED_CAPACITY: usize = 16_384;
 
 /// Who a valid token says the caller is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,6 +73,7 @@ impl TokenError {
 
 #[derive(Deserialize)]
 struct Claims {
+    exp: u64,
     #[serde(rename = "kubernetes.io")]
     kubernetes: Option<KubernetesClaims>,
 }
@@ -82,12 +96,13 @@ pub struct TokenVerifier {
     issuer: String,
     audience: String,
     keys: std::sync::Arc<IssuerKeys>,
+    verified: Mutex<HashMap<String, (TokenIdentity, Instant)>>,
 }
 
 impl TokenVerifier {
     /// A verifier of tokens from `issuer` for `audience`, signed by one of `keys`.
     pub fn new(issuer: String, audience: String, keys: std::sync::Arc<IssuerKeys>) -> Self {
-        Self { issuer, audience, keys }
+        Self { issuer, audience, keys, verified: Mutex::default() }
     }
 
     /// Who `token` identifies, if it is valid now.
@@ -95,6 +110,23 @@ impl TokenVerifier {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Malformed(format!("longer than {MAX_TOKEN_BYTES} bytes")));
         }
+        if let Some((identity, until)) = self.verified.lock().expect("token cache").get(token)
+            && Instant::now() < *until
+        {
+            return Ok(identity.clone());
+        }
+        let (identity, expires) = self.verify_signed(token).await?;
+        let until = Instant::now() + VERIFIED_TTL.min(expires);
+        let mut verified = self.verified.lock().expect("token cache");
+        if verified.len() >= VERIFIED_CAPACITY {
+            verified.clear();
+        }
+        verified.insert(token.to_string(), (identity.clone(), until));
+        Ok(identity)
+    }
+
+    /// Checks `token` fully: who it identifies and how long until it expires.
+    async fn verify_signed(&self, token: &str) -> Result<(TokenIdentity, Duration), TokenError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|err| TokenError::Malformed(err.to_string()))?;
         let candidates = self.keys.key_for(header.kid.as_deref()).await?;
@@ -110,7 +142,11 @@ impl TokenVerifier {
             validation.set_issuer(&[&self.issuer]);
             validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
             match jsonwebtoken::decode::<Claims>(token, &candidate.key, &validation) {
-                Ok(data) => return identity(data.claims),
+                Ok(data) => {
+                    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+                    let left = Duration::from_secs(data.claims.exp).saturating_sub(now);
+                    return Ok((identity(data.claims)?, left));
+                }
                 Err(err) => last = self.classify(err),
             }
         }

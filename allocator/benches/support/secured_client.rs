@@ -30,7 +30,7 @@ pub struct Secured {
 }
 
 impl Secured {
-    pub fn new() -> Self {
+    pub fn create() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
