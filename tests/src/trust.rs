@@ -40,6 +40,8 @@ pub struct Trust {
     /// When set, the allocator fetches the issuer's keys from kube-apiserver (URL, CA file,
     /// token file) instead of reading `jwks_file`.
     jwks_url: Option<(String, PathBuf, PathBuf)>,
+    /// When set, the allocator serves this certificate and key instead of the Trust's own.
+    serving_files: Option<(PathBuf, PathBuf)>,
     authority: PemPair,
     issuer: String,
     kubeconfig: PathBuf,
@@ -64,6 +66,7 @@ impl Trust {
             authority,
             dir,
             jwks_url: None,
+            serving_files: None,
         };
         trust.issue_serving_certificate()?;
         std::fs::write(
@@ -120,7 +123,15 @@ impl Trust {
         Ok(())
     }
 
-    /// The allocator's security flags: its certificate, and the issuer's keys from a file
+    /// Has the allocator serve the certificate and key in `cert` and `key` (say, files a test
+    /// wrote from the Secret the watcher issued, as the kubelet mounts it) instead of the
+    /// Trust's own. Clients must then trust the CA bundle that goes with them, not `ca_file`.
+    pub fn use_serving_files(&mut self, cert: &Path, key: &Path) {
+        self.serving_files = Some((cert.to_path_buf(), key.to_path_buf()));
+    }
+
+    /// The allocator's security flags: its certificate (the Trust's own unless
+    /// `use_serving_files` was called), and the issuer's keys from a file
     /// (the allocator may run in a namespace that cannot reach kube-apiserver's loopback)
     /// unless `use_jwks_url` was called.
     pub fn allocator_args(&self) -> Vec<String> {
@@ -134,9 +145,13 @@ impl Trust {
             ],
             None => vec![("--jwks-file", display(&self.jwks_file()))],
         };
+        let (cert, key) = match &self.serving_files {
+            Some((cert, key)) => (display(cert), display(key)),
+            None => (path("tls.crt"), path("tls.key")),
+        };
         [
-            ("--tls-cert-file", path("tls.crt")),
-            ("--tls-key-file", path("tls.key")),
+            ("--tls-cert-file", cert),
+            ("--tls-key-file", key),
             ("--token-issuer", self.issuer.clone()),
             ("--token-audience", AUDIENCE.to_string()),
             ("--reader-service-accounts", format!("{NAMESPACE}/{READER_ACCOUNT}")),

@@ -23,6 +23,7 @@ use kube::{
     Api, Client,
     api::{ObjectMeta, Patch, PatchParams},
 };
+use metallb_process::Backoff;
 use time::OffsetDateTime;
 
 use crate::pki::{self, PemPair};
@@ -88,20 +89,35 @@ pub struct Rotation {
     pub serving_issued: bool,
 }
 
-/// Checks the CA, the bundle and the serving certificate every `interval`, forever.
+/// Checks the CA, the bundle and the serving certificate every `interval`, forever. A check
+/// that fails is retried sooner, backing off up to `interval`: until the first one succeeds
+/// the allocator has no certificate to serve, so waiting a whole interval (an hour by default)
+/// after, say, a RoleBinding that was not in place yet would leave the cluster without a
+/// working control plane for that long.
 pub async fn keep_current(client: Client, settings: TlsSettings, interval: Duration) {
+    let mut retry = Backoff::new(Duration::from_secs(1), interval);
     loop {
-        match ensure(&client, &settings, OffsetDateTime::now_utc()).await {
-            Ok(rotation) if rotation != Rotation::default() => {
-                tracing::info!(?rotation, "allocator TLS material updated")
+        let wait = match ensure(&client, &settings, OffsetDateTime::now_utc()).await {
+            Ok(rotation) => {
+                if rotation != Rotation::default() {
+                    tracing::info!(?rotation, "allocator TLS material updated")
+                } else {
+                    tracing::debug!("allocator TLS material current")
+                }
+                retry.reset();
+                interval
             }
-            Ok(_) => tracing::debug!("allocator TLS material current"),
-            Err(err) => tracing::warn!(
-                error = format!("{err:#}"),
-                "cannot check the allocator's TLS material; trying again later"
-            ),
-        }
-        tokio::time::sleep(interval).await;
+            Err(err) => {
+                let wait = retry.next_delay();
+                tracing::warn!(
+                    error = format!("{err:#}"),
+                    retry_in_ms = wait.as_millis() as u64,
+                    "cannot check the allocator's TLS material; trying again later"
+                );
+                wait
+            }
+        };
+        tokio::time::sleep(wait).await;
     }
 }
 
@@ -162,10 +178,13 @@ pub async fn ensure(
     let expiring = serving_not_after.is_none_or(|not_after| not_after - now_s < renew_before);
     let other_ca = signed_by != Some(authority.not_after);
     let bundle_settled = now_s - bundle_changed_at >= BUNDLE_PROPAGATION.as_secs() as i64;
-    let usable = serving_not_after.is_some_and(|not_after| not_after > now_s);
-    // A certificate from the previous CA is replaced once clients trust the new one; one that
-    // is missing or expiring is replaced at once (nothing better can be served meanwhile).
-    if expiring || !usable || (other_ca && bundle_settled) {
+    // Usable: it outlives the time the bundle needs to reach every client.
+    let usable = serving_not_after
+        .is_some_and(|not_after| not_after - now_s > BUNDLE_PROPAGATION.as_secs() as i64);
+    // A certificate that is due (expiring, or from the previous CA) is replaced once every
+    // client trusts the CA that signs the new one; one that is missing or about to lapse is
+    // replaced at once, since nothing better can be served meanwhile.
+    if !usable || ((expiring || other_ca) && bundle_settled) {
         let serving = pki::issue_serving(
             &authority,
             &settings.dns_names(),
