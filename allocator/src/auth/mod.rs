@@ -43,12 +43,6 @@ impl Caller {
             (Some(_), _) => true,
         }
     }
-
-    /// Whether BGP passwords may be shown to this caller (never outside an announcer's own
-    /// stream, and there the RPC decides).
-    pub fn is_insecure(&self) -> bool {
-        self.role.is_none()
-    }
 }
 
 /// Why a call was refused.
@@ -172,7 +166,9 @@ impl Authenticator {
         let outcome = admit(verifier, bindings, path, authorization, address).await;
         if let Err(denial) = &outcome {
             metrics.count(path, denial.reason);
-            tracing::info!(
+            // Debug, not info: whoever reaches the port could otherwise flood the log; the
+            // metric counts every denial.
+            tracing::debug!(
                 path,
                 ?address,
                 reason = denial.reason,
