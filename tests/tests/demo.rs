@@ -21,6 +21,7 @@ fn the_demo_tours_the_stack_and_cleans_up() {
         "\"pool\": \"demo\"",
         "metallb-announcer/send_update",
         "/trace/",
+        "Every grpcurl line above ran as printed.",
         "Stopped; everything is removed.",
     ] {
         assert!(stdout.contains(expected), "the demo did not print {expected:?}:\n{stdout}");

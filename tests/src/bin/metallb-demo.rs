@@ -11,7 +11,7 @@ use metallb_tests::{
     lab::ip_in,
     stack::{Stack, StackOptions, kube_objects::TrafficPolicy},
     tools::{cached_tool, system_tool},
-    trust::{READER_ACCOUNT, SERVER_NAME},
+    trust::{AUDIENCE, NAMESPACE, READER_ACCOUNT, SERVER_NAME},
 };
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -48,7 +48,7 @@ async fn main() -> anyhow::Result<()> {
     heading("Starting kube-apiserver, a BGP router, three nodes, Jaeger and metallb-rs");
     let stack =
         Stack::start(StackOptions { client: true, jaeger: true, ..Default::default() }).await?;
-    let result = tour(&stack).await;
+    let result = tour(&stack, once).await;
     if let Err(err) = &result {
         eprintln!("\nThe demo failed: {err:#}\n{}", stack.diagnostics());
     } else if !once {
@@ -64,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
     result
 }
 
-async fn tour(stack: &Stack) -> anyhow::Result<()> {
+async fn tour(stack: &Stack, once: bool) -> anyhow::Result<()> {
     let node_list: Vec<String> =
         stack.nodes().iter().map(|n| format!("{} ({})", n.name, n.address)).collect();
     println!("nodes: {}", node_list.join(", "));
@@ -129,31 +129,49 @@ async fn tour(stack: &Stack) -> anyhow::Result<()> {
 
     heading("Look further");
     let allocator = stack.allocator_addr();
+    let kubeconfig = stack.control_plane.kubeconfig_path().display().to_string();
+    let kubectl = cached_tool("kubectl").display().to_string();
     // The allocator serves TLS only and wants a ServiceAccount token on every call: grpcurl
-    // trusts its CA and presents the token of a reader (an operator's read-only account).
-    let reader_token = stack.trust.token_file(READER_ACCOUNT, None).await?;
+    // trusts the CA bundle and presents a token of a reader (an operator's read-only account)
+    // made by `kubectl create token`, as in a cluster.
     let grpcurl = format!(
-        "{grpcurl} -cacert {ca} -authority {SERVER_NAME} -H \"authorization: Bearer $(cat {token})\"",
+        "{grpcurl} -cacert {ca} -authority {SERVER_NAME} -H \"authorization: Bearer $(KUBECONFIG={kubeconfig} {kubectl} -n {NAMESPACE} create token {READER_ACCOUNT} --audience {AUDIENCE})\"",
         grpcurl = cached_tool("grpcurl").display(),
         ca = stack.trust.ca_file().display(),
-        token = reader_token.display(),
     );
+    let grpcurl_lines = [
+        format!("{grpcurl} {allocator} list metallb.v1.Allocator"),
+        format!("{grpcurl} {allocator} metallb.v1.Allocator/ListPools"),
+        format!(
+            "{grpcurl} -d '{{\"node_name\": \"node-1\"}}' {allocator} metallb.v1.Allocator/GetNodeAssignments"
+        ),
+    ];
     println!(
         "kubectl:  KUBECONFIG={kubeconfig} {kubectl} get service {SERVICE} -o wide\n          \
          KUBECONFIG={kubeconfig} {kubectl} get events --field-selector involvedObject.name={SERVICE}\n\
-         grpcurl:  {grpcurl} {allocator} list metallb.v1.Allocator\n          \
-         {grpcurl} {allocator} metallb.v1.Allocator/ListPools\n          \
-         {grpcurl} -d '{{\"node_name\": \"node-1\"}}' {allocator} metallb.v1.Allocator/GetNodeAssignments\n\
+         grpcurl:  {}\n\
          router:   {ip_tool} netns exec {router} birdc -s {bird_socket} show route all\n\
          Jaeger:   {trace_line}\n          (or open {jaeger_ui} and pick the service metallb-watcher)\n\
          logs:     {logs}",
-        kubeconfig = stack.control_plane.kubeconfig_path().display(),
-        kubectl = cached_tool("kubectl").display(),
+        grpcurl_lines.join("\n          "),
         ip_tool = system_tool("ip").display(),
         router = stack.lab.router,
         bird_socket = stack.router.dir().join("bird.ctl").display(),
         jaeger_ui = stack.jaeger.as_ref().map(|j| j.query_url()).unwrap_or_default(),
         logs = stack.log_dir().display(),
     );
+    if once {
+        // The commands above are for pasting: run each exactly as printed.
+        for line in &grpcurl_lines {
+            let output =
+                std::process::Command::new(system_tool("bash")).args(["-c", line]).output()?;
+            anyhow::ensure!(
+                output.status.success(),
+                "{line}\nfailed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        println!("Every grpcurl line above ran as printed.");
+    }
     Ok(())
 }
