@@ -393,6 +393,9 @@ async fn a_new_ca_is_in_the_bundle_before_it_signs_the_serving_certificate() {
 #[tokio::test]
 async fn the_watcher_issues_the_material_itself_with_the_rbac_from_deploy() {
     let (control_plane, trust) = trust::standalone(&[]).await.unwrap();
+    // MetalLB's CRDs are served, but the watcher may not list them yet either.
+    control_plane.apply_file(&Path::new(REPO).join("deploy/crds.yaml")).await.unwrap();
+    control_plane.wait_for_crd("ipaddresspools.metallb.io").await.unwrap();
     let kubeconfig = control_plane
         .kubeconfig_for_user(
             "system:serviceaccount:metallb-system:metallb-watcher",
@@ -413,7 +416,10 @@ async fn the_watcher_issues_the_material_itself_with_the_rbac_from_deploy() {
     // Started before its RBAC is in place (`kubectl apply` makes no promise of order), the
     // watcher is refused, and tries again soon rather than at the next hourly check.
     let refused = eventually("the watcher refused before its RBAC", WAIT, || async {
-        watcher.log().contains("cannot check the allocator's TLS material").then_some(())
+        let log = watcher.log();
+        let tls_refused = log.contains("cannot check the allocator's TLS material");
+        let list_refused = log.contains("cannot list metallb.io resource yet");
+        (tls_refused && list_refused).then_some(())
     })
     .await;
     refused.unwrap_or_else(|err| panic!("{err}; watcher log:\n{}", watcher.log()));
@@ -428,6 +434,9 @@ async fn the_watcher_issues_the_material_itself_with_the_rbac_from_deploy() {
     assert_eq!(certificates_in(&material.serving_cert), 1);
     let log = watcher.log();
     assert!(log.contains("allocator TLS material updated"), "{log}");
+    // The metallb.io kinds it could not list at first are watched all the same, not dropped.
+    assert!(log.contains("cannot list metallb.io resource yet"), "{log}");
+    assert!(!log.contains("not served; not watching it"), "{log}");
     // What the watcher made is current by the watcher's own defaults (90 days).
     let defaults = TlsSettings { serving_validity: 2160 * HOUR, ..settings() };
     let now = OffsetDateTime::now_utc();

@@ -59,12 +59,19 @@ impl Sources {
                 ApiResource::from_gvk(&GroupVersionKind::gvk("metallb.io", version, kind));
             let api: Api<DynamicObject> =
                 Api::namespaced_with(client.clone(), config_namespace, &resource);
-            // A cluster without MetalLB's CRDs (a ConfigMap-only setup) serves none of these.
+            // A cluster without MetalLB's CRDs (a ConfigMap-only setup) serves none of these:
+            // only "not found" means that. Any other error (our RBAC not bound yet, a transient
+            // failure) is retried by the watch, and the first pass waits for its list, so a kind
+            // is never silently left out.
             match api.list(&kube::api::ListParams::default().limit(1)).await {
-                Ok(_) => resources.push((kind.to_string(), watch(api, resource, changed.clone()))),
-                Err(err) => {
-                    tracing::info!(kind, error = %err, "metallb.io resource not served; not watching it")
+                Err(kube::Error::Api(status)) if status.code == 404 => {
+                    tracing::info!(kind, "metallb.io resource not served; not watching it")
                 }
+                Err(err) => {
+                    tracing::warn!(kind, error = %err, "cannot list metallb.io resource yet; watching it, retrying");
+                    resources.push((kind.to_string(), watch(api, resource, changed.clone())));
+                }
+                Ok(_) => resources.push((kind.to_string(), watch(api, resource, changed.clone()))),
             }
         }
         Self {
