@@ -12,6 +12,7 @@ pub mod config;
 pub mod core;
 pub mod error;
 pub mod held_runs;
+pub mod instance;
 pub mod leases;
 pub mod limits;
 pub mod metrics;

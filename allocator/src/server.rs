@@ -16,6 +16,7 @@ use crate::{
     api::AllocatorApi,
     auth::{Authenticator, layer::AuthLayer},
     core::Core,
+    instance::{InstanceLayer, new_instance},
     limits::{DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_STREAMS_PER_CALLER},
     tls::ReloadingCertificate,
 };
@@ -91,6 +92,8 @@ where
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        // Outermost, so that every answer says which allocator gave it, refusals included.
+        .layer(InstanceLayer::new(new_instance()))
         .layer(AuthLayer::new(security.authenticator))
         .add_service(health)
         .add_service(reflection_v1)

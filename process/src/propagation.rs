@@ -66,14 +66,21 @@ pub fn inject_current_context(
 }
 
 /// The span a gRPC server opens for each request (for `tonic::transport::Server::trace_fn`),
-/// joined to the caller's trace when the request carries one.
+/// joined to the caller's trace when the request carries one. Reads (`Get*`, `List*`), health
+/// checks and reflection get a debug-level span, which is not exported: they change nothing,
+/// and their steady stream (probes, dashboards) would bury the traces of changes.
 pub fn grpc_server_span(request: &tonic::codegen::http::Request<()>) -> Span {
-    let span = tracing::info_span!(
-        "grpc.request",
-        otel.name = %request.uri().path(),
-        otel.kind = "server",
-        rpc.system = "grpc",
-    );
+    let path = request.uri().path();
+    let method = path.rsplit('/').next().unwrap_or_default();
+    let quiet = method.starts_with("Get")
+        || method.starts_with("List")
+        || path.starts_with("/grpc.health.")
+        || path.starts_with("/grpc.reflection.");
+    let span = if quiet {
+        tracing::debug_span!("grpc.request", otel.name = %path, otel.kind = "server", rpc.system = "grpc")
+    } else {
+        tracing::info_span!("grpc.request", otel.name = %path, otel.kind = "server", rpc.system = "grpc")
+    };
     set_parent_from_headers(&span, request.headers());
     span
 }

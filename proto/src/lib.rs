@@ -13,3 +13,7 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("meta
 
 /// Fully qualified name of the allocator service, as health checks and grpcurl spell it.
 pub const ALLOCATOR_SERVICE_NAME: &str = "metallb.v1.Allocator";
+
+/// Response header naming the allocator process that answered: new at every start, so a
+/// client sees that the leases it built up are gone.
+pub const ALLOCATOR_INSTANCE_HEADER: &str = "metallb-allocator-instance";

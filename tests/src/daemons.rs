@@ -126,6 +126,12 @@ impl Daemon {
         )
     }
 
+    /// Kills the process with SIGKILL, as a crash or an OOM kill would, and waits for it.
+    pub fn kill(&mut self) -> anyhow::Result<ExitStatus> {
+        const SIGKILL: i32 = 9;
+        self.process.signal_and_wait(SIGKILL, Duration::from_secs(5))
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
         const SIGTERM: i32 = 15;
@@ -167,7 +173,18 @@ impl Allocator {
         env: &[(&str, String)],
         log_dir: &Path,
     ) -> anyhow::Result<Self> {
-        let grpc_addr = free_loopback_addr();
+        Self::start_at(free_loopback_addr(), trust, extra, env, log_dir).await
+    }
+
+    /// Like `start_with`, serving gRPC at `grpc_addr` (e.g. where an allocator that was killed
+    /// served, as its replacement would).
+    pub async fn start_at(
+        grpc_addr: SocketAddr,
+        trust: &Trust,
+        extra: &[String],
+        env: &[(&str, String)],
+        log_dir: &Path,
+    ) -> anyhow::Result<Self> {
         let mut args = vec!["--grpc-addr".to_string(), grpc_addr.to_string()];
         args.extend(trust.allocator_args());
         args.extend(extra.iter().cloned());

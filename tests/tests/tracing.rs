@@ -26,7 +26,7 @@ async fn an_allocator_request_is_a_span_in_the_callers_trace_in_jaeger() {
         &allocator.target(),
         &headers,
         Some("{}"),
-        &["metallb.v1.Allocator/ListPools"],
+        &["metallb.v1.Allocator/SyncServices"],
     )
     .unwrap();
     assert_eq!(out.code, 0, "{out:?}");
@@ -40,7 +40,7 @@ async fn an_allocator_request_is_a_span_in_the_callers_trace_in_jaeger() {
                 trace
                     .spans
                     .iter()
-                    .any(|span| span.operation_name == "/metallb.v1.Allocator/ListPools")
+                    .any(|span| span.operation_name == "/metallb.v1.Allocator/SyncServices")
             },
             Duration::from_secs(20),
         )
@@ -52,8 +52,11 @@ async fn an_allocator_request_is_a_span_in_the_callers_trace_in_jaeger() {
         "the span continues the caller's trace: {}",
         trace.summary()
     );
-    let span =
-        trace.spans.iter().find(|s| s.operation_name == "/metallb.v1.Allocator/ListPools").unwrap();
+    let span = trace
+        .spans
+        .iter()
+        .find(|s| s.operation_name == "/metallb.v1.Allocator/SyncServices")
+        .unwrap();
     assert_eq!(span.service_name, "metallb-allocator");
     assert_eq!(span.parent_span_id.as_deref(), Some("00f067aa0ba902b7"), "{}", trace.summary());
 }

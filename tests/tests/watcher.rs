@@ -175,3 +175,36 @@ async fn services_get_ips_events_and_keep_them_across_restarts() {
     .await;
     assert!(!released.contains("\"web\""), "{released}");
 }
+
+#[tokio::test]
+async fn an_allocator_restarted_while_kubernetes_is_quiet_is_synced_without_a_change() {
+    let logs = tempfile::tempdir().unwrap();
+    let control_plane = ControlPlane::start().await.unwrap();
+    let client = control_plane.client().await;
+    install_metallb(&control_plane).await.unwrap();
+    config_map(&client, CONFIG).await.unwrap();
+    let trust = Trust::new(&control_plane, &[]).await.unwrap();
+    let mut allocator = Allocator::start(&trust, &[], logs.path()).await.unwrap();
+    let watcher = watcher(&control_plane, &trust, &allocator, logs.path()).await;
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    services.create(&PostParams::default(), &load_balancer("web", None)).await.unwrap();
+    let ip = eventually("given an IP", &watcher, || ingress(&client, "web")).await;
+
+    // A crash, and a new allocator in its place, with nothing changing in Kubernetes.
+    allocator.daemon.kill().unwrap();
+    let second_logs = tempfile::tempdir().unwrap();
+    let mut restarted =
+        Allocator::start_at(allocator.grpc_addr(), &trust, &[], &[], second_logs.path())
+            .await
+            .unwrap();
+    restarted.daemon.wait_ready().await.unwrap_or_else(|err| {
+        panic!("{err}\nthe watcher never re-synced it; watcher log:\n{}", watcher.log())
+    });
+    // It adopted the Service's IP from the full sync.
+    let data = r#"{"service": {"namespace": "default", "name": "web"}}"#;
+    let lease = grpcurl(&restarted.target(), Some(data), &["metallb.v1.Allocator/GetLease"]);
+    let lease = lease.unwrap();
+    assert_eq!(lease.code, 0, "{lease:?}");
+    assert!(lease.stdout.contains(&ip), "{lease:?}");
+    assert!(watcher.log().contains("the allocator changed"), "{}", watcher.log());
+}

@@ -28,6 +28,11 @@ const RETRY_WRITES_AFTER: Duration = Duration::from_secs(1);
 /// How long a burst of events may run on before a pass starts anyway.
 const COALESCE: Duration = Duration::from_millis(10);
 
+/// How often, when nothing happens, the watcher asks the allocator which instance it is: a
+/// restarted allocator has no leases and waits for a full sync, which nothing else would send
+/// while Kubernetes is quiet.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
 /// What the reconciler needs to know.
 pub struct Settings {
     /// How to reach the allocator.
@@ -58,6 +63,8 @@ pub struct Reconciler {
     rewrite: std::collections::BTreeSet<Key>,
     /// What the ConfigurationState says: (valid, error summary).
     reported_state: Option<(bool, String)>,
+    /// The allocator instance that answered the last full sync.
+    synced_instance: Option<String>,
 }
 
 impl Reconciler {
@@ -79,6 +86,7 @@ impl Reconciler {
             synced: false,
             rewrite: Default::default(),
             reported_state: None,
+            synced_instance: None,
         }
     }
 
@@ -90,13 +98,12 @@ impl Reconciler {
                 Ok(()) => {
                     readiness.set_ready();
                     backoff.reset();
-                    let failed = tokio::select! {
-                        () = changed.notified() => None,
-                        Some(key) = self.failed_writes.recv() => Some(key),
-                    };
-                    if let Some(key) = failed {
-                        self.retry_write(key);
-                        tokio::time::sleep(RETRY_WRITES_AFTER).await;
+                    if let Err(err) = self.wait_for_work(&changed).await {
+                        tracing::warn!(
+                            error = format!("{err:#}"),
+                            "the allocator changed; syncing everything again"
+                        );
+                        self.forget_allocator();
                     }
                     tokio::time::sleep(COALESCE).await;
                 }
@@ -108,17 +115,55 @@ impl Reconciler {
                         "pass failed; the allocator gets everything again"
                     );
                     readiness.set_not_ready(format!("last pass failed: {err:#}"));
-                    // The allocator may have restarted: tell it everything again, starting
-                    // with a full sync, so it adopts before it allocates.
-                    self.client = None;
-                    self.sent_config = None;
-                    self.sent_nodes.clear();
-                    self.sent_services.clear();
-                    self.synced = false;
+                    self.forget_allocator();
                     tokio::time::sleep(delay).await;
                 }
             }
         }
+    }
+
+    /// The allocator may have restarted: tell it everything again, starting with a full sync,
+    /// so it adopts before it allocates.
+    fn forget_allocator(&mut self) {
+        self.client = None;
+        self.sent_config = None;
+        self.sent_nodes.clear();
+        self.sent_services.clear();
+        self.synced = false;
+        self.synced_instance = None;
+    }
+
+    /// Waits until there is work: a change, a failed write to retry, or (found by probing while
+    /// idle) an allocator that is not the one the last full sync went to.
+    async fn wait_for_work(&mut self, changed: &Notify) -> anyhow::Result<()> {
+        loop {
+            tokio::select! {
+                () = changed.notified() => return Ok(()),
+                Some(key) = self.failed_writes.recv() => {
+                    self.retry_write(key);
+                    tokio::time::sleep(RETRY_WRITES_AFTER).await;
+                    return Ok(());
+                }
+                () = tokio::time::sleep(PROBE_INTERVAL) => self.probe().await?,
+            }
+        }
+    }
+
+    /// Asks the allocator which instance it is; an error if it is not the one that had the
+    /// last full sync (or cannot be reached).
+    async fn probe(&mut self) -> anyhow::Result<()> {
+        // The cheapest read the writer may make: sessions of a node that cannot exist.
+        let request = pb::ListSessionsRequest { node_name: "-".into() };
+        let response = self.client().list_sessions(request).await?;
+        let answered = instance_of(response.metadata());
+        if answered != self.synced_instance {
+            anyhow::bail!(
+                "allocator instance {} answered, the last full sync went to {}",
+                answered.as_deref().unwrap_or("<none>"),
+                self.synced_instance.as_deref().unwrap_or("<none>")
+            );
+        }
+        Ok(())
     }
 
     /// A write-back failed (a conflict, a throttled Event): the next pass decides again from
@@ -267,8 +312,9 @@ impl Reconciler {
                 services: desired.values().cloned().collect(),
                 trace: Some(propagation::trace_context_of(&span)),
             };
-            let response =
-                self.client().sync_services(request).instrument(span).await?.into_inner();
+            let response = self.client().sync_services(request).instrument(span).await?;
+            self.synced_instance = instance_of(response.metadata());
+            let response = response.into_inner();
             self.sent_services = desired;
             self.synced = true;
             tracing::info!(
@@ -399,4 +445,10 @@ fn same_outcome(before: Option<&pb::ServiceOutcome>, after: &pb::ServiceOutcome)
         (Some(Outcome::Failure(a)), Some(Outcome::Failure(b))) => a.message == b.message,
         _ => false,
     }
+}
+
+/// The allocator instance a response names.
+fn instance_of(metadata: &tonic::metadata::MetadataMap) -> Option<String> {
+    let value = metadata.get(metallb_proto::ALLOCATOR_INSTANCE_HEADER)?;
+    value.to_str().ok().map(String::from)
 }
