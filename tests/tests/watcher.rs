@@ -128,6 +128,18 @@ async fn services_get_ips_events_and_keep_them_across_restarts() {
         configuration_state(&control_plane, "Valid")
     })
     .await;
+    // An unreadable version (never sent to the allocator), then the same valid one again: the
+    // state follows, although the allocator has nothing new to hear.
+    config_map(&client, "address-pools: [unclosed").await.unwrap();
+    eventually("ConfigurationState Invalid (unreadable)", &watcher, || {
+        configuration_state(&control_plane, "Invalid")
+    })
+    .await;
+    config_map(&client, CONFIG).await.unwrap();
+    eventually("ConfigurationState Valid again", &watcher, || {
+        configuration_state(&control_plane, "Valid")
+    })
+    .await;
 
     // Restarts move nothing: the watcher, then the allocator.
     watcher.terminate(Duration::from_secs(10)).unwrap();

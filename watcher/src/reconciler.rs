@@ -65,6 +65,9 @@ pub struct Reconciler {
     reported_state: Option<(bool, String)>,
     /// The allocator instance that answered the last full sync.
     synced_instance: Option<String>,
+    /// What the allocator made of `sent_config` (valid, error summary): the state to report
+    /// again when the configuration comes back to it after an unreadable spell.
+    sent_config_state: Option<(bool, String)>,
 }
 
 impl Reconciler {
@@ -87,6 +90,7 @@ impl Reconciler {
             rewrite: Default::default(),
             reported_state: None,
             synced_instance: None,
+            sent_config_state: None,
         }
     }
 
@@ -127,6 +131,7 @@ impl Reconciler {
     fn forget_allocator(&mut self) {
         self.client = None;
         self.sent_config = None;
+        self.sent_config_state = None;
         self.sent_nodes.clear();
         self.sent_services.clear();
         self.synced = false;
@@ -229,7 +234,12 @@ impl Reconciler {
             }
         };
         if self.sent_config.as_ref() == Some(&config) {
-            return Ok(());
+            // Nothing to send, but the state may still say what an unreadable version in
+            // between said: report again what the allocator made of this one.
+            return match self.sent_config_state.clone() {
+                Some((valid, summary)) => self.report_state(valid, summary).await,
+                None => Ok(()),
+            };
         }
         let request = pb::ApplyConfigRequest {
             config: Some(config.clone()),
@@ -240,7 +250,7 @@ impl Reconciler {
         self.sent_config = Some(config);
         if response.accepted {
             tracing::info!(source, "configuration accepted");
-            self.report_state(true, String::new()).await?;
+            self.report_sent_config_state(true, String::new()).await?;
         } else {
             let reasons: Vec<String> = response
                 .errors
@@ -251,10 +261,20 @@ impl Reconciler {
             if let Some(reference) = &reference {
                 self.writer.config_event(reference, false, reasons.join("; ")).await?;
             }
-            self.report_state(false, reasons.join("\n")).await?;
+            self.report_sent_config_state(false, reasons.join("\n")).await?;
         }
         self.write_outcomes(&response.changed);
         Ok(())
+    }
+
+    /// Reports what the allocator made of the configuration sent last, and remembers it.
+    async fn report_sent_config_state(
+        &mut self,
+        valid: bool,
+        summary: String,
+    ) -> anyhow::Result<()> {
+        self.sent_config_state = Some((valid, summary.clone()));
+        self.report_state(valid, summary).await
     }
 
     async fn report_state(&mut self, valid: bool, summary: String) -> anyhow::Result<()> {
@@ -325,7 +345,7 @@ impl Reconciler {
             self.write_outcomes(&response.outcomes);
             if let Some(deferred) = response.deferred_config {
                 tracing::info!(source = deferred.source, "the waiting configuration took effect");
-                self.report_state(true, String::new()).await?;
+                self.report_sent_config_state(true, String::new()).await?;
                 self.write_outcomes(&deferred.changed);
             }
             return Ok(());
@@ -362,7 +382,7 @@ impl Reconciler {
             outcomes.extend(response.others_changed);
             if let Some(deferred) = response.deferred_config {
                 tracing::info!(source = deferred.source, "the waiting configuration took effect");
-                self.report_state(true, String::new()).await?;
+                self.report_sent_config_state(true, String::new()).await?;
                 outcomes.extend(deferred.changed);
             }
             pending.extend(outcomes);
