@@ -9,6 +9,7 @@ use kube::{Api, api::PostParams};
 use metallb_tests::{
     daemons::{Allocator, Daemon},
     kube_control_plane::ControlPlane,
+    stack::kube_objects::event_notes,
     tools::our_binary,
     trust::Trust,
 };
@@ -126,5 +127,34 @@ async fn the_watcher_configures_the_allocator_from_metallb_io_resources() {
             watcher.log()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Two broken pools among good ones: each InvalidConfig Event is on the pool it is about.
+    for name in ["zz-broken-1", "zz-broken-2"] {
+        let broken = format!(
+            "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: {name}\n  namespace: metallb-system\nspec:\n  addresses:\n  - 10.0.0.9-10.0.0.1\n"
+        );
+        control_plane.apply_yaml(&broken).await.unwrap();
+    }
+    let client = control_plane.client().await;
+    for (name, other) in [("zz-broken-1", "zz-broken-2"), ("zz-broken-2", "zz-broken-1")] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let notes = loop {
+            let notes = event_notes(&client, "metallb-system", name, "InvalidConfig").await;
+            if notes.iter().any(|note| note.contains(name)) {
+                break notes;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no InvalidConfig about {name} on it: {notes:?}; watcher log:\n{}",
+                watcher.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert!(notes.iter().all(|note| !note.contains(other)), "{name} got {other}'s: {notes:?}");
+    }
+    for good in ["first-pool", "ns-pool"] {
+        let misplaced = event_notes(&client, "metallb-system", good, "InvalidConfig").await;
+        assert!(misplaced.is_empty(), "{good} got {misplaced:?}");
     }
 }

@@ -258,8 +258,23 @@ impl Reconciler {
                 .map(|e| format!("{} {}: {}", e.object, e.field, e.message))
                 .collect();
             tracing::warn!(source, errors = ?reasons, "configuration rejected; the previous one stays in force");
-            if let Some(reference) = &reference {
-                self.writer.config_event(reference, false, reasons.join("; ")).await?;
+            // Each error's Event goes to the resource it is about; errors about no resource of
+            // ours (a ConfigMap's pool, a community alias) to the configuration's own object.
+            let mut targets: Vec<(k8s_openapi::api::core::v1::ObjectReference, Vec<String>)> =
+                Vec::new();
+            for (error, reason) in response.errors.iter().zip(&reasons) {
+                let Some(target) =
+                    object_named(&error.object, &resources).or_else(|| reference.clone())
+                else {
+                    continue;
+                };
+                match targets.iter_mut().find(|(known, _)| *known == target) {
+                    Some((_, about_it)) => about_it.push(reason.clone()),
+                    None => targets.push((target, vec![reason.clone()])),
+                }
+            }
+            for (target, about_it) in &targets {
+                self.writer.config_event(target, false, about_it.join("; ")).await?;
             }
             self.report_sent_config_state(false, reasons.join("\n")).await?;
         }
@@ -443,6 +458,23 @@ fn already_shown(service: &Service, outcome: &pb::ServiceOutcome) -> bool {
 }
 
 /// A reference to a metallb.io resource, for Events about the configuration it is part of.
+/// The metallb.io resource an allocator error names ("AddressPool/pool-a" is the IPAddressPool
+/// pool-a), if it is one of `resources`.
+fn object_named(
+    object: &str,
+    resources: &[kube::api::DynamicObject],
+) -> Option<k8s_openapi::api::core::v1::ObjectReference> {
+    let (kind, name) = object.split_once('/')?;
+    let kind = if kind == "AddressPool" { "IPAddressPool" } else { kind };
+    resources
+        .iter()
+        .find(|resource| {
+            resource.types.as_ref().is_some_and(|types| types.kind == kind)
+                && resource.metadata.name.as_deref() == Some(name)
+        })
+        .map(dynamic_object_ref)
+}
+
 fn dynamic_object_ref(
     object: &kube::api::DynamicObject,
 ) -> k8s_openapi::api::core::v1::ObjectReference {
