@@ -14,6 +14,7 @@ use metallb_proto::pb;
 
 pub use self::views::{family_size_and_use, lease_to_pb, outcome_to_pb};
 use crate::{
+    address::Address,
     allocate::{Failure, assign},
     config::Config,
     leases::{Lease, Leases},
@@ -202,17 +203,39 @@ impl AllocatorState {
                     !spec.current_ips.is_empty() || self.leases.get(&spec.key).is_some()
                 })
             });
-        for (index, spec) in holding.into_iter().chain(others) {
-            outcomes[index] = match spec {
-                Ok(spec) => {
-                    let key = spec.key.clone();
-                    Some((key, self.evaluate(spec, now)))
-                }
-                Err(invalid) => {
-                    let outcome = self.reject(&invalid);
-                    invalid.key.zip(outcome)
-                }
+        // Adoption first: a Service keeps the IPs in its status when nobody has them yet and
+        // they are still valid. A Service that would get other IPs (its own are taken by a
+        // Service before it, or no longer valid) waits, with the new Services, until every
+        // adoption is done: so a new IP is never one that a Service not yet evaluated shows in
+        // its status, and a conflict moves the one Service that lost, not a chain of them.
+        let mut moving = Vec::new();
+        for (index, spec) in holding {
+            let Ok(service) = &spec else {
+                outcomes[index] = self.evaluate_listed(spec, now);
+                continue;
             };
+            let key = service.key.clone();
+            let status: BTreeSet<IpAddr> = service.current_ips.iter().copied().collect();
+            let taken = status.iter().any(|ip| {
+                self.leases.holders(Address::from_ip(*ip)).any(|lease| lease.service != key)
+            });
+            if taken {
+                moving.push((index, spec));
+                continue;
+            }
+            let retry = service.clone();
+            let outcome = self.evaluate_listed(spec, now);
+            let moved = matches!(&outcome, Some((_, Ok(lease)))
+                if !status.is_empty() && lease.ips.iter().copied().collect::<BTreeSet<_>>() != status);
+            if moved {
+                self.leases.remove(&key);
+                moving.push((index, Ok(retry)));
+            } else {
+                outcomes[index] = outcome;
+            }
+        }
+        for (index, spec) in moving.into_iter().chain(others) {
+            outcomes[index] = self.evaluate_listed(spec, now);
         }
         self.synced = true;
         let deferred = self.retry_pending(now);
@@ -259,6 +282,24 @@ impl AllocatorState {
             return Some(pb::NodeAssignments::default());
         };
         Some(node_assignments(config, &self.leases, &self.services, node))
+    }
+
+    /// Evaluates one Service of a full sync, valid or not.
+    fn evaluate_listed(
+        &mut self,
+        spec: Result<ServiceSpec, InvalidService>,
+        now: SystemTime,
+    ) -> Option<(ServiceKey, Outcome)> {
+        match spec {
+            Ok(spec) => {
+                let key = spec.key.clone();
+                Some((key, self.evaluate(spec, now)))
+            }
+            Err(invalid) => {
+                let outcome = self.reject(&invalid);
+                invalid.key.zip(outcome)
+            }
+        }
     }
 
     fn evaluate(&mut self, spec: ServiceSpec, now: SystemTime) -> Outcome {

@@ -179,3 +179,46 @@ fn pool_usage_counts_sizes_without_enumerating_and_leases_once() {
     let v6 = &usage.families[1];
     assert_eq!((v6.size.as_str(), v6.used), ("18446744073709551616", 1));
 }
+
+mod sync_never_cascades {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Services whose status IPs collide: a full sync moves at most one Service per
+        /// collision, never to an IP another Service shows in its status, and leaves no IP
+        /// with two holders.
+        #[test]
+        fn a_full_sync_moves_only_the_losers_of_conflicts(
+            statuses in proptest::collection::vec(0u8..24, 1..40),
+        ) {
+            let mut state = AllocatorState::default();
+            let accepted = state.apply_config(&config(vec![pool("a", &["192.0.2.0/24"], false)]), "test", now()).accepted;
+            prop_assert!(accepted);
+            let status_of = |n: usize| format!("192.0.2.{}", statuses[n]);
+            let services: Vec<pb::Service> = (0..statuses.len())
+                .map(|n| pb::Service { current_ips: vec![status_of(n)], ..service(&format!("s{n}")) })
+                .collect();
+            let claimed: BTreeSet<String> = (0..statuses.len()).map(status_of).collect();
+            let conflicts = statuses.len() - claimed.len();
+
+            state.sync(services.iter().map(ServiceSpec::from_pb).collect(), now());
+
+            let mut moved = 0;
+            let mut holders: BTreeMap<String, usize> = BTreeMap::new();
+            for n in 0..statuses.len() {
+                let ip = ip_of(&state, &format!("s{n}")).expect("every Service keeps or gets an IP");
+                *holders.entry(ip.clone()).or_default() += 1;
+                if ip != status_of(n) {
+                    moved += 1;
+                    prop_assert!(!claimed.contains(&ip), "s{n} moved to {ip}, which another shows in its status");
+                }
+            }
+            prop_assert!(moved <= conflicts, "{moved} moved for {conflicts} conflicts");
+            prop_assert!(holders.values().all(|count| *count == 1), "an IP with two holders: {holders:?}");
+        }
+    }
+}
