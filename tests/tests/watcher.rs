@@ -219,4 +219,16 @@ async fn an_allocator_restarted_while_kubernetes_is_quiet_is_synced_without_a_ch
     assert_eq!(lease.code, 0, "{lease:?}");
     assert!(lease.stdout.contains(&ip), "{lease:?}");
     assert!(watcher.log().contains("the allocator changed"), "{}", watcher.log());
+
+    // A lease lost behind the watcher's back (here a hand-made call): the periodic comparison
+    // of leases with status finds it, and a full sync gives the IP back, still with no change
+    // in Kubernetes.
+    let deleted = grpcurl(&restarted.target(), Some(data), &["metallb.v1.Allocator/DeleteService"]);
+    assert_eq!(deleted.unwrap().code, 0);
+    let get_lease = || async {
+        let out = grpcurl(&restarted.target(), Some(data), &["metallb.v1.Allocator/GetLease"]);
+        out.ok().filter(|out| out.code == 0 && out.stdout.contains(&ip)).map(drop)
+    };
+    eventually("the lost lease repaired", &watcher, get_lease).await;
+    assert!(watcher.log().contains("leases differ from the status"), "{}", watcher.log());
 }

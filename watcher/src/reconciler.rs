@@ -3,7 +3,11 @@
 //! services first and after every reconnect), and writes outcomes back. Bursts of events
 //! coalesce into one pass; nothing is sent twice.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use k8s_openapi::api::core::v1::Service;
 use kube::Resource;
@@ -33,6 +37,9 @@ const COALESCE: Duration = Duration::from_millis(10);
 /// while Kubernetes is quiet.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Every this many idle probes, the allocator's leases are compared with the Services' status.
+const COMPARE_EVERY_PROBES: u32 = 10;
+
 /// What the reconciler needs to know.
 pub struct Settings {
     /// How to reach the allocator.
@@ -60,7 +67,7 @@ pub struct Reconciler {
     synced: bool,
     /// Services whose outcome could not be written: asked again next pass if still ours
     /// (the allocator keeps the lease, so that costs nothing), cleaned up if no longer ours.
-    rewrite: std::collections::BTreeSet<Key>,
+    rewrite: BTreeSet<Key>,
     /// What the ConfigurationState says: (valid, error summary).
     reported_state: Option<(bool, String)>,
     /// The allocator instance that answered the last full sync.
@@ -68,6 +75,11 @@ pub struct Reconciler {
     /// What the allocator made of `sent_config` (valid, error summary): the state to report
     /// again when the configuration comes back to it after an unreadable spell.
     sent_config_state: Option<(bool, String)>,
+    /// Idle probes since the last comparison of leases with status.
+    probes_since_compare: u32,
+    /// Services whose lease and status differed at the last comparison: a difference seen
+    /// twice in a row is not a write on its way, and a full sync repairs it.
+    suspected: BTreeSet<Key>,
 }
 
 impl Reconciler {
@@ -91,6 +103,8 @@ impl Reconciler {
             reported_state: None,
             synced_instance: None,
             sent_config_state: None,
+            probes_since_compare: 0,
+            suspected: Default::default(),
         }
     }
 
@@ -167,6 +181,44 @@ impl Reconciler {
                 answered.as_deref().unwrap_or("<none>"),
                 self.synced_instance.as_deref().unwrap_or("<none>")
             );
+        }
+        self.probes_since_compare += 1;
+        if self.probes_since_compare >= COMPARE_EVERY_PROBES {
+            self.probes_since_compare = 0;
+            self.compare_leases_with_status().await?;
+        }
+        Ok(())
+    }
+
+    /// Compares the allocator's leases with the IPs the Services show in their status; an
+    /// error when they differ for the same Service twice in a row (a lost call, a bug, a hand-
+    /// made call), so that a full sync repairs it.
+    async fn compare_leases_with_status(&mut self) -> anyhow::Result<()> {
+        let leases = self.client().list_leases(pb::ListLeasesRequest::default()).await?;
+        let leases: BTreeMap<Key, BTreeSet<String>> = leases
+            .into_inner()
+            .leases
+            .into_iter()
+            .filter_map(|lease| {
+                let key = lease.service?;
+                Some(((key.namespace, key.name), lease.ips.into_iter().collect()))
+            })
+            .collect();
+        let mut differing = BTreeSet::new();
+        for (key, service) in self.desired.all() {
+            let status: BTreeSet<String> = service.current_ips.iter().cloned().collect();
+            // A Service without status yet may hold a lease whose write is on its way.
+            if !status.is_empty() && leases.get(key) != Some(&status) {
+                differing.insert(key.clone());
+            }
+        }
+        differing
+            .extend(leases.keys().filter(|key| !self.desired.all().contains_key(*key)).cloned());
+        let confirmed: Vec<Key> = differing.intersection(&self.suspected).cloned().collect();
+        self.suspected = differing;
+        if !confirmed.is_empty() {
+            self.suspected.clear();
+            anyhow::bail!("the allocator's leases differ from the status of {confirmed:?}");
         }
         Ok(())
     }
