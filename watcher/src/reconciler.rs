@@ -9,6 +9,7 @@ use std::{
     time::Duration,
 };
 
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use kube::Resource;
 use metallb_process::{AllocatorConnector, Backoff, Readiness, propagation};
@@ -36,6 +37,9 @@ const COALESCE: Duration = Duration::from_millis(10);
 /// restarted allocator has no leases and waits for a full sync, which nothing else would send
 /// while Kubernetes is quiet.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Deletes sent to the allocator at once.
+const DELETES_IN_FLIGHT: usize = 32;
 
 /// Every this many idle probes, the allocator's leases are compared with the Services' status.
 const COMPARE_EVERY_PROBES: u32 = 10;
@@ -427,6 +431,36 @@ impl Reconciler {
             }
         }
         let mut pending: Vec<pb::ServiceOutcome> = Vec::new();
+        // Deletes first, and many at once: a deleted Service's route must be withdrawn fast,
+        // and the IPs it frees may be what a new Service in the same pass asks for.
+        let gone: Vec<Key> = changed
+            .iter()
+            .filter(|key| self.sent_services.contains_key(*key) && self.desired.get(key).is_none())
+            .cloned()
+            .collect();
+        let client = self.client().clone();
+        let mut deletes = futures::stream::iter(gone.into_iter().map(|key| {
+            let mut client = client.clone();
+            async move {
+                let request = pb::DeleteServiceRequest {
+                    service: Some(pb::ServiceKey { namespace: key.0.clone(), name: key.1.clone() }),
+                    trace: None,
+                };
+                let response = client.delete_service(request).await;
+                (key, response)
+            }
+        }))
+        .buffer_unordered(DELETES_IN_FLIGHT);
+        while let Some((key, response)) = deletes.next().await {
+            let response = response?.into_inner();
+            self.sent_services.remove(&key);
+            self.written.remove(&key);
+            // Still there but no longer a LoadBalancer of ours: take back what we wrote.
+            if let Some(service) = self.find_service(&key) {
+                self.writes.push(key.clone(), service, Write::Clear);
+            }
+            pending.extend(response.others_changed);
+        }
         // Only what changed since the last pass can differ from what the allocator was told:
         // after an error everything is told again, through a full sync.
         for key in &changed {
@@ -453,24 +487,6 @@ impl Reconciler {
                 outcomes.extend(deferred.changed);
             }
             pending.extend(outcomes);
-        }
-        let gone: Vec<Key> = changed
-            .into_iter()
-            .filter(|key| self.sent_services.contains_key(key) && self.desired.get(key).is_none())
-            .collect();
-        for key in gone {
-            let request = pb::DeleteServiceRequest {
-                service: Some(pb::ServiceKey { namespace: key.0.clone(), name: key.1.clone() }),
-                trace: None,
-            };
-            let response = self.client().delete_service(request).await?.into_inner();
-            self.sent_services.remove(&key);
-            self.written.remove(&key);
-            // Still there but no longer a LoadBalancer of ours: take back what we wrote.
-            if let Some(service) = self.find_service(&key) {
-                self.writes.push(key.clone(), service, Write::Clear);
-            }
-            pending.extend(response.others_changed);
         }
         self.write_outcomes(&pending);
         Ok(())
