@@ -16,7 +16,7 @@ use crate::{
     api::AllocatorApi,
     auth::{Authenticator, layer::AuthLayer},
     core::Core,
-    instance::{InstanceLayer, new_instance},
+    instance::{instance_layer, new_instance},
     limits::{DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_STREAMS_PER_CALLER},
     tls::ReloadingCertificate,
 };
@@ -93,7 +93,7 @@ where
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         // Outermost, so that every answer says which allocator gave it, refusals included.
-        .layer(InstanceLayer::new(new_instance()))
+        .layer(instance_layer(new_instance()))
         .layer(AuthLayer::new(security.authenticator))
         .add_service(health)
         .add_service(reflection_v1)

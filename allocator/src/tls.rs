@@ -44,7 +44,7 @@ pub struct CertificateFiles {
 #[derive(Debug)]
 pub struct ReloadingCertificate {
     files: CertificateFiles,
-    current: RwLock<(Vec<u8>, Arc<CertifiedKey>)>,
+    current: RwLock<(PemPair, Arc<CertifiedKey>)>,
 }
 
 impl ReloadingCertificate {
@@ -55,7 +55,10 @@ impl ReloadingCertificate {
         let mut waited = false;
         let (bytes, key) = loop {
             match read_pair(&files) {
-                Ok(bytes) => break (bytes.clone(), certified_key(&bytes, &files)?),
+                Ok(pair) => {
+                    let key = certified_key(&pair, &files)?;
+                    break (pair, key);
+                }
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                     if !waited {
                         tracing::warn!(cert = %files.cert.display(), "waiting for the serving certificate to appear");
@@ -121,17 +124,17 @@ async fn watch_files(certificate: std::sync::Weak<ReloadingCertificate>) {
     }
 }
 
-/// Both files, concatenated, so that a change to either is seen.
-fn read_pair(files: &CertificateFiles) -> std::io::Result<Vec<u8>> {
-    let mut bytes = std::fs::read(&files.cert)?;
-    bytes.push(0);
-    bytes.extend(std::fs::read(&files.key)?);
-    Ok(bytes)
+/// The contents of both files, compared as a whole so that a change to either is seen.
+type PemPair = (Vec<u8>, Vec<u8>);
+
+fn read_pair(files: &CertificateFiles) -> std::io::Result<PemPair> {
+    Ok((std::fs::read(&files.cert)?, std::fs::read(&files.key)?))
 }
 
-fn certified_key(pair: &[u8], files: &CertificateFiles) -> anyhow::Result<Arc<CertifiedKey>> {
-    let split = pair.iter().position(|byte| *byte == 0).unwrap_or(pair.len());
-    let (cert_pem, key_pem) = (&pair[..split], pair.get(split + 1..).unwrap_or_default());
+fn certified_key(
+    (cert_pem, key_pem): &PemPair,
+    files: &CertificateFiles,
+) -> anyhow::Result<Arc<CertifiedKey>> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|err| anyhow::anyhow!("{}: {err}", files.cert.display()))?;

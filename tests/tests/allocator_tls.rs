@@ -46,8 +46,6 @@ fn settings() -> TlsSettings {
         namespace: NAMESPACE.into(),
         service: "metallb-allocator".into(),
         serving_validity: SERVING_VALIDITY,
-        extra_names: Vec::new(),
-        extra_ips: Vec::new(),
     }
 }
 

@@ -13,7 +13,7 @@
 //! has had time to reach every client (`BUNDLE_PROPAGATION`), so no client ever meets a
 //! certificate it cannot verify. Connections already open are not affected by any of this.
 
-use std::{collections::BTreeMap, net::IpAddr, time::Duration};
+use std::{collections::BTreeMap, time::Duration};
 
 use k8s_openapi::{
     ByteString,
@@ -58,23 +58,18 @@ pub struct TlsSettings {
     pub service: String,
     /// How long a serving certificate is valid; renewed when a third is left.
     pub serving_validity: Duration,
-    /// Extra names and addresses the certificate covers.
-    pub extra_names: Vec<String>,
-    pub extra_ips: Vec<IpAddr>,
 }
 
 impl TlsSettings {
     /// The names clients may use for the allocator's Service.
     pub fn dns_names(&self) -> Vec<String> {
         let (service, namespace) = (&self.service, &self.namespace);
-        let mut names = vec![
+        vec![
             format!("{service}.{namespace}.svc"),
             format!("{service}.{namespace}.svc.cluster.local"),
             format!("{service}.{namespace}"),
             service.clone(),
-        ];
-        names.extend(self.extra_names.iter().cloned());
-        names
+        ]
     }
 }
 
@@ -188,7 +183,7 @@ pub async fn ensure(
         let serving = pki::issue_serving(
             &authority,
             &settings.dns_names(),
-            &settings.extra_ips,
+            &[],
             now,
             settings.serving_validity,
         )?;

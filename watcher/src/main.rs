@@ -50,8 +50,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     serving_validity: Duration::from_secs(
                         args.allocator_cert_validity_hours.max(1) * 3600,
                     ),
-                    extra_names: Vec::new(),
-                    extra_ips: Vec::new(),
                 };
                 let interval = Duration::from_secs(args.allocator_tls_check_seconds.max(1));
                 tokio::spawn(allocator_tls::keep_current(client.clone(), settings, interval));
