@@ -5,6 +5,7 @@ use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     net::IpAddr,
     sync::Arc,
+    time::SystemTime,
 };
 
 use metallb_proto::pb;
@@ -94,6 +95,8 @@ pub struct ServiceSpec {
     pub current_ips: Vec<IpAddr>,
     /// spec.selector, compared when sharing with externalTrafficPolicy Local.
     pub selector: BTreeMap<String, String>,
+    /// metadata.creationTimestamp: the older of two Services claiming one IP keeps it.
+    pub created_at: Option<SystemTime>,
 }
 
 /// Why a service cannot even be considered: the request contradicts itself.
@@ -184,6 +187,11 @@ impl ServiceSpec {
             namespace_labels: service.namespace_labels.clone(),
             current_ips,
             selector: service.selector.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            // An unreadable timestamp (out of range) counts as unset rather than failing a
+            // Service that is otherwise fine.
+            created_at: service
+                .created_at
+                .and_then(|timestamp| SystemTime::try_from(timestamp).ok()),
         })
     }
 

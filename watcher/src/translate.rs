@@ -118,6 +118,12 @@ pub fn service(
         namespace_labels: namespace_labels.clone().into_iter().collect(),
         current_ips: ingress_ips(service),
         selector: to_hash(spec.selector.as_ref()),
+        created_at: service.metadata.creation_timestamp.as_ref().map(|time| {
+            prost_types::Timestamp {
+                seconds: time.0.as_second(),
+                nanos: time.0.subsec_nanosecond(),
+            }
+        }),
     })
 }
 

@@ -197,12 +197,16 @@ impl AllocatorState {
         }
 
         let mut outcomes: Vec<Option<(ServiceKey, Outcome)>> = vec![None; specs.len()];
-        let (holding, others): (Vec<_>, Vec<_>) =
+        let (mut holding, others): (Vec<_>, Vec<_>) =
             specs.into_iter().enumerate().partition(|(_, spec)| {
                 spec.as_ref().is_ok_and(|spec| {
                     !spec.current_ips.is_empty() || self.leases.get(&spec.key).is_some()
                 })
             });
+        // Oldest first, so that of two Services showing one IP the older keeps it: the rule
+        // does not depend on the order of the request, and the Service that had the IP first
+        // (the one users and DNS have known longest) is the one that stays.
+        holding.sort_by(|(_, a), (_, b)| seniority(a).cmp(&seniority(b)));
         // Adoption first: a Service keeps the IPs in its status when nobody has them yet and
         // they are still valid. A Service that would get other IPs (its own are taken by a
         // Service before it, or no longer valid) waits, with the new Services, until every
@@ -324,3 +328,13 @@ impl AllocatorState {
 
 #[cfg(test)]
 mod tests;
+
+/// The order of adoption in a full sync: older Services first, unknown ages last, then by key.
+fn seniority(
+    spec: &Result<ServiceSpec, InvalidService>,
+) -> (bool, Option<SystemTime>, Option<&ServiceKey>) {
+    match spec {
+        Ok(spec) => (spec.created_at.is_none(), spec.created_at, Some(&spec.key)),
+        Err(invalid) => (true, None, invalid.key.as_ref()),
+    }
+}

@@ -189,33 +189,50 @@ mod sync_never_cascades {
 
     proptest! {
         /// Services whose status IPs collide: a full sync moves at most one Service per
-        /// collision, never to an IP another Service shows in its status, and leaves no IP
-        /// with two holders.
+        /// collision, the younger (the older keeps the IP), never to an IP another Service
+        /// shows in its status, and leaves no IP with two holders.
         #[test]
         fn a_full_sync_moves_only_the_losers_of_conflicts(
-            statuses in proptest::collection::vec(0u8..24, 1..40),
+            claims in proptest::collection::vec((0u8..24, 0u64..50), 1..40),
         ) {
             let mut state = AllocatorState::default();
             let accepted = state.apply_config(&config(vec![pool("a", &["192.0.2.0/24"], false)]), "test", now()).accepted;
             prop_assert!(accepted);
-            let status_of = |n: usize| format!("192.0.2.{}", statuses[n]);
-            let services: Vec<pb::Service> = (0..statuses.len())
-                .map(|n| pb::Service { current_ips: vec![status_of(n)], ..service(&format!("s{n}")) })
+            let status_of = |n: usize| format!("192.0.2.{}", claims[n].0);
+            let name_of = |n: usize| format!("s{n}");
+            let created = |n: usize| std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000 + claims[n].1);
+            // Listed youngest first, so that keeping the older is the rule's doing, not the order's.
+            let mut order: Vec<usize> = (0..claims.len()).collect();
+            order.sort_by_key(|n| std::cmp::Reverse(claims[*n].1));
+            let services: Vec<pb::Service> = order
+                .iter()
+                .map(|&n| pb::Service {
+                    current_ips: vec![status_of(n)],
+                    created_at: Some(created(n).into()),
+                    ..service(&name_of(n))
+                })
                 .collect();
-            let claimed: BTreeSet<String> = (0..statuses.len()).map(status_of).collect();
-            let conflicts = statuses.len() - claimed.len();
+            let claimed: BTreeSet<String> = (0..claims.len()).map(status_of).collect();
+            let conflicts = claims.len() - claimed.len();
 
             state.sync(services.iter().map(ServiceSpec::from_pb).collect(), now());
 
             let mut moved = 0;
             let mut holders: BTreeMap<String, usize> = BTreeMap::new();
-            for n in 0..statuses.len() {
-                let ip = ip_of(&state, &format!("s{n}")).expect("every Service keeps or gets an IP");
+            for n in 0..claims.len() {
+                let ip = ip_of(&state, &name_of(n)).expect("every Service keeps or gets an IP");
                 *holders.entry(ip.clone()).or_default() += 1;
                 if ip != status_of(n) {
                     moved += 1;
                     prop_assert!(!claimed.contains(&ip), "s{n} moved to {ip}, which another shows in its status");
                 }
+            }
+            for ip in &claimed {
+                let oldest = (0..claims.len())
+                    .filter(|n| status_of(*n) == *ip)
+                    .min_by_key(|n| (claims[*n].1, name_of(*n)))
+                    .expect("claimed by someone");
+                prop_assert_eq!(ip_of(&state, &name_of(oldest)), Some(ip.clone()), "the oldest claimant s{} lost {}", oldest, ip);
             }
             prop_assert!(moved <= conflicts, "{moved} moved for {conflicts} conflicts");
             prop_assert!(holders.values().all(|count| *count == 1), "an IP with two holders: {holders:?}");
