@@ -162,7 +162,7 @@ impl Served {
         match &self.secured {
             Some(secured) => secured.connector(&self.endpoint, &secured.token_file(account, node)),
             None => AllocatorConnector::new(&AllocatorClientArgs {
-                allocator_endpoint: self.endpoint.clone(),
+                allocator_endpoint: vec![self.endpoint.clone()],
                 allocator_ca_file: Default::default(),
                 allocator_server_name: None,
                 allocator_token_file: Default::default(),

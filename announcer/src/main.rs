@@ -24,7 +24,7 @@ fn main() -> ExitCode {
 async fn run(args: Args) -> anyhow::Result<()> {
     let readiness = Readiness::new(format!(
         "waiting for the first assignment snapshot from {}",
-        args.allocator.allocator_endpoint
+        args.allocator.endpoints_text()
     ));
     let connector = AllocatorConnector::new(&args.allocator)?;
     let mut registry = Registry::default();
@@ -37,7 +37,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     tracing::info!(
         node = args.node_name,
-        allocator = args.allocator.allocator_endpoint,
+        allocator = args.allocator.endpoints_text(),
         admin_addr = %admin.local_addr()?,
         "announcer starting"
     );

@@ -1,7 +1,7 @@
 //! The announcer's subscription to the allocator: a `WatchAssignments` stream turned into a
 //! `watch::Receiver` of the node's assignments, reconnected with jittered backoff whenever it
-//! breaks. What was last received stays in force while disconnected: the node keeps
-//! announcing it, and the next snapshot reconciles.
+//! breaks, from the next allocator replica when there are several. What was last received stays
+//! in force while disconnected: the node keeps announcing it, and the next snapshot reconciles.
 
 use std::{sync::Arc, time::Duration};
 
@@ -44,6 +44,9 @@ async fn follow(
     let mut backoff = Backoff::default();
     loop {
         let outcome = stream_once(connector, node_name, sender, readiness, &mut backoff).await;
+        // With several allocator replicas, the next try starts with another one: this one
+        // went away, or is not ready (a replica that has not had its first sync).
+        connector.move_on();
         let delay = backoff.next_delay();
         match outcome {
             Ok(()) => tracing::info!(

@@ -8,7 +8,10 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -26,17 +29,25 @@ use crate::propagation;
 /// reading the file once a minute always presents a valid token.
 const TOKEN_REREAD_AFTER: Duration = Duration::from_secs(60);
 
+/// The longest a call may take (headers of a stream, the whole answer of a unary call): a full
+/// sync of tens of thousands of Services takes seconds, a frozen allocator forever.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Flags of a process that calls the allocator.
 #[derive(Args, Clone, Debug)]
 pub struct AllocatorClientArgs {
-    /// The allocator's gRPC endpoint, as a URL (https://, or http:// with --insecure).
+    /// The allocator's gRPC endpoint, as a URL (https://, or http:// with --insecure). Several,
+    /// comma-separated, name the replicas one by one: the watcher feeds them all, an announcer
+    /// follows whichever answers.
     #[arg(
         long,
         env = "METALLB_ALLOCATOR_ENDPOINT",
         default_value = "https://metallb-allocator.metallb-system.svc:50051",
-        value_parser = endpoint_url
+        value_parser = endpoint_url,
+        value_delimiter = ',',
+        required = true
     )]
-    pub allocator_endpoint: String,
+    pub allocator_endpoint: Vec<String>,
 
     /// PEM bundle of the certificate authorities the allocator's certificate must chain to
     /// (the ConfigMap metallb-allocator-ca, mounted). Read again on every connection.
@@ -69,13 +80,22 @@ impl AllocatorClientArgs {
     /// Checks the flags together: an `http://` endpoint needs `--insecure`. For `main`, so that
     /// a misconfiguration exits with the usage code before anything starts.
     pub fn validate(&self) -> Result<(), String> {
-        if !self.insecure && !self.allocator_endpoint.starts_with("https://") {
-            return Err(format!(
-                "--allocator-endpoint {} is not https://; plaintext is for --insecure debugging only",
-                self.allocator_endpoint
-            ));
+        if self.allocator_endpoint.is_empty() {
+            return Err("--allocator-endpoint names no endpoint".into());
+        }
+        for endpoint in &self.allocator_endpoint {
+            if !self.insecure && !endpoint.starts_with("https://") {
+                return Err(format!(
+                    "--allocator-endpoint {endpoint} is not https://; plaintext is for --insecure debugging only"
+                ));
+            }
         }
         Ok(())
+    }
+
+    /// The endpoints, comma-separated, for logs.
+    pub fn endpoints_text(&self) -> String {
+        self.allocator_endpoint.join(",")
     }
 }
 
@@ -88,11 +108,14 @@ fn endpoint_url(value: &str) -> Result<String, String> {
 /// An allocator client whose every call carries the caller's token and trace context.
 pub type Client = AllocatorClient<InterceptedService<Channel, CallCredentials>>;
 
-/// Opens connections to the allocator as the flags say.
+/// Opens connections to the allocator as the flags say. With several endpoints, `connect`
+/// starts from the one that worked last (shared by clones) and `move_on` makes the next one
+/// first.
 #[derive(Clone, Debug)]
 pub struct AllocatorConnector {
     args: AllocatorClientArgs,
     credentials: CallCredentials,
+    preferred: Arc<AtomicUsize>,
 }
 
 impl AllocatorConnector {
@@ -101,18 +124,60 @@ impl AllocatorConnector {
         args.validate().map_err(|message| anyhow::anyhow!(message))?;
         if args.insecure {
             tracing::warn!(
-                endpoint = args.allocator_endpoint,
+                endpoint = args.endpoints_text(),
                 "INSECURE: talking to the allocator in plaintext without a token; anyone on the \
                  network can read and forge this traffic. For local debugging only."
             );
         }
         let token = (!args.insecure).then(|| Arc::new(TokenFile::new(&args.allocator_token_file)));
-        Ok(Self { args: args.clone(), credentials: CallCredentials { token } })
+        Ok(Self {
+            args: args.clone(),
+            credentials: CallCredentials { token },
+            preferred: Arc::new(AtomicUsize::new(0)),
+        })
     }
 
-    /// The endpoint with TLS set up from the CA bundle as it is now on disk.
+    /// One connector per endpoint, sharing the credentials: the replicas, each on its own.
+    pub fn replicas(&self) -> Vec<AllocatorConnector> {
+        self.args
+            .allocator_endpoint
+            .iter()
+            .map(|endpoint| Self {
+                args: AllocatorClientArgs {
+                    allocator_endpoint: vec![endpoint.clone()],
+                    ..self.args.clone()
+                },
+                credentials: self.credentials.clone(),
+                preferred: Arc::new(AtomicUsize::new(0)),
+            })
+            .collect()
+    }
+
+    /// The endpoints this connector tries, in order.
+    pub fn endpoints(&self) -> &[String] {
+        &self.args.allocator_endpoint
+    }
+
+    /// The endpoint `connect` tries first.
+    pub fn preferred(&self) -> &str {
+        let endpoints = self.endpoints();
+        &endpoints[self.preferred.load(Ordering::Relaxed) % endpoints.len()]
+    }
+
+    /// Makes the endpoint after the preferred one first: the preferred one let the caller down
+    /// (a broken stream, a replica that is not ready).
+    pub fn move_on(&self) {
+        let next = (self.preferred.load(Ordering::Relaxed) + 1) % self.endpoints().len();
+        self.preferred.store(next, Ordering::Relaxed);
+    }
+
+    /// The preferred endpoint with TLS set up from the CA bundle as it is now on disk.
     pub fn endpoint(&self) -> anyhow::Result<Endpoint> {
-        let endpoint = Endpoint::from_shared(self.args.allocator_endpoint.clone())?;
+        self.endpoint_for(self.preferred())
+    }
+
+    fn endpoint_for(&self, url: &str) -> anyhow::Result<Endpoint> {
+        let endpoint = Endpoint::from_shared(url.to_string())?;
         if self.args.insecure {
             return Ok(endpoint);
         }
@@ -129,12 +194,30 @@ impl AllocatorConnector {
         Ok(endpoint.tls_config(tls)?)
     }
 
-    /// Connects now, within `timeout`.
+    /// Connects now, each endpoint within `timeout`, from the preferred one on; the first that
+    /// accepts becomes the preferred one. Calls on the client fail after `CALL_TIMEOUT`, so a
+    /// frozen allocator is noticed rather than waited for.
     pub async fn connect(&self, timeout: Duration) -> anyhow::Result<Client> {
-        let channel = self.endpoint()?.connect_timeout(timeout).connect().await.map_err(|err| {
-            anyhow::anyhow!("connecting to {}: {err:?}", self.args.allocator_endpoint)
-        })?;
-        Ok(self.client(channel))
+        let count = self.endpoints().len();
+        let start = self.preferred.load(Ordering::Relaxed);
+        let mut failures = Vec::new();
+        for offset in 0..count {
+            let index = (start + offset) % count;
+            let url = &self.endpoints()[index];
+            let attempt = async {
+                let endpoint =
+                    self.endpoint_for(url)?.connect_timeout(timeout).timeout(CALL_TIMEOUT);
+                anyhow::Ok(endpoint.connect().await?)
+            };
+            match attempt.await {
+                Ok(channel) => {
+                    self.preferred.store(index, Ordering::Relaxed);
+                    return Ok(self.client(channel));
+                }
+                Err(err) => failures.push(format!("connecting to {url}: {err:?}")),
+            }
+        }
+        anyhow::bail!("{}", failures.join("; "))
     }
 
     /// A client that connects on first use (and reconnects when the connection breaks), each
@@ -224,7 +307,7 @@ mod tests {
 
     fn args(endpoint: &str, insecure: bool) -> AllocatorClientArgs {
         AllocatorClientArgs {
-            allocator_endpoint: endpoint.into(),
+            allocator_endpoint: vec![endpoint.into()],
             allocator_ca_file: "/nonexistent/ca.crt".into(),
             allocator_server_name: None,
             allocator_token_file: "/nonexistent/token".into(),

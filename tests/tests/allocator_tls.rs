@@ -220,7 +220,7 @@ async fn announcer_client(
     node: &str,
 ) -> allocator_client::Client {
     let args = AllocatorClientArgs {
-        allocator_endpoint: allocator.grpc_url(),
+        allocator_endpoint: vec![allocator.grpc_url()],
         allocator_ca_file: ca_file.to_path_buf(),
         allocator_server_name: Some(SERVER_NAME.into()),
         allocator_token_file: trust.token_file(ANNOUNCER_ACCOUNT, Some(node)).await.unwrap(),

@@ -36,7 +36,7 @@ fn assert_refused(out: &GrpcurlOutput, code: i32, words: &str) {
 /// A tonic client as our daemons make one, presenting `token_file`.
 async fn client(allocator: &Allocator, trust: &Trust, token_file: &Path) -> Client {
     let args = AllocatorClientArgs {
-        allocator_endpoint: allocator.grpc_url(),
+        allocator_endpoint: vec![allocator.grpc_url()],
         allocator_ca_file: trust.ca_file(),
         allocator_server_name: Some(trust::SERVER_NAME.into()),
         allocator_token_file: token_file.to_path_buf(),

@@ -33,7 +33,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let client = kube_connection::client(args.kubeconfig.as_deref()).await?;
     let connector = AllocatorConnector::new(&args.allocator)?;
     tracing::info!(
-        allocator = args.allocator.allocator_endpoint,
+        allocator = args.allocator.endpoints_text(),
         config_namespace = args.config_namespace,
         load_balancer_class = args.load_balancer_class.as_deref().unwrap_or("<none>"),
         admin_addr = %admin.local_addr()?,

@@ -109,7 +109,7 @@ impl Secured {
     /// A connector as the watcher or an announcer makes one.
     pub fn connector(&self, endpoint: &str, token_file: &Path) -> AllocatorConnector {
         AllocatorConnector::new(&AllocatorClientArgs {
-            allocator_endpoint: endpoint.to_string(),
+            allocator_endpoint: vec![endpoint.to_string()],
             allocator_ca_file: self.dir.path().join("ca.crt"),
             allocator_server_name: Some(SERVER_NAME.into()),
             allocator_token_file: token_file.to_path_buf(),
