@@ -221,7 +221,7 @@ async fn an_allocator_restarted_while_kubernetes_is_quiet_is_synced_without_a_ch
     // Whether a probe or a pass met the new allocator first, the watcher said so.
     let log = watcher.log();
     assert!(
-        log.contains("the allocator changed")
+        log.contains("the primary allocator changed")
             || log.contains("the allocator gets everything again"),
         "{log}"
     );

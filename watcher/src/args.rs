@@ -47,6 +47,56 @@ pub struct Args {
     #[arg(long, env = "METALLB_ALLOCATOR_TLS_CHECK_SECONDS", default_value_t = 3600)]
     pub allocator_tls_check_seconds: u64,
 
+    /// Run passes only while holding the Lease --leader-lease-name, so that several watcher
+    /// replicas can run and one feeds the allocators. Off: this watcher always leads (one
+    /// replica only).
+    #[arg(long, env = "METALLB_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+
+    /// Name of the Lease (in --config-namespace) the watcher replicas elect a leader with.
+    #[arg(long, env = "METALLB_LEADER_LEASE_NAME", default_value = "metallb-watcher")]
+    pub leader_lease_name: String,
+
+    /// This replica's identity in the election. Unset: the host name (the pod's name) and the
+    /// process ID.
+    #[arg(long, env = "METALLB_LEADER_IDENTITY")]
+    pub leader_identity: Option<String>,
+
+    /// Seconds the Lease holds after a renewal: how long a killed leader goes unreplaced.
+    #[arg(long, env = "METALLB_LEADER_LEASE_SECONDS", default_value_t = 3,
+          value_parser = clap::value_parser!(u64).range(2..=300))]
+    pub leader_lease_seconds: u64,
+
+    /// Seconds before the Lease would expire that the leader renews it; less than
+    /// --leader-lease-seconds.
+    #[arg(long, env = "METALLB_LEADER_RENEW_BEFORE_SECONDS", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..=299))]
+    pub leader_renew_before_seconds: u64,
+
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+impl Args {
+    /// Checks the flags together, for `main`.
+    pub fn validate(&self) -> Result<(), String> {
+        self.allocator.validate()?;
+        if self.leader_renew_before_seconds >= self.leader_lease_seconds {
+            return Err(format!(
+                "--leader-renew-before-seconds {} must be less than --leader-lease-seconds {}",
+                self.leader_renew_before_seconds, self.leader_lease_seconds
+            ));
+        }
+        Ok(())
+    }
+
+    /// This replica's identity in the election.
+    pub fn identity(&self) -> String {
+        self.leader_identity.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|name| name.trim().to_string())
+                .unwrap_or_else(|_| "watcher".into());
+            format!("{host}-{}", std::process::id())
+        })
+    }
 }

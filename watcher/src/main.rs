@@ -9,18 +9,19 @@ use metallb_watcher::{
     allocator_tls::{self, TlsSettings},
     args::Args,
     kube_connection,
+    leadership::{Election, ElectionSettings},
     reconciler::{Reconciler, Settings},
     sources::Sources,
     writeback::Writer,
 };
 use prometheus_client::registry::Registry;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 const SERVICE_NAME: &str = "metallb-watcher";
 
 fn main() -> ExitCode {
     let args: Args = parse_args_or_exit();
-    if let Err(message) = args.allocator.validate() {
+    if let Err(message) = args.validate() {
         metallb_process::usage_error(&message);
     }
     metallb_process::run_main(SERVICE_NAME, &args.common.clone(), run(args))
@@ -39,7 +40,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         admin_addr = %admin.local_addr()?,
         "watcher starting"
     );
+    let identity = args.identity();
     run_until_shutdown(&args.common, admin, |shutdown| async move {
+        let mut election = None;
         let work = async {
             let version = kube_connection::wait_until_reachable(&client, &readiness).await;
             tracing::info!(version, "Kubernetes API reachable");
@@ -59,6 +62,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let sources = Sources::start(&client, &args.config_namespace, changed.clone()).await;
             sources.wait_until_ready().await?;
             tracing::info!("initial lists read");
+            let leading = if args.leader_election {
+                let settings = ElectionSettings {
+                    namespace: args.config_namespace.clone(),
+                    lease_name: args.leader_lease_name.clone(),
+                    identity,
+                    lease_seconds: args.leader_lease_seconds,
+                    renew_before_seconds: args.leader_renew_before_seconds,
+                };
+                tracing::info!(
+                    lease = settings.lease_name,
+                    identity = settings.identity,
+                    "joining the leader election"
+                );
+                let joined = election.insert(Election::join(client.clone(), settings).await?);
+                joined.leading()
+            } else {
+                watch::channel(true).1
+            };
             readiness.set_not_ready("waiting for the first pass to reach the allocator");
             let settings = Settings {
                 allocator: connector,
@@ -66,14 +87,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 load_balancer_class: args.load_balancer_class.clone(),
             };
             Reconciler::new(settings, sources, Writer::new(client.clone()))
-                .run(changed, readiness)
+                .run(changed, leading, readiness)
                 .await;
             anyhow::Ok(())
         };
-        tokio::select! {
+        let result = tokio::select! {
             result = work => result,
             () = shutdown => Ok(()),
+        };
+        if let Some(election) = election {
+            election.resign().await;
         }
+        result
     })
     .await
 }

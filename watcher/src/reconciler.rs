@@ -1,7 +1,9 @@
-//! The watcher's one loop, level-based: each pass reads the stores, sends the allocator what
-//! differs from what it last sent (configuration, then nodes, then services; a full sync of
-//! services first and after every reconnect), and writes outcomes back. Bursts of events
-//! coalesce into one pass; nothing is sent twice.
+//! The watcher's one loop, level-based: each pass reads the stores, sends the primary allocator
+//! what differs from what it last sent (configuration, then nodes, then services; a full sync of
+//! services first and after every reconnect), writes its outcomes back, then tells every
+//! standby replica the same (see `replica`). Bursts of events coalesce into one pass; nothing is
+//! sent twice. When the primary stops answering, a standby that holds its leases takes over.
+//! Only the leader among watcher replicas runs passes (see `leadership`).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -9,23 +11,20 @@ use std::{
     time::Duration,
 };
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use kube::Resource;
-use metallb_process::{AllocatorConnector, Backoff, Readiness, propagation};
+use metallb_process::{AllocatorConnector, Backoff, Readiness};
 use metallb_proto::pb;
-use tokio::sync::{Notify, mpsc};
-use tracing::Instrument;
+use tokio::sync::{Notify, mpsc, watch};
 
 use crate::{
     desired::DesiredServices,
+    replica::Replica,
     sources::Sources,
     translate::{self, CONFIG_MAP_NAME},
     write_queue::{Key, Write, WriteQueue},
     writeback::Writer,
 };
-
-use metallb_process::allocator_client::Client;
 
 /// How soon failed write-backs are tried again.
 const RETRY_WRITES_AFTER: Duration = Duration::from_secs(1);
@@ -33,20 +32,17 @@ const RETRY_WRITES_AFTER: Duration = Duration::from_secs(1);
 /// How long a burst of events may run on before a pass starts anyway.
 const COALESCE: Duration = Duration::from_millis(10);
 
-/// How often, when nothing happens, the watcher asks the allocator which instance it is: a
-/// restarted allocator has no leases and waits for a full sync, which nothing else would send
-/// while Kubernetes is quiet.
+/// How often, when nothing happens, the watcher asks each allocator replica which instance it
+/// is: a restarted allocator has no leases and waits for a full sync, which nothing else would
+/// send while Kubernetes is quiet.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Deletes sent to the allocator at once.
-const DELETES_IN_FLIGHT: usize = 32;
 
 /// Every this many idle probes, the allocator's leases are compared with the Services' status.
 const COMPARE_EVERY_PROBES: u32 = 10;
 
 /// What the reconciler needs to know.
 pub struct Settings {
-    /// How to reach the allocator.
+    /// How to reach the allocator replicas (one endpoint each; the first starts as primary).
     pub allocator: AllocatorConnector,
     /// Namespace of the configuration.
     pub config_namespace: String,
@@ -61,29 +57,24 @@ pub struct Reconciler {
     writer: Writer,
     writes: WriteQueue,
     failed_writes: mpsc::UnboundedReceiver<Key>,
-    client: Option<Client>,
-    sent_config: Option<pb::Config>,
-    sent_nodes: BTreeMap<String, pb::Node>,
-    sent_services: BTreeMap<Key, pb::Service>,
+    /// The allocator replicas; the first is the primary, whose answers are written back.
+    replicas: Vec<Replica>,
     /// What the allocator should be told about Services.
     desired: DesiredServices,
+    /// The IPs the primary gave each Service (empty: none, for a reason it gave). Sent as the
+    /// Service's current IPs, so that every replica, and a standby taking over, holds them.
+    decided: BTreeMap<Key, Vec<String>>,
     written: BTreeMap<Key, pb::ServiceOutcome>,
-    synced: bool,
     /// Services whose outcome could not be written: asked again next pass if still ours
     /// (the allocator keeps the lease, so that costs nothing), cleaned up if no longer ours.
     rewrite: BTreeSet<Key>,
     /// What the ConfigurationState says: (valid, error summary).
     reported_state: Option<(bool, String)>,
-    /// The allocator instance that answered the last full sync.
-    synced_instance: Option<String>,
-    /// What the allocator made of `sent_config` (valid, error summary): the state to report
-    /// again when the configuration comes back to it after an unreadable spell.
+    /// What the allocator made of the configuration sent last (valid, error summary): the
+    /// state to report again when the configuration comes back to it after an unreadable spell.
     sent_config_state: Option<(bool, String)>,
     /// Idle probes since the last comparison of leases with status.
     probes_since_compare: u32,
-    /// Services whose lease and status differed at the last comparison: a difference seen
-    /// twice in a row is not a write on its way, and a full sync repairs it.
-    suspected: BTreeSet<Key>,
 }
 
 impl Reconciler {
@@ -91,45 +82,68 @@ impl Reconciler {
     pub fn new(settings: Settings, sources: Sources, writer: Writer) -> Self {
         let (failed, failed_writes) = mpsc::unbounded_channel();
         Self {
-            settings,
             sources,
             writes: WriteQueue::spawn(writer.clone(), failed),
             failed_writes,
             writer,
-            client: None,
-            sent_config: None,
-            sent_nodes: BTreeMap::new(),
-            sent_services: BTreeMap::new(),
+            replicas: settings.allocator.replicas().into_iter().map(Replica::new).collect(),
+            settings,
             desired: DesiredServices::default(),
+            decided: BTreeMap::new(),
             written: BTreeMap::new(),
-            synced: false,
             rewrite: Default::default(),
             reported_state: None,
-            synced_instance: None,
             sent_config_state: None,
             probes_since_compare: 0,
-            suspected: Default::default(),
         }
     }
 
-    /// Runs passes whenever `changed` fires; ready once a full pass succeeded.
-    pub async fn run(mut self, changed: Arc<Notify>, readiness: Readiness) {
+    /// Runs passes whenever `changed` fires, while `leading` says this watcher is the leader;
+    /// ready once a full pass succeeded (or while standing by).
+    pub async fn run(
+        mut self,
+        changed: Arc<Notify>,
+        mut leading: watch::Receiver<bool>,
+        readiness: Readiness,
+    ) {
         let mut backoff = Backoff::default();
         loop {
+            if !*leading.borrow_and_update() {
+                self.stand_by(&mut leading, &readiness).await;
+                continue;
+            }
             match self.pass().await {
                 Ok(()) => {
                     readiness.set_ready();
                     backoff.reset();
-                    if let Err(err) = self.wait_for_work(&changed).await {
-                        tracing::warn!(
-                            error = format!("{err:#}"),
-                            "the allocator changed; syncing everything again"
-                        );
-                        self.forget_allocator();
+                    tokio::select! {
+                        outcome = self.wait_for_work(&changed) => if let Err(err) = outcome {
+                            tracing::warn!(
+                                error = format!("{err:#}"),
+                                "the primary allocator changed; syncing everything again"
+                            );
+                            self.replicas[0].forget();
+                        },
+                        _ = leading.changed() => continue,
                     }
                     tokio::time::sleep(COALESCE).await;
                 }
                 Err(err) => {
+                    if self.fail_over().await {
+                        tracing::warn!(
+                            error = format!("{err:#}"),
+                            primary = self.replicas[0].endpoint(),
+                            "the primary allocator does not answer; a standby takes over"
+                        );
+                        if self.replicas[0].synced() {
+                            // It holds the leases already: no reason to wait.
+                            self.replicas[0].forget();
+                            continue;
+                        }
+                        self.replicas[0].forget();
+                    } else {
+                        self.replicas[0].forget();
+                    }
                     let delay = backoff.next_delay();
                     tracing::warn!(
                         error = format!("{err:#}"),
@@ -137,27 +151,58 @@ impl Reconciler {
                         "pass failed; the allocator gets everything again"
                     );
                     readiness.set_not_ready(format!("last pass failed: {err:#}"));
-                    self.forget_allocator();
                     tokio::time::sleep(delay).await;
                 }
             }
         }
     }
 
-    /// The allocator may have restarted: tell it everything again, starting with a full sync,
-    /// so it adopts before it allocates.
-    fn forget_allocator(&mut self) {
-        self.client = None;
-        self.sent_config = None;
+    /// While another watcher leads: nothing is sent, and what this one knew of the allocators
+    /// and of its writes goes stale, so it is forgotten; leading again starts from full syncs.
+    async fn stand_by(&mut self, leading: &mut watch::Receiver<bool>, readiness: &Readiness) {
+        tracing::info!("not the leader; standing by");
+        readiness.set_ready();
+        for replica in &mut self.replicas {
+            replica.forget();
+        }
+        self.decided.clear();
+        self.written.clear();
+        self.rewrite.clear();
+        self.reported_state = None;
         self.sent_config_state = None;
-        self.sent_nodes.clear();
-        self.sent_services.clear();
-        self.synced = false;
-        self.synced_instance = None;
+        while !*leading.borrow_and_update() {
+            if leading.changed().await.is_err() {
+                // The election ended (shutdown): wait to be stopped.
+                std::future::pending::<()>().await;
+            }
+        }
+        tracing::info!("leading: feeding the allocators");
     }
 
-    /// Waits until there is work: a change, a failed write to retry, or (found by probing while
-    /// idle) an allocator that is not the one the last full sync went to.
+    /// After a failed pass: when the primary does not answer as the instance it was (down,
+    /// frozen, restarted) and there is another replica, that one becomes the primary and the
+    /// old one a standby to be synced again. Whether that happened.
+    async fn fail_over(&mut self) -> bool {
+        if self.replicas.len() < 2 {
+            return false;
+        }
+        let answer =
+            tokio::time::timeout(Duration::from_secs(2), self.replicas[0].check_instance()).await;
+        if matches!(answer, Ok(Ok(()))) {
+            return false;
+        }
+        // The next synced standby, or simply the next one.
+        let next = (1..self.replicas.len()).find(|i| self.replicas[*i].synced()).unwrap_or(1);
+        let mut old = self.replicas.remove(0);
+        old.failed();
+        self.replicas.swap(0, next - 1);
+        self.replicas.push(old);
+        true
+    }
+
+    /// Waits until there is work: a change, a failed write to retry, a standby to sync, or
+    /// (found by probing while idle) a primary that is not the instance the last full sync
+    /// went to (an error).
     async fn wait_for_work(&mut self, changed: &Notify) -> anyhow::Result<()> {
         loop {
             tokio::select! {
@@ -167,47 +212,45 @@ impl Reconciler {
                     tokio::time::sleep(RETRY_WRITES_AFTER).await;
                     return Ok(());
                 }
-                () = tokio::time::sleep(PROBE_INTERVAL) => self.probe().await?,
+                () = tokio::time::sleep(PROBE_INTERVAL) => {
+                    if self.probe().await? {
+                        return Ok(());
+                    }
+                }
             }
         }
     }
 
-    /// Asks the allocator which instance it is; an error if it is not the one that had the
-    /// last full sync (or cannot be reached).
-    async fn probe(&mut self) -> anyhow::Result<()> {
-        // The cheapest read the writer may make: sessions of a node that cannot exist.
-        let request = pb::ListSessionsRequest { node_name: "-".into() };
-        let response = self.client().list_sessions(request).await?;
-        let answered = instance_of(response.metadata());
-        if answered != self.synced_instance {
-            anyhow::bail!(
-                "allocator instance {} answered, the last full sync went to {}",
-                answered.as_deref().unwrap_or("<none>"),
-                self.synced_instance.as_deref().unwrap_or("<none>")
-            );
+    /// Asks every replica which instance it is: an error if the primary is not the one that
+    /// had the last full sync (or cannot be reached). A standby that is not is forgotten, to be
+    /// synced again. Every `COMPARE_EVERY_PROBES` probes, compares leases too. Whether a pass
+    /// is needed for the standbys.
+    async fn probe(&mut self) -> anyhow::Result<bool> {
+        self.replicas[0].check_instance().await?;
+        let mut standbys_need_a_pass = false;
+        for standby in self.replicas.iter_mut().skip(1) {
+            if standby.synced()
+                && let Err(err) = standby.check_instance().await
+            {
+                tracing::warn!(error = format!("{err:#}"), "standby allocator to be synced again");
+                standby.failed();
+            }
+            standbys_need_a_pass |= !standby.synced() && standby.due();
         }
         self.probes_since_compare += 1;
         if self.probes_since_compare >= COMPARE_EVERY_PROBES {
             self.probes_since_compare = 0;
             self.compare_leases_with_status().await?;
+            standbys_need_a_pass |= self.compare_standbys_with_primary().await;
         }
-        Ok(())
+        Ok(standbys_need_a_pass)
     }
 
-    /// Compares the allocator's leases with the IPs the Services show in their status; an
+    /// Compares the primary's leases with the IPs the Services show in their status; an
     /// error when they differ for the same Service twice in a row (a lost call, a bug, a hand-
     /// made call), so that a full sync repairs it.
     async fn compare_leases_with_status(&mut self) -> anyhow::Result<()> {
-        let leases = self.client().list_leases(pb::ListLeasesRequest::default()).await?;
-        let leases: BTreeMap<Key, BTreeSet<String>> = leases
-            .into_inner()
-            .leases
-            .into_iter()
-            .filter_map(|lease| {
-                let key = lease.service?;
-                Some(((key.namespace, key.name), lease.ips.into_iter().collect()))
-            })
-            .collect();
+        let leases = self.replicas[0].leases().await?;
         let mut differing = BTreeSet::new();
         for (key, service) in self.desired.all() {
             let status: BTreeSet<String> = service.current_ips.iter().cloned().collect();
@@ -218,13 +261,57 @@ impl Reconciler {
         }
         differing
             .extend(leases.keys().filter(|key| !self.desired.all().contains_key(*key)).cloned());
-        let confirmed: Vec<Key> = differing.intersection(&self.suspected).cloned().collect();
-        self.suspected = differing;
+        let primary = &mut self.replicas[0];
+        let confirmed: Vec<Key> = differing.intersection(&primary.suspected).cloned().collect();
+        primary.suspected = differing;
         if !confirmed.is_empty() {
-            self.suspected.clear();
+            primary.suspected.clear();
             anyhow::bail!("the allocator's leases differ from the status of {confirmed:?}");
         }
         Ok(())
+    }
+
+    /// Compares each synced standby's leases with the primary's (as told to the standby); a
+    /// standby that differs for the same Service twice in a row is synced again. Whether one
+    /// was.
+    async fn compare_standbys_with_primary(&mut self) -> bool {
+        let (primary, standbys) = self.replicas.split_at_mut(1);
+        let expected: BTreeMap<Key, BTreeSet<String>> = primary[0]
+            .told
+            .services
+            .iter()
+            .filter(|(_, service)| !service.current_ips.is_empty())
+            .map(|(key, service)| (key.clone(), service.current_ips.iter().cloned().collect()))
+            .collect();
+        let mut resync = false;
+        for standby in standbys.iter_mut().filter(|standby| standby.synced()) {
+            let leases = match standby.leases().await {
+                Ok(leases) => leases,
+                Err(err) => {
+                    tracing::warn!(error = format!("{err:#}"), "standby allocator unreachable");
+                    standby.failed();
+                    continue;
+                }
+            };
+            let differing: BTreeSet<Key> = expected
+                .keys()
+                .chain(leases.keys())
+                .filter(|key| expected.get(*key) != leases.get(*key))
+                .cloned()
+                .collect();
+            let confirmed: Vec<Key> = differing.intersection(&standby.suspected).cloned().collect();
+            standby.suspected = differing;
+            if !confirmed.is_empty() {
+                tracing::warn!(
+                    standby = standby.endpoint(),
+                    services = ?confirmed,
+                    "a standby allocator's leases differ from the primary's; syncing it again"
+                );
+                standby.forget();
+                resync = true;
+            }
+        }
+        resync
     }
 
     /// A write-back failed (a conflict, a throttled Event): the next pass decides again from
@@ -239,16 +326,44 @@ impl Reconciler {
         while let Ok(key) = self.failed_writes.try_recv() {
             self.retry_write(key);
         }
-        if self.client.is_none() {
-            self.client = Some(self.settings.allocator.connect(Duration::from_secs(5)).await?);
+        let class = self.settings.load_balancer_class.as_deref();
+        let sources = &self.sources;
+        let changed = self.desired.refresh(
+            &sources.services,
+            &sources.endpoint_slices,
+            &sources.namespaces,
+            class,
+        );
+        for replica in &mut self.replicas {
+            replica.dirty.extend(changed.iter().cloned());
         }
         self.send_config().await?;
         self.send_nodes().await?;
-        self.send_services().await
+        self.send_services().await?;
+        self.feed_standbys().await;
+        Ok(())
     }
 
-    fn client(&mut self) -> &mut Client {
-        self.client.as_mut().expect("connected at the start of the pass")
+    /// Tells every standby what the primary was told. A standby that fails is synced again
+    /// later; it never holds up the primary's work.
+    async fn feed_standbys(&mut self) {
+        let (primary, standbys) = self.replicas.split_at_mut(1);
+        if !primary[0].synced() {
+            return;
+        }
+        for standby in standbys.iter_mut().filter(|standby| standby.due()) {
+            match standby.mirror(&primary[0].told).await {
+                Ok(()) => standby.worked(),
+                Err(err) => {
+                    tracing::warn!(
+                        standby = standby.endpoint(),
+                        error = format!("{err:#}"),
+                        "standby allocator not updated; it will be synced again"
+                    );
+                    standby.failed();
+                }
+            }
+        }
     }
 
     async fn send_config(&mut self) -> anyhow::Result<()> {
@@ -280,7 +395,7 @@ impl Reconciler {
             Ok(config) => config,
             Err(errors) => {
                 let reasons: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                if self.sent_config.is_some() || reference.is_some() {
+                if self.replicas[0].told.config.is_some() || reference.is_some() {
                     tracing::warn!(source, errors = ?reasons, "configuration unreadable; the previous one stays in force");
                 }
                 if let Some(reference) = &reference {
@@ -289,21 +404,14 @@ impl Reconciler {
                 return self.report_state(false, reasons.join("\n")).await;
             }
         };
-        if self.sent_config.as_ref() == Some(&config) {
+        let Some(response) = self.replicas[0].apply_config(&config, &source).await? else {
             // Nothing to send, but the state may still say what an unreadable version in
             // between said: report again what the allocator made of this one.
             return match self.sent_config_state.clone() {
                 Some((valid, summary)) => self.report_state(valid, summary).await,
                 None => Ok(()),
             };
-        }
-        let request = pb::ApplyConfigRequest {
-            config: Some(config.clone()),
-            source: source.clone(),
-            trace: None,
         };
-        let response = self.client().apply_config(request).await?.into_inner();
-        self.sent_config = Some(config);
         if response.accepted {
             tracing::info!(source, "configuration accepted");
             self.report_sent_config_state(true, String::new()).await?;
@@ -369,50 +477,41 @@ impl Reconciler {
             .map(|n| translate::node(n))
             .map(|n| (n.name.clone(), n))
             .collect();
-        for (name, node) in &desired {
-            if self.sent_nodes.get(name) != Some(node) {
-                let request = pb::UpdateNodeRequest { node: Some(node.clone()), trace: None };
-                self.client().update_node(request).await?;
-                self.sent_nodes.insert(name.clone(), node.clone());
-            }
+        self.replicas[0].update_nodes(&desired).await
+    }
+
+    /// A Service as the allocators are told it: with the IPs the primary gave it as its current
+    /// IPs (the status may not show them yet), else the status's.
+    fn to_tell(&self, key: &Key) -> Option<pb::Service> {
+        let mut service = self.desired.get(key)?.clone();
+        if let Some(ips) = self.decided.get(key) {
+            service.current_ips.clone_from(ips);
         }
-        let gone: Vec<String> =
-            self.sent_nodes.keys().filter(|n| !desired.contains_key(*n)).cloned().collect();
-        for name in gone {
-            self.client()
-                .delete_node(pb::DeleteNodeRequest { name: name.clone(), trace: None })
-                .await?;
-            self.sent_nodes.remove(&name);
-        }
-        Ok(())
+        Some(service)
     }
 
     async fn send_services(&mut self) -> anyhow::Result<()> {
-        let class = self.settings.load_balancer_class.as_deref();
-        let sources = &self.sources;
-        let mut changed = self.desired.refresh(
-            &sources.services,
-            &sources.endpoint_slices,
-            &sources.namespaces,
-            class,
-        );
-        if !self.synced {
-            let desired = self.desired.all().clone();
-            let span = tracing::info_span!("watcher.sync", services = desired.len());
-            let request = pb::SyncServicesRequest {
-                services: desired.values().cloned().collect(),
-                trace: Some(propagation::trace_context_of(&span)),
-            };
-            let response = self.client().sync_services(request).instrument(span).await?;
-            self.synced_instance = instance_of(response.metadata());
-            let response = response.into_inner();
-            self.sent_services = desired;
-            self.synced = true;
+        if !self.replicas[0].synced() {
+            let services: BTreeMap<Key, pb::Service> = self
+                .desired
+                .all()
+                .keys()
+                .filter_map(|key| Some((key.clone(), self.to_tell(key)?)))
+                .collect();
+            let span = tracing::info_span!("watcher.sync", services = services.len());
+            let primary = &mut self.replicas[0];
+            let response = primary.sync_services(services, span).await?;
             tracing::info!(
-                services = self.sent_services.len(),
+                allocator = primary.endpoint(),
+                services = primary.told.services.len(),
                 released = response.released.len(),
                 "full sync done"
             );
+            for lease in &response.released {
+                if let Some(key) = &lease.service {
+                    self.decided.remove(&(key.namespace.clone(), key.name.clone()));
+                }
+            }
             self.write_outcomes(&response.outcomes);
             if let Some(deferred) = response.deferred_config {
                 tracing::info!(source = deferred.source, "the waiting configuration took effect");
@@ -423,62 +522,46 @@ impl Reconciler {
         }
         for key in std::mem::take(&mut self.rewrite) {
             if self.desired.get(&key).is_some() {
-                self.sent_services.remove(&key);
-                changed.insert(key);
+                self.replicas[0].told.services.remove(&key);
+                self.replicas[0].dirty.insert(key);
             } else if let Some(service) = self.find_service(&key) {
                 // No longer ours and the clean-up failed: clean up again.
                 self.writes.push(key, service, Write::Clear);
             }
         }
+        // Only what changed since the last pass can differ from what the allocator was told:
+        // after an error everything is told again, through a full sync.
+        let dirty = std::mem::take(&mut self.replicas[0].dirty);
         let mut pending: Vec<pb::ServiceOutcome> = Vec::new();
         // Deletes first, and many at once: a deleted Service's route must be withdrawn fast,
         // and the IPs it frees may be what a new Service in the same pass asks for.
-        let gone: Vec<Key> = changed
+        let gone: Vec<Key> = dirty
             .iter()
-            .filter(|key| self.sent_services.contains_key(*key) && self.desired.get(key).is_none())
+            .filter(|key| {
+                self.replicas[0].told.services.contains_key(*key) && self.desired.get(key).is_none()
+            })
             .cloned()
             .collect();
-        let client = self.client().clone();
-        let mut deletes = futures::stream::iter(gone.into_iter().map(|key| {
-            let mut client = client.clone();
-            async move {
-                let request = pb::DeleteServiceRequest {
-                    service: Some(pb::ServiceKey { namespace: key.0.clone(), name: key.1.clone() }),
-                    trace: None,
-                };
-                let response = client.delete_service(request).await;
-                (key, response)
-            }
-        }))
-        .buffer_unordered(DELETES_IN_FLIGHT);
-        while let Some((key, response)) = deletes.next().await {
-            let response = response?.into_inner();
-            self.sent_services.remove(&key);
+        for (key, response) in self.replicas[0].delete_services(gone).await? {
+            self.decided.remove(&key);
             self.written.remove(&key);
+            self.mark_for_standbys(&key);
             // Still there but no longer a LoadBalancer of ours: take back what we wrote.
             if let Some(service) = self.find_service(&key) {
                 self.writes.push(key.clone(), service, Write::Clear);
             }
             pending.extend(response.others_changed);
         }
-        // Only what changed since the last pass can differ from what the allocator was told:
-        // after an error everything is told again, through a full sync.
-        for key in &changed {
-            let Some(service) = self.desired.get(key).cloned() else { continue };
-            if self.sent_services.get(key) == Some(&service) {
+        for key in &dirty {
+            let Some(service) = self.to_tell(key) else { continue };
+            if self.replicas[0].told.services.get(key) == Some(&service) {
                 continue;
             }
             let span =
                 tracing::info_span!("watcher.service", service = %format!("{}/{}", key.0, key.1));
-            let trace_id = propagation::trace_id_of(&span);
+            let trace_id = metallb_process::propagation::trace_id_of(&span);
             tracing::info!(parent: &span, trace_id, "service changed; asking the allocator");
-            let request = pb::UpsertServiceRequest {
-                service: Some(service.clone()),
-                trace: Some(propagation::trace_context_of(&span)),
-            };
-            let response =
-                self.client().upsert_service(request).instrument(span).await?.into_inner();
-            self.sent_services.insert(key.clone(), service.clone());
+            let response = self.replicas[0].upsert_service(key, service, span).await?;
             let mut outcomes: Vec<pb::ServiceOutcome> = response.outcome.into_iter().collect();
             outcomes.extend(response.others_changed);
             if let Some(deferred) = response.deferred_config {
@@ -486,18 +569,50 @@ impl Reconciler {
                 self.report_sent_config_state(true, String::new()).await?;
                 outcomes.extend(deferred.changed);
             }
+            // Recorded at once: the next upsert of this pass is told these IPs.
+            self.record(&outcomes);
             pending.extend(outcomes);
         }
         self.write_outcomes(&pending);
         Ok(())
     }
 
+    /// Records what the primary decided: the IPs each Service now holds become what every
+    /// replica is told as its current IPs, the primary's record of what it was told included
+    /// (it holds them), and the standbys are to be told.
+    fn record(&mut self, outcomes: &[pb::ServiceOutcome]) {
+        use pb::service_outcome::Outcome;
+        for outcome in outcomes {
+            let Some(key) = outcome.service.as_ref().map(|k| (k.namespace.clone(), k.name.clone()))
+            else {
+                continue;
+            };
+            let ips = match &outcome.outcome {
+                Some(Outcome::Lease(lease)) => lease.ips.clone(),
+                _ => Vec::new(),
+            };
+            if let Some(told) = self.replicas[0].told.services.get_mut(&key) {
+                told.current_ips.clone_from(&ips);
+            }
+            self.decided.insert(key.clone(), ips);
+            self.mark_for_standbys(&key);
+        }
+    }
+
+    fn mark_for_standbys(&mut self, key: &Key) {
+        for standby in self.replicas.iter_mut().skip(1) {
+            standby.dirty.insert(key.clone());
+        }
+    }
+
     fn find_service(&self, key: &Key) -> Option<Arc<Service>> {
         self.sources.services.get(&kube::runtime::reflector::ObjectRef::new(&key.1).within(&key.0))
     }
 
-    /// Hands outcomes to the write queue, which writes them while the next passes run.
+    /// Records outcomes and hands them to the write queue, which writes them while the next
+    /// passes run.
     fn write_outcomes(&mut self, outcomes: &[pb::ServiceOutcome]) {
+        self.record(outcomes);
         for outcome in outcomes {
             let Some(key) = outcome.service.as_ref().map(|k| (k.namespace.clone(), k.name.clone()))
             else {
@@ -565,10 +680,4 @@ fn same_outcome(before: Option<&pb::ServiceOutcome>, after: &pb::ServiceOutcome)
         (Some(Outcome::Failure(a)), Some(Outcome::Failure(b))) => a.message == b.message,
         _ => false,
     }
-}
-
-/// The allocator instance a response names.
-fn instance_of(metadata: &tonic::metadata::MetadataMap) -> Option<String> {
-    let value = metadata.get(metallb_proto::ALLOCATOR_INSTANCE_HEADER)?;
-    value.to_str().ok().map(String::from)
 }

@@ -1,0 +1,279 @@
+//! One allocator replica as the watcher feeds it: its connection, and what it has been told
+//! since its last full sync. The reconciler feeds the primary first and writes its answers
+//! back; every other replica (a standby) is then told exactly what the primary was told, with
+//! the primary's IPs as each Service's current IPs, which a standby adopts. So a standby holds
+//! the primary's leases and can serve announcers, or take over, at any moment.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt;
+use metallb_process::{AllocatorConnector, Backoff, allocator_client::Client};
+use metallb_proto::pb;
+use tracing::{Instrument, Span};
+
+use crate::write_queue::Key;
+
+/// How long connecting to a replica may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Deletes sent at once.
+const DELETES_IN_FLIGHT: usize = 32;
+
+/// What a replica has been told since its last full sync.
+#[derive(Default)]
+pub struct Told {
+    /// The configuration last sent.
+    pub config: Option<pb::Config>,
+    /// The nodes last sent.
+    pub nodes: BTreeMap<String, pb::Node>,
+    /// Every Service as last sent, with the current IPs the replica holds for it.
+    pub services: BTreeMap<Key, pb::Service>,
+}
+
+/// One allocator replica.
+pub struct Replica {
+    connector: AllocatorConnector,
+    client: Option<Client>,
+    /// What it has been told; meaningful only while `synced`.
+    pub told: Told,
+    /// Whether it had a full sync since it was last forgotten.
+    synced: bool,
+    /// The instance that answered its last full sync.
+    instance: Option<String>,
+    /// Services to compare with what it was told, at its next turn.
+    pub dirty: BTreeSet<Key>,
+    /// Services whose lease differed from the expected one at the last comparison.
+    pub suspected: BTreeSet<Key>,
+    /// Retry pacing after failures (standbys only: the primary is paced by the loop).
+    backoff: Backoff,
+    retry_at: Option<Instant>,
+}
+
+impl Replica {
+    /// A replica reached through `connector` (one endpoint).
+    pub fn new(connector: AllocatorConnector) -> Self {
+        Self {
+            connector,
+            client: None,
+            told: Told::default(),
+            synced: false,
+            instance: None,
+            dirty: BTreeSet::new(),
+            suspected: BTreeSet::new(),
+            backoff: Backoff::default(),
+            retry_at: None,
+        }
+    }
+
+    /// Its endpoint, for logs.
+    pub fn endpoint(&self) -> &str {
+        self.connector.preferred()
+    }
+
+    /// Whether it had a full sync and has not been forgotten since.
+    pub fn synced(&self) -> bool {
+        self.synced
+    }
+
+    /// It may have restarted or missed calls: it gets everything again, from a full sync.
+    pub fn forget(&mut self) {
+        self.client = None;
+        self.told = Told::default();
+        self.synced = false;
+        self.instance = None;
+        self.dirty.clear();
+        self.suspected.clear();
+    }
+
+    /// A standby failed: forgotten, and left alone for a growing while.
+    pub fn failed(&mut self) {
+        self.forget();
+        self.retry_at = Some(Instant::now() + self.backoff.next_delay());
+    }
+
+    /// A standby worked: its next failure is retried soon.
+    pub fn worked(&mut self) {
+        self.backoff.reset();
+        self.retry_at = None;
+    }
+
+    /// Whether a failed standby's pause is over.
+    pub fn due(&self) -> bool {
+        self.retry_at.is_none_or(|at| Instant::now() >= at)
+    }
+
+    /// The connection, opened if needed.
+    pub async fn client(&mut self) -> anyhow::Result<&mut Client> {
+        if self.client.is_none() {
+            self.client = Some(self.connector.connect(CONNECT_TIMEOUT).await?);
+        }
+        Ok(self.client.as_mut().expect("just connected"))
+    }
+
+    /// Whether it answers as the instance that had its last full sync; an error saying why
+    /// not otherwise.
+    pub async fn check_instance(&mut self) -> anyhow::Result<()> {
+        // The cheapest read the writer may make: sessions of a node that cannot exist.
+        let request = pb::ListSessionsRequest { node_name: "-".into() };
+        let response = self.client().await?.list_sessions(request).await?;
+        let answered = instance_of(response.metadata());
+        if answered != self.instance {
+            anyhow::bail!(
+                "allocator {} answered as instance {}, its last full sync went to {}",
+                self.endpoint(),
+                answered.as_deref().unwrap_or("<none>"),
+                self.instance.as_deref().unwrap_or("<none>")
+            );
+        }
+        Ok(())
+    }
+
+    /// Its leases, as IP sets by Service.
+    pub async fn leases(&mut self) -> anyhow::Result<BTreeMap<Key, BTreeSet<String>>> {
+        let leases = self.client().await?.list_leases(pb::ListLeasesRequest::default()).await?;
+        Ok(leases
+            .into_inner()
+            .leases
+            .into_iter()
+            .filter_map(|lease| {
+                let key = lease.service?;
+                Some(((key.namespace, key.name), lease.ips.into_iter().collect()))
+            })
+            .collect())
+    }
+
+    /// Sends `config` unless it was the last one sent; its answer when sent.
+    pub async fn apply_config(
+        &mut self,
+        config: &pb::Config,
+        source: &str,
+    ) -> anyhow::Result<Option<pb::ApplyConfigResponse>> {
+        if self.told.config.as_ref() == Some(config) {
+            return Ok(None);
+        }
+        let request = pb::ApplyConfigRequest {
+            config: Some(config.clone()),
+            source: source.to_string(),
+            trace: None,
+        };
+        let response = self.client().await?.apply_config(request).await?.into_inner();
+        self.told.config = Some(config.clone());
+        Ok(Some(response))
+    }
+
+    /// Sends the nodes that differ from what was sent, and forgets the ones that are gone.
+    pub async fn update_nodes(&mut self, nodes: &BTreeMap<String, pb::Node>) -> anyhow::Result<()> {
+        for (name, node) in nodes {
+            if self.told.nodes.get(name) != Some(node) {
+                let request = pb::UpdateNodeRequest { node: Some(node.clone()), trace: None };
+                self.client().await?.update_node(request).await?;
+                self.told.nodes.insert(name.clone(), node.clone());
+            }
+        }
+        let gone: Vec<String> =
+            self.told.nodes.keys().filter(|name| !nodes.contains_key(*name)).cloned().collect();
+        for name in gone {
+            let request = pb::DeleteNodeRequest { name: name.clone(), trace: None };
+            self.client().await?.delete_node(request).await?;
+            self.told.nodes.remove(&name);
+        }
+        Ok(())
+    }
+
+    /// A full sync of `services`; afterwards the replica is synced.
+    pub async fn sync_services(
+        &mut self,
+        services: BTreeMap<Key, pb::Service>,
+        span: Span,
+    ) -> anyhow::Result<pb::SyncServicesResponse> {
+        let request = pb::SyncServicesRequest {
+            services: services.values().cloned().collect(),
+            trace: Some(metallb_process::propagation::trace_context_of(&span)),
+        };
+        let response = self.client().await?.sync_services(request).instrument(span).await?;
+        self.instance = instance_of(response.metadata());
+        self.told.services = services;
+        self.synced = true;
+        self.dirty.clear();
+        Ok(response.into_inner())
+    }
+
+    /// Deletes `keys`, many at once; the answers in the order they came.
+    pub async fn delete_services(
+        &mut self,
+        keys: Vec<Key>,
+    ) -> anyhow::Result<Vec<(Key, pb::DeleteServiceResponse)>> {
+        let client = self.client().await?.clone();
+        let mut deletes = futures::stream::iter(keys.into_iter().map(|key| {
+            let mut client = client.clone();
+            async move {
+                let request = pb::DeleteServiceRequest {
+                    service: Some(pb::ServiceKey { namespace: key.0.clone(), name: key.1.clone() }),
+                    trace: None,
+                };
+                let response = client.delete_service(request).await;
+                (key, response)
+            }
+        }))
+        .buffer_unordered(DELETES_IN_FLIGHT);
+        let mut answers = Vec::new();
+        while let Some((key, response)) = deletes.next().await {
+            let response = response?.into_inner();
+            self.told.services.remove(&key);
+            answers.push((key, response));
+        }
+        Ok(answers)
+    }
+
+    /// Upserts `service` within `span`.
+    pub async fn upsert_service(
+        &mut self,
+        key: &Key,
+        service: pb::Service,
+        span: Span,
+    ) -> anyhow::Result<pb::UpsertServiceResponse> {
+        let request = pb::UpsertServiceRequest {
+            service: Some(service.clone()),
+            trace: Some(metallb_process::propagation::trace_context_of(&span)),
+        };
+        let response = self.client().await?.upsert_service(request).instrument(span).await?;
+        self.told.services.insert(key.clone(), service);
+        Ok(response.into_inner())
+    }
+
+    /// Brings this standby up to what `primary` was told: a full sync when it has none, else
+    /// the configuration, the nodes and the Services marked dirty.
+    pub async fn mirror(&mut self, primary: &Told) -> anyhow::Result<()> {
+        if let Some(config) = &primary.config {
+            self.apply_config(config, "mirrored from the primary allocator").await?;
+        }
+        self.update_nodes(&primary.nodes).await?;
+        if !self.synced {
+            let span = tracing::debug_span!("watcher.mirror", services = primary.services.len());
+            self.sync_services(primary.services.clone(), span).await?;
+            return Ok(());
+        }
+        let dirty = std::mem::take(&mut self.dirty);
+        let (gone, present): (Vec<Key>, Vec<Key>) =
+            dirty.into_iter().partition(|key| !primary.services.contains_key(key));
+        let gone: Vec<Key> =
+            gone.into_iter().filter(|key| self.told.services.contains_key(key)).collect();
+        self.delete_services(gone).await?;
+        for key in present {
+            let service = &primary.services[&key];
+            if self.told.services.get(&key) != Some(service) {
+                self.upsert_service(&key, service.clone(), Span::none()).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The allocator instance a response names.
+fn instance_of(metadata: &tonic::metadata::MetadataMap) -> Option<String> {
+    let value = metadata.get(metallb_proto::ALLOCATOR_INSTANCE_HEADER)?;
+    value.to_str().ok().map(String::from)
+}
