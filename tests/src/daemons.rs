@@ -48,6 +48,23 @@ impl Daemon {
         env: &[(&str, String)],
         log_dir: &Path,
     ) -> anyhow::Result<Self> {
+        let name = match namespace {
+            Some(namespace) => format!("{binary}-{namespace}"),
+            None => binary.to_string(),
+        };
+        Self::start_as(&name, namespace, binary, args, env, log_dir)
+    }
+
+    /// Like `start_in`, logging to `log_dir/{name}.log`: for several instances of one binary
+    /// in one namespace (replicas, restarts), each with its own log.
+    pub fn start_as(
+        name: &str,
+        namespace: Option<&str>,
+        binary: &str,
+        args: &[String],
+        env: &[(&str, String)],
+        log_dir: &Path,
+    ) -> anyhow::Result<Self> {
         let admin_addr = free_loopback_addr();
         let mut command = match namespace {
             Some(namespace) => in_namespace(namespace, &our_binary(binary)),
@@ -61,11 +78,7 @@ impl Daemon {
             }
         }
         command.envs(env.iter().map(|(key, value)| (*key, value)));
-        let name = match namespace {
-            Some(namespace) => format!("{binary}-{namespace}"),
-            None => binary.to_string(),
-        };
-        let process = ChildProcess::spawn(&name, command, log_dir)?;
+        let process = ChildProcess::spawn(name, command, log_dir)?;
         Ok(Self { process, admin_addr, namespace: namespace.map(String::from) })
     }
 
@@ -202,10 +215,23 @@ impl Allocator {
         env: &[(&str, String)],
         log_dir: &Path,
     ) -> anyhow::Result<Self> {
+        let name = format!("metallb-allocator-{namespace}");
+        Self::start_as(&name, namespace, port, trust, env, log_dir).await
+    }
+
+    /// Like `start_in`, logging to `log_dir/{name}.log` (replicas, restarts).
+    pub async fn start_as(
+        name: &str,
+        namespace: &str,
+        port: u16,
+        trust: &Trust,
+        env: &[(&str, String)],
+        log_dir: &Path,
+    ) -> anyhow::Result<Self> {
         let mut args = vec!["--grpc-addr".to_string(), format!("0.0.0.0:{port}")];
         args.extend(trust.allocator_args());
         let mut daemon =
-            Daemon::start_in(Some(namespace), "metallb-allocator", &args, env, log_dir)?;
+            Daemon::start_as(name, Some(namespace), "metallb-allocator", &args, env, log_dir)?;
         daemon.wait_live().await?;
         Self::ready(daemon, SocketAddr::from(([127, 0, 0, 1], port)), trust).await
     }

@@ -68,11 +68,14 @@ pub struct StackOptions {
     pub client: bool,
     /// Jaeger in the router's namespace, with every daemon exporting its spans there.
     pub jaeger: bool,
+    /// Replicas of the allocator and of the watcher (the watchers elect a leader; every
+    /// component is given every allocator endpoint).
+    pub replicas: usize,
 }
 
 impl Default for StackOptions {
     fn default() -> Self {
-        Self { nodes: 3, ibgp: false, client: false, jaeger: false }
+        Self { nodes: 3, ibgp: false, client: false, jaeger: false, replicas: 1 }
     }
 }
 
@@ -90,12 +93,12 @@ pub struct StackNode {
 /// The running system. Fields drop in order: our daemons first, then Jaeger and the router,
 /// the namespaces, the control plane, and last the directory of logs.
 pub struct Stack {
-    /// The watcher (root namespace).
-    pub watcher: Daemon,
+    /// The watchers (root namespace), `watcher-1`, ... in the election.
+    pub watchers: Vec<Daemon>,
     /// One announcer per node, in node order.
     pub announcers: Vec<Daemon>,
-    /// The allocator (router namespace).
-    pub allocator: Allocator,
+    /// The allocators (router namespace), on ports `ALLOCATOR_PORT`, +1, ...
+    pub allocators: Vec<Allocator>,
     /// Jaeger (router namespace), if asked for; its query API is reached over the veth pair.
     pub jaeger: Option<Jaeger>,
     /// BIRD (router namespace).
@@ -110,7 +113,20 @@ pub struct Stack {
     router_asn: u32,
     /// The allocator's certificates and the tokens every daemon presents.
     pub trust: Trust,
+    /// How each daemon was started, to start it again.
+    starts: Starts,
     logs: tempfile::TempDir,
+}
+
+/// The arguments and environment each daemon of the stack was started with.
+struct Starts {
+    watcher_args: Vec<String>,
+    watcher_env: Vec<(&'static str, String)>,
+    announcer_args: Vec<Vec<String>>,
+    announcer_env: Vec<(&'static str, String)>,
+    allocator_env: Vec<(&'static str, String)>,
+    /// Starts so far, numbering the logs of restarted daemons.
+    count: std::sync::atomic::AtomicUsize,
 }
 
 impl Stack {
@@ -158,14 +174,19 @@ impl Stack {
             ]
         };
 
-        let allocator = Allocator::start_in(
-            &lab.router,
-            ALLOCATOR_PORT,
-            &trust,
-            &telemetry(ROUTER_V4),
-            logs.path(),
-        )
-        .await?;
+        let replicas = options.replicas.max(1);
+        let ports: Vec<u16> = (0..replicas).map(|index| ALLOCATOR_PORT + index as u16).collect();
+        let mut allocators = Vec::new();
+        for (index, port) in ports.iter().enumerate() {
+            let name = format!("metallb-allocator-{}", index + 1);
+            let env = telemetry(ROUTER_V4);
+            allocators.push(
+                Allocator::start_as(&name, &lab.router, *port, &trust, &env, logs.path()).await?,
+            );
+        }
+        let endpoints = |host: Ipv4Addr| {
+            ports.iter().map(|port| format!("https://{host}:{port}")).collect::<Vec<_>>().join(",")
+        };
         let nodes: Vec<StackNode> = lab
             .nodes
             .iter()
@@ -179,8 +200,9 @@ impl Stack {
         for node in &nodes {
             kube_objects::create_node(&client, &node.name, node.address).await?;
         }
-        let allocator_from_nodes = format!("https://{ROUTER_V4}:{ALLOCATOR_PORT}");
+        let allocator_from_nodes = endpoints(ROUTER_V4);
         let mut announcers = Vec::new();
+        let mut announcer_args = Vec::new();
         for node in &nodes {
             let token = trust.token_file(ANNOUNCER_ACCOUNT, Some(&node.name)).await?;
             let mut args = strings(&[
@@ -203,12 +225,13 @@ impl Stack {
                 &env,
                 logs.path(),
             )?);
+            announcer_args.push(args);
         }
         let mut args = strings(&[
             "--kubeconfig",
             &watcher_kubeconfig.to_string_lossy(),
             "--allocator-endpoint",
-            &format!("https://{}:{ALLOCATOR_PORT}", link.namespace_address),
+            &endpoints(link.namespace_address),
             "--config-namespace",
             CONFIG_NAMESPACE,
             // The harness's Trust stands in for the kubelet-mounted Secret and ConfigMap; the
@@ -216,17 +239,23 @@ impl Stack {
             "--manage-allocator-tls=false",
         ]);
         args.extend(trust.client_args(&trust.token_file(WATCHER_ACCOUNT, None).await?));
-        let watcher = Daemon::start(
-            "metallb-watcher",
-            &args,
-            &telemetry(link.namespace_address),
-            logs.path(),
-        )?;
+        let starts = Starts {
+            watcher_args: args,
+            watcher_env: telemetry(link.namespace_address),
+            announcer_args,
+            announcer_env: telemetry(ROUTER_V4),
+            allocator_env: telemetry(ROUTER_V4),
+            count: Default::default(),
+        };
+        let mut watchers = Vec::new();
+        for index in 0..replicas {
+            watchers.push(starts.watcher(index, logs.path())?);
+        }
 
         let mut stack = Self {
-            watcher,
+            watchers,
             announcers,
-            allocator,
+            allocators,
             jaeger,
             router,
             link,
@@ -236,15 +265,21 @@ impl Stack {
             nodes,
             router_asn,
             trust,
+            starts,
             logs,
         };
         stack.wait_ready().await?;
         Ok(stack)
     }
 
-    /// The watcher first: the allocator streams to announcers only after its first full sync.
+    /// The watchers first: the allocator streams to announcers only after its first full sync.
     async fn wait_ready(&mut self) -> anyhow::Result<()> {
-        let mut result = self.watcher.wait_ready().await;
+        let mut result = Ok(());
+        for watcher in &mut self.watchers {
+            if result.is_ok() {
+                result = watcher.wait_ready().await;
+            }
+        }
         for announcer in &mut self.announcers {
             if result.is_ok() {
                 result = announcer.wait_ready().await;
@@ -253,6 +288,48 @@ impl Stack {
         result.map_err(|err| {
             anyhow::anyhow!("the stack did not start: {err}\n{}", self.diagnostics())
         })
+    }
+
+    /// The first watcher (the only one with one replica).
+    pub fn watcher(&self) -> &Daemon {
+        &self.watchers[0]
+    }
+
+    /// The first allocator (the only one with one replica).
+    pub fn allocator(&self) -> &Allocator {
+        &self.allocators[0]
+    }
+
+    /// Starts watcher `index` again (after a kill), with a log of its own.
+    pub fn restart_watcher(&mut self, index: usize) -> anyhow::Result<()> {
+        self.watchers[index] = self.starts.watcher(index, self.logs.path())?;
+        Ok(())
+    }
+
+    /// Starts allocator `index` again on its port (after a kill), with a log of its own, and
+    /// waits until it is live.
+    pub async fn restart_allocator(&mut self, index: usize) -> anyhow::Result<()> {
+        let name = format!("metallb-allocator-{}.{}", index + 1, self.starts.next());
+        let port = ALLOCATOR_PORT + index as u16;
+        let env = &self.starts.allocator_env;
+        self.allocators[index] =
+            Allocator::start_as(&name, &self.lab.router, port, &self.trust, env, self.logs.path())
+                .await?;
+        Ok(())
+    }
+
+    /// Starts the announcer of node `index` again (after a kill), with a log of its own.
+    pub fn restart_announcer(&mut self, index: usize) -> anyhow::Result<()> {
+        let name = format!("metallb-announcer-{}.{}", self.nodes[index].name, self.starts.next());
+        self.announcers[index] = Daemon::start_as(
+            &name,
+            Some(&self.nodes[index].namespace),
+            "metallb-announcer",
+            &self.starts.announcer_args[index],
+            &self.starts.announcer_env,
+            self.logs.path(),
+        )?;
+        Ok(())
     }
 
     /// The nodes, in order.
@@ -283,6 +360,12 @@ impl Stack {
     /// The allocator's gRPC address as the test process (and the watcher) reach it.
     pub fn allocator_addr(&self) -> SocketAddr {
         SocketAddr::from((self.link.namespace_address, ALLOCATOR_PORT))
+    }
+
+    /// Allocator `index` for grpcurl from the root namespace, called as the watcher.
+    pub fn allocator_target(&self, index: usize) -> GrpcTarget {
+        let addr = SocketAddr::from((self.link.namespace_address, ALLOCATOR_PORT + index as u16));
+        GrpcTarget { addr, ..self.allocators[index].target() }
     }
 
     /// The router's address on the veth pair to the root namespace.
@@ -397,7 +480,7 @@ impl Stack {
     /// Calls `metallb.v1.Allocator/<method>` with grpcurl from the root namespace.
     pub fn allocator_call(&self, method: &str, data: &str) -> anyhow::Result<serde_json::Value> {
         let method = format!("metallb.v1.Allocator/{method}");
-        let target = GrpcTarget { addr: self.allocator_addr(), ..self.allocator.target() };
+        let target = GrpcTarget { addr: self.allocator_addr(), ..self.allocator().target() };
         let out = grpcurl(&target, Some(data), &[&method])?;
         anyhow::ensure!(out.code == 0, "{method}: {out:?}");
         Ok(serde_json::from_str(&out.stdout)?)
@@ -463,10 +546,16 @@ impl Stack {
     /// The last lines of every daemon's log and what the router says, for failure messages.
     pub fn diagnostics(&self) -> String {
         let mut text = String::new();
-        let daemons = [("watcher", &self.watcher), ("allocator", &self.allocator.daemon)];
+        let watchers =
+            self.watchers.iter().enumerate().map(|(i, d)| (format!("watcher-{}", i + 1), d));
+        let allocators = self
+            .allocators
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (format!("allocator-{}", i + 1), &a.daemon));
         let announcers = self.nodes.iter().zip(&self.announcers);
-        let named = announcers.map(|(node, daemon)| (node.name.as_str(), daemon));
-        for (name, daemon) in daemons.into_iter().chain(named) {
+        let named = announcers.map(|(node, daemon)| (node.name.clone(), daemon));
+        for (name, daemon) in watchers.chain(allocators).chain(named) {
             text.push_str(&format!("--- {name} (last lines)\n{}\n", tail(&daemon.log())));
         }
         text.push_str(&format!("--- router\n{}", self.router.describe()));
@@ -481,4 +570,19 @@ fn strings(args: &[&str]) -> Vec<String> {
 fn tail(log: &str) -> String {
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+}
+
+impl Starts {
+    /// Watcher `index`, as `watcher-{index + 1}` in the election.
+    fn watcher(&self, index: usize, log_dir: &Path) -> anyhow::Result<Daemon> {
+        let identity = format!("watcher-{}", index + 1);
+        let mut args = self.watcher_args.clone();
+        args.extend(["--leader-identity".to_string(), identity.clone()]);
+        let name = format!("metallb-{identity}.{}", self.next());
+        Daemon::start_as(&name, None, "metallb-watcher", &args, &self.watcher_env, log_dir)
+    }
+
+    fn next(&self) -> usize {
+        self.count.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
 }

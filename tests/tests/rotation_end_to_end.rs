@@ -115,7 +115,7 @@ async fn rotating_the_allocators_certificate_disturbs_no_session_route_or_stream
         sessions_before.iter().all(|session| session.name_and_states.ends_with("up Established")),
         "{sessions_before:?}"
     );
-    let allocator_log = stack.allocator.daemon.log();
+    let allocator_log = stack.allocator().daemon.log();
     assert!(!allocator_log.contains("serving certificate reloaded"), "{allocator_log}");
     let announcer_logs_before: Vec<usize> =
         stack.announcers.iter().map(|announcer| announcer.log().len()).collect();
@@ -139,7 +139,12 @@ async fn rotating_the_allocators_certificate_disturbs_no_session_route_or_stream
         stack.trust.issue_serving_certificate().unwrap();
         stack
             .eventually("the allocator reloading its certificate", || async {
-                stack.allocator.daemon.log().contains("serving certificate reloaded").then_some(())
+                stack
+                    .allocator()
+                    .daemon
+                    .log()
+                    .contains("serving certificate reloaded")
+                    .then_some(())
             })
             .await
             .unwrap();
