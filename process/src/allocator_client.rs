@@ -44,8 +44,7 @@ pub struct AllocatorClientArgs {
         env = "METALLB_ALLOCATOR_ENDPOINT",
         default_value = "https://metallb-allocator.metallb-system.svc:50051",
         value_parser = endpoint_url,
-        value_delimiter = ',',
-        required = true
+        value_delimiter = ','
     )]
     pub allocator_endpoint: Vec<String>,
 

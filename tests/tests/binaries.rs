@@ -67,6 +67,11 @@ fn flags_of(binary: &str) -> Vec<(&'static str, &'static str)> {
             ("--allocator-service", "METALLB_ALLOCATOR_SERVICE"),
             ("--allocator-cert-validity-hours", "METALLB_ALLOCATOR_CERT_VALIDITY_HOURS"),
             ("--allocator-tls-check-seconds", "METALLB_ALLOCATOR_TLS_CHECK_SECONDS"),
+            ("--leader-election", "METALLB_LEADER_ELECTION"),
+            ("--leader-lease-name", "METALLB_LEADER_LEASE_NAME"),
+            ("--leader-identity", "METALLB_LEADER_IDENTITY"),
+            ("--leader-lease-seconds", "METALLB_LEADER_LEASE_SECONDS"),
+            ("--leader-renew-before-seconds", "METALLB_LEADER_RENEW_BEFORE_SECONDS"),
         ],
         other => panic!("unknown binary {other}"),
     };
@@ -111,7 +116,7 @@ fn help_explains_every_flag_and_its_environment_variable() {
 
 #[test]
 fn invalid_flags_exit_64_with_one_line() {
-    let cases: [(&str, &[&str], &str); 7] = [
+    let cases: [(&str, &[&str], &str); 9] = [
         ("metallb-allocator", &["--grpc-addr", "not-an-address"], "--grpc-addr"),
         (
             "metallb-announcer",
@@ -131,6 +136,17 @@ fn invalid_flags_exit_64_with_one_line() {
             "--insecure",
         ),
         ("metallb-watcher", &["--allocator-endpoint", "http://127.0.0.1:1"], "--insecure"),
+        // Every replica of a list, not only the first.
+        (
+            "metallb-watcher",
+            &["--allocator-endpoint", "https://127.0.0.1:1,http://127.0.0.1:2"],
+            "--insecure",
+        ),
+        (
+            "metallb-watcher",
+            &["--leader-lease-seconds", "3", "--leader-renew-before-seconds", "3"],
+            "--leader-renew-before-seconds",
+        ),
         ("metallb-allocator", &["--writer-service-accounts", "no-slash"], "namespace/name"),
     ];
     for (binary, args, flag) in cases {

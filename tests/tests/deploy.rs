@@ -84,7 +84,8 @@ impl Installed {
     }
 
     fn workloads(&self) -> impl Iterator<Item = &Value> {
-        self.items.iter().filter(|item| item["kind"] == "Deployment" || item["kind"] == "DaemonSet")
+        let kinds = ["Deployment", "DaemonSet", "StatefulSet"];
+        self.items.iter().filter(move |item| kinds.iter().any(|kind| item["kind"] == *kind))
     }
 }
 
@@ -209,38 +210,70 @@ async fn kubectl_apply_k_deploy_installs_every_component_wired_as_intended() {
         assert!(namespaced.is_none_or(|ns| ns == NAMESPACE), "{} in {namespaced:?}", name(item));
     }
 
-    let allocator = installed.get("Deployment", "metallb-allocator");
+    let allocator = installed.get("StatefulSet", "metallb-allocator");
     let watcher = installed.get("Deployment", "metallb-watcher");
     let announcer = installed.get("DaemonSet", "metallb-announcer");
     for workload in [allocator, watcher, announcer] {
         check_container_basics(workload);
     }
 
-    // One allocator, never two at once: it holds the leases in memory.
-    assert_eq!(allocator["spec"]["replicas"], 1);
-    assert_eq!(allocator["spec"]["strategy"]["type"], "Recreate");
+    // Two replicas of the allocator and of the watcher, spread over nodes where possible, one
+    // of each kept through voluntary disruptions.
+    for workload in [allocator, watcher] {
+        assert_eq!(workload["spec"]["replicas"], 2, "{}", name(workload));
+        let anti_affinity = &pod_spec(workload)["affinity"]["podAntiAffinity"];
+        let term = &anti_affinity["preferredDuringSchedulingIgnoredDuringExecution"][0];
+        assert_eq!(term["podAffinityTerm"]["topologyKey"], "kubernetes.io/hostname");
+        assert!(selects(
+            &term["podAffinityTerm"]["labelSelector"]["matchLabels"],
+            template_labels(workload)
+        ));
+        let budget = installed
+            .of_kind("PodDisruptionBudget")
+            .find(|budget| {
+                selects(&budget["spec"]["selector"]["matchLabels"], template_labels(workload))
+            })
+            .unwrap_or_else(|| panic!("no PodDisruptionBudget for {}", name(workload)));
+        assert_eq!(budget["spec"]["minAvailable"], 1);
+    }
     let allocator_container = container(allocator);
     let grpc_port = container_port(allocator_container, "grpc");
     assert_eq!(grpc_port, flag_port(env_value(allocator_container, "METALLB_GRPC_ADDR").unwrap()));
 
-    // The Service reaches the allocator's gRPC port, also before the allocator is ready
-    // (readiness waits for the watcher's first sync, which comes through this Service).
+    // The announcers reach ready replicas through the Service; the watcher reaches every
+    // replica, ready or not (its sync makes one ready), by its name under the headless Service.
     let service = installed.get("Service", "metallb-allocator");
     assert!(selects(&service["spec"]["selector"], template_labels(allocator)));
     assert!(!selects(&service["spec"]["selector"], template_labels(watcher)));
+    assert_ne!(service["spec"]["publishNotReadyAddresses"], true);
     let service_port = &service["spec"]["ports"][0];
     assert_eq!(service_port["targetPort"], "grpc");
-    assert_eq!(service["spec"]["publishNotReadyAddresses"], true);
-    let service_address = format!(":{}", service_port["port"]);
-    for client in [watcher, announcer] {
-        let endpoint = env_value(container(client), "METALLB_ALLOCATOR_ENDPOINT").unwrap();
-        assert!(
-            endpoint.starts_with("https://metallb-allocator.")
-                && endpoint.ends_with(&service_address),
-            "{}: {endpoint}",
-            name(client)
-        );
-    }
+    let port = service_port["port"].as_i64().unwrap();
+    let endpoint = env_value(container(announcer), "METALLB_ALLOCATOR_ENDPOINT").unwrap();
+    assert_eq!(endpoint, format!("https://metallb-allocator.$(POD_NAMESPACE).svc:{port}"));
+    let headless_name = allocator["spec"]["serviceName"].as_str().unwrap();
+    let headless = installed.get("Service", headless_name);
+    assert_eq!(headless["spec"]["clusterIP"], "None");
+    assert_eq!(headless["spec"]["publishNotReadyAddresses"], true);
+    assert!(selects(&headless["spec"]["selector"], template_labels(allocator)));
+    let watcher_container = container(watcher);
+    let replicas: Vec<String> = (0..2)
+        .map(|index| {
+            format!(
+                "https://metallb-allocator-{index}.{headless_name}.$(METALLB_NAMESPACE).svc:{port}"
+            )
+        })
+        .collect();
+    assert_eq!(
+        env_value(watcher_container, "METALLB_ALLOCATOR_ENDPOINT").unwrap(),
+        replicas.join(",")
+    );
+    assert_eq!(
+        env_value(watcher_container, "METALLB_ALLOCATOR_SERVER_NAME").unwrap(),
+        "metallb-allocator.$(METALLB_NAMESPACE).svc"
+    );
+    let identity = &env(watcher_container, "METALLB_LEADER_IDENTITY").unwrap()["valueFrom"];
+    assert_eq!(identity["fieldRef"]["fieldPath"], "metadata.name");
 
     // The announcer: on the host's network, its node from the downward API, an admin port of
     // its own on the node.
