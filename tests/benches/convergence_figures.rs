@@ -42,10 +42,16 @@ fn resources(stack: &Stack) -> String {
     )
 }
 
-/// When each destination was last added to and removed from the router's kernel table, as
-/// `ip monitor route` reports it.
+/// When a destination was last added to and removed from the router's kernel table.
+#[derive(Clone, Copy, Default)]
+struct Changed {
+    added: Option<Instant>,
+    removed: Option<Instant>,
+}
+
+/// Each destination's changes, as `ip monitor route` reports them.
 #[derive(Clone, Default)]
-struct RouteChanges(Arc<Mutex<HashMap<IpAddr, (Option<Instant>, Option<Instant>)>>>);
+struct RouteChanges(Arc<Mutex<HashMap<IpAddr, Changed>>>);
 
 impl RouteChanges {
     fn follow(namespace: &str) -> (Self, Child) {
@@ -71,9 +77,9 @@ impl RouteChanges {
                 let mut changes = writer.0.lock().unwrap();
                 let entry = changes.entry(ip).or_default();
                 if deleted {
-                    entry.1 = Some(Instant::now());
+                    entry.removed = Some(Instant::now());
                 } else {
-                    entry.0 = Some(Instant::now());
+                    entry.added = Some(Instant::now());
                 }
             }
         });
@@ -81,11 +87,11 @@ impl RouteChanges {
     }
 
     fn added(&self, ip: IpAddr) -> bool {
-        self.0.lock().unwrap().get(&ip).is_some_and(|(added, _)| added.is_some())
+        self.0.lock().unwrap().get(&ip).is_some_and(|changed| changed.added.is_some())
     }
 
     fn removed_at(&self, ip: IpAddr) -> Option<Instant> {
-        self.0.lock().unwrap().get(&ip).and_then(|(_, removed)| *removed)
+        self.0.lock().unwrap().get(&ip).and_then(|changed| changed.removed)
     }
 }
 
