@@ -68,6 +68,60 @@ impl AllocatorApi {
             None => format!("{} is not bound to node {node}", caller.subject),
         }))
     }
+
+    /// Applies one upsert whose key was checked, within its own span.
+    fn upsert(&self, request: pb::UpsertServiceRequest) -> pb::UpsertServiceResponse {
+        let span = operation_span("UpsertService", request.trace.as_ref());
+        let service = request.service.unwrap_or_default();
+        let key = service_key(service.key.as_ref()).expect("checked by the caller");
+        span.in_scope(|| {
+            let trace = trace_context_or(&span, request.trace.as_ref());
+            let ChangeResult { result: outcome, deferred: deferred_config, others_changed } =
+                match ServiceSpec::from_pb(&service) {
+                    Ok(spec) => {
+                        self.core.change(&trace, |state| state.upsert(spec, SystemTime::now()))
+                    }
+                    Err(invalid) => {
+                        let outcome = self
+                            .core
+                            .change(&trace, |state| state.reject(&invalid))
+                            .expect("key checked above");
+                        ChangeResult { result: outcome, deferred: None, others_changed: Vec::new() }
+                    }
+                };
+            match &outcome {
+                Ok(lease) => {
+                    tracing::info!(service = %key, ips = ?lease.ips, pool = lease.pool, "service assigned")
+                }
+                Err(failure) => {
+                    tracing::warn!(service = %key, reason = ?failure.reason, failure.message, "allocation failed")
+                }
+            }
+            pb::UpsertServiceResponse {
+                outcome: Some(outcome_to_pb(&key, &outcome)),
+                deferred_config,
+                others_changed,
+            }
+        })
+    }
+
+    /// Applies one delete whose key was checked, within its own span.
+    fn delete(&self, request: pb::DeleteServiceRequest) -> pb::DeleteServiceResponse {
+        let span = operation_span("DeleteService", request.trace.as_ref());
+        let key = service_key(request.service.as_ref()).expect("checked by the caller");
+        span.in_scope(|| {
+            let ChangeResult { result: released, deferred: deferred_config, others_changed } =
+                self.core.change(&trace_context_or(&span, request.trace.as_ref()), |state| {
+                    state.delete(&key, SystemTime::now())
+                });
+            tracing::info!(service = %key, released = ?released, "service deleted");
+            pb::DeleteServiceResponse {
+                released_ips: released.iter().map(|ip| ip.to_string()).collect(),
+                deferred_config,
+                others_changed,
+            }
+        })
+    }
 }
 
 /// Assignment streams open per caller, bounded.
@@ -175,29 +229,15 @@ impl Allocator for AllocatorApi {
         request: Request<pb::UpsertServiceRequest>,
     ) -> RpcResult<pb::UpsertServiceResponse> {
         let request = request.into_inner();
-        let span = operation_span("UpsertService", request.trace.as_ref());
-        let service =
-            request.service.ok_or_else(|| Error::InvalidArgument("service is required".into()))?;
-        let key = service_key(service.key.as_ref())?;
+        let service = request
+            .service
+            .as_ref()
+            .ok_or_else(|| Error::InvalidArgument("service is required".into()))?;
+        service_key(service.key.as_ref())?;
         if !self.core.read(|state| state.is_synced()) {
             return Err(Error::NotSynced("UpsertService").into());
         }
-        let response = span.in_scope(|| {
-            let trace = trace_context_or(&span, request.trace.as_ref());
-            let ChangeResult { result: outcome, deferred: deferred_config, others_changed } = match ServiceSpec::from_pb(&service) {
-                Ok(spec) => self.core.change(&trace, |state| state.upsert(spec, SystemTime::now())),
-                Err(invalid) => {
-                    let outcome = self.core.change(&trace, |state| state.reject(&invalid)).expect("key checked above");
-                    ChangeResult { result: outcome, deferred: None, others_changed: Vec::new() }
-                }
-            };
-            match &outcome {
-                Ok(lease) => tracing::info!(service = %key, ips = ?lease.ips, pool = lease.pool, "service assigned"),
-                Err(failure) => tracing::warn!(service = %key, reason = ?failure.reason, failure.message, "allocation failed"),
-            }
-            pb::UpsertServiceResponse { outcome: Some(outcome_to_pb(&key, &outcome)), deferred_config, others_changed }
-        });
-        Ok(Response::new(response))
+        Ok(Response::new(self.upsert(request)))
     }
 
     async fn delete_service(
@@ -205,21 +245,34 @@ impl Allocator for AllocatorApi {
         request: Request<pb::DeleteServiceRequest>,
     ) -> RpcResult<pb::DeleteServiceResponse> {
         let request = request.into_inner();
-        let span = operation_span("DeleteService", request.trace.as_ref());
-        let key = service_key(request.service.as_ref())?;
-        let response = span.in_scope(|| {
-            let ChangeResult { result: released, deferred: deferred_config, others_changed } =
-                self.core.change(&trace_context_or(&span, request.trace.as_ref()), |state| {
-                    state.delete(&key, SystemTime::now())
-                });
-            tracing::info!(service = %key, released = ?released, "service deleted");
-            pb::DeleteServiceResponse {
-                released_ips: released.iter().map(|ip| ip.to_string()).collect(),
-                deferred_config,
-                others_changed,
-            }
-        });
-        Ok(Response::new(response))
+        service_key(request.service.as_ref())?;
+        Ok(Response::new(self.delete(request)))
+    }
+
+    async fn update_services(
+        &self,
+        request: Request<pb::UpdateServicesRequest>,
+    ) -> RpcResult<pb::UpdateServicesResponse> {
+        let request = request.into_inner();
+        let entries = request.deletes.len() + request.upserts.len();
+        limits::at_most("deletes and upserts", entries, limits::MAX_SERVICES_PER_SYNC)?;
+        for (index, delete) in request.deletes.iter().enumerate() {
+            ServiceKey::from_pb(delete.service.as_ref()).map_err(|message| {
+                Error::InvalidArgument(format!("deletes[{index}]: {message}"))
+            })?;
+        }
+        for (index, upsert) in request.upserts.iter().enumerate() {
+            let key = upsert.service.as_ref().map(|service| service.key.as_ref());
+            ServiceKey::from_pb(key.flatten()).map_err(|message| {
+                Error::InvalidArgument(format!("upserts[{index}]: {message}"))
+            })?;
+        }
+        if !request.upserts.is_empty() && !self.core.read(|state| state.is_synced()) {
+            return Err(Error::NotSynced("UpdateServices").into());
+        }
+        let deletes = request.deletes.into_iter().map(|delete| self.delete(delete)).collect();
+        let upserts = request.upserts.into_iter().map(|upsert| self.upsert(upsert)).collect();
+        Ok(Response::new(pb::UpdateServicesResponse { deletes, upserts }))
     }
 
     async fn sync_services(

@@ -223,6 +223,23 @@ async fn a_user_drives_configuration_services_and_inspection_with_grpcurl() {
         "{metrics}"
     );
     assert!(metrics.contains("metallb_k8s_client_config_loaded_bool 1"), "{metrics}");
+
+    // A burst in one call: the delete first frees .0, which the first upsert then gets.
+    call(
+        &allocator,
+        "UpsertService",
+        r#"{"service": {"key": {"namespace": "default", "name": "old"}, "has_ready_endpoints": true}}"#,
+    );
+    let batch = call(
+        &allocator,
+        "UpdateServices",
+        r#"{"deletes": [{"service": {"namespace": "default", "name": "old"}}],
+            "upserts": [{"service": {"key": {"namespace": "default", "name": "new-1"}}},
+                        {"service": {"key": {"namespace": "default", "name": "new-2"}}}]}"#,
+    );
+    assert_eq!(batch["deletes"][0]["releasedIps"][0], "192.0.2.0", "{batch}");
+    assert_eq!(batch["upserts"][0]["outcome"]["lease"]["ips"][0], "192.0.2.0", "{batch}");
+    assert_eq!(batch["upserts"][1]["outcome"]["lease"]["ips"][0], "192.0.2.1", "{batch}");
 }
 
 #[tokio::test]
@@ -266,6 +283,13 @@ async fn bad_requests_get_precise_status_codes() {
             r#"{"services": [{}]}"#,
             tonic::Code::InvalidArgument,
             "services[0]",
+        ),
+        (
+            &writer,
+            "UpdateServices",
+            r#"{"upserts": [{"service": {"key": {"namespace": "a", "name": "b"}}}, {}]}"#,
+            tonic::Code::InvalidArgument,
+            "upserts[1]",
         ),
     ];
     // Announcers may not use server reflection: grpcurl reads the API from its source.

@@ -136,6 +136,7 @@ async fn every_call_needs_tls_and_a_valid_token_of_the_right_role() {
     let out = call(&reader, "ApplyConfig", r#"{"config": {}}"#);
     assert_refused(&out, PERMISSION_DENIED, "may not call");
     assert_refused(&call(&reader, "SyncServices", "{}"), PERMISSION_DENIED, "reader");
+    assert_refused(&call(&reader, "UpdateServices", "{}"), PERMISSION_DENIED, "reader");
 
     // The writer writes, and its mutating calls are logged with who made them.
     assert_eq!(call(&writer, "SyncServices", "{}").code, 0);
@@ -206,6 +207,11 @@ async fn an_announcer_acts_for_its_own_node_and_only_its_stream_carries_the_pass
     let sync = pb::SyncServicesRequest::default();
     assert_eq!(
         announcer.sync_services(sync).await.unwrap_err().code(),
+        tonic::Code::PermissionDenied
+    );
+    let batch = pb::UpdateServicesRequest::default();
+    assert_eq!(
+        announcer.update_services(batch).await.unwrap_err().code(),
         tonic::Code::PermissionDenied
     );
 

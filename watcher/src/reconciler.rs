@@ -533,8 +533,9 @@ impl Reconciler {
         // after an error everything is told again, through a full sync.
         let dirty = std::mem::take(&mut self.replicas[0].dirty);
         let mut pending: Vec<pb::ServiceOutcome> = Vec::new();
-        // Deletes first, and many at once: a deleted Service's route must be withdrawn fast,
-        // and the IPs it frees may be what a new Service in the same pass asks for.
+        // One batch for the whole pass (a few for a large burst), deletes first: a deleted
+        // Service's route must be withdrawn fast, and the IPs it frees may be what a new
+        // Service in the same pass asks for.
         let gone: Vec<Key> = dirty
             .iter()
             .filter(|key| {
@@ -542,16 +543,7 @@ impl Reconciler {
             })
             .cloned()
             .collect();
-        for (key, response) in self.replicas[0].delete_services(gone).await? {
-            self.decided.remove(&key);
-            self.written.remove(&key);
-            self.mark_for_standbys(&key);
-            // Still there but no longer a LoadBalancer of ours: take back what we wrote.
-            if let Some(service) = self.find_service(&key) {
-                self.writes.push(key.clone(), service, Write::Clear);
-            }
-            pending.extend(response.others_changed);
-        }
+        let mut changed = Vec::new();
         for key in &dirty {
             let Some(service) = self.to_tell(key) else { continue };
             if self.replicas[0].told.services.get(key) == Some(&service) {
@@ -561,17 +553,35 @@ impl Reconciler {
                 tracing::info_span!("watcher.service", service = %format!("{}/{}", key.0, key.1));
             let trace_id = metallb_process::propagation::trace_id_of(&span);
             tracing::info!(parent: &span, trace_id, "service changed; asking the allocator");
-            let response = self.replicas[0].upsert_service(key, service, span).await?;
-            let mut outcomes: Vec<pb::ServiceOutcome> = response.outcome.into_iter().collect();
-            outcomes.extend(response.others_changed);
+            changed.push((key.clone(), service, span));
+        }
+        if gone.is_empty() && changed.is_empty() {
+            return Ok(());
+        }
+        let response = self.replicas[0].update_services(gone.clone(), changed).await?;
+        for (key, response) in gone.into_iter().zip(response.deletes) {
+            self.decided.remove(&key);
+            self.written.remove(&key);
+            self.mark_for_standbys(&key);
+            // Still there but no longer a LoadBalancer of ours: take back what we wrote.
+            if let Some(service) = self.find_service(&key) {
+                self.writes.push(key.clone(), service, Write::Clear);
+            }
+            pending.extend(response.others_changed);
             if let Some(deferred) = response.deferred_config {
                 tracing::info!(source = deferred.source, "the waiting configuration took effect");
                 self.report_sent_config_state(true, String::new()).await?;
-                outcomes.extend(deferred.changed);
+                pending.extend(deferred.changed);
             }
-            // Recorded at once: the next upsert of this pass is told these IPs.
-            self.record(&outcomes);
-            pending.extend(outcomes);
+        }
+        for response in response.upserts {
+            pending.extend(response.outcome);
+            pending.extend(response.others_changed);
+            if let Some(deferred) = response.deferred_config {
+                tracing::info!(source = deferred.source, "the waiting configuration took effect");
+                self.report_sent_config_state(true, String::new()).await?;
+                pending.extend(deferred.changed);
+            }
         }
         self.write_outcomes(&pending);
         Ok(())

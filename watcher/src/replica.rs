@@ -9,7 +9,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use futures::StreamExt;
 use metallb_process::{AllocatorConnector, Backoff, allocator_client::Client};
 use metallb_proto::pb;
 use tracing::{Instrument, Span};
@@ -19,8 +18,9 @@ use crate::write_queue::Key;
 /// How long connecting to a replica may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Deletes sent at once.
-const DELETES_IN_FLIGHT: usize = 32;
+/// Changes sent in one `UpdateServices` call: a burst of thousands goes in a few calls, each
+/// well under the allocator's message size limit.
+const CHANGES_PER_CALL: usize = 500;
 
 /// What a replica has been told since its last full sync.
 #[derive(Default)]
@@ -201,47 +201,48 @@ impl Replica {
         Ok(response.into_inner())
     }
 
-    /// Deletes `keys`, many at once; the answers in the order they came.
-    pub async fn delete_services(
+    /// Sends changes in batches: the deletes of `gone` first, then `changed` (each Service
+    /// with the span of its change) in order. The answers, in the same order.
+    pub async fn update_services(
         &mut self,
-        keys: Vec<Key>,
-    ) -> anyhow::Result<Vec<(Key, pb::DeleteServiceResponse)>> {
-        let client = self.client().await?.clone();
-        let mut deletes = futures::stream::iter(keys.into_iter().map(|key| {
-            let mut client = client.clone();
-            async move {
-                let request = pb::DeleteServiceRequest {
+        gone: Vec<Key>,
+        changed: Vec<(Key, pb::Service, Span)>,
+    ) -> anyhow::Result<pb::UpdateServicesResponse> {
+        let mut answers = pb::UpdateServicesResponse::default();
+        for keys in gone.chunks(CHANGES_PER_CALL) {
+            let deletes = keys
+                .iter()
+                .map(|key| pb::DeleteServiceRequest {
                     service: Some(pb::ServiceKey { namespace: key.0.clone(), name: key.1.clone() }),
                     trace: None,
-                };
-                let response = client.delete_service(request).await;
-                (key, response)
+                })
+                .collect();
+            let request = pb::UpdateServicesRequest { deletes, upserts: Vec::new() };
+            let response = self.client().await?.update_services(request).await?.into_inner();
+            for key in keys {
+                self.told.services.remove(key);
             }
-        }))
-        .buffer_unordered(DELETES_IN_FLIGHT);
-        let mut answers = Vec::new();
-        while let Some((key, response)) = deletes.next().await {
-            let response = response?.into_inner();
-            self.told.services.remove(&key);
-            answers.push((key, response));
+            answers.deletes.extend(response.deletes);
+        }
+        let mut changed = changed.into_iter().peekable();
+        while changed.peek().is_some() {
+            let batch: Vec<(Key, pb::Service, Span)> =
+                changed.by_ref().take(CHANGES_PER_CALL).collect();
+            let upserts = batch
+                .iter()
+                .map(|(_, service, span)| pb::UpsertServiceRequest {
+                    service: Some(service.clone()),
+                    trace: Some(metallb_process::propagation::trace_context_of(span)),
+                })
+                .collect();
+            let request = pb::UpdateServicesRequest { deletes: Vec::new(), upserts };
+            let response = self.client().await?.update_services(request).await?.into_inner();
+            for (key, service, _) in batch {
+                self.told.services.insert(key, service);
+            }
+            answers.upserts.extend(response.upserts);
         }
         Ok(answers)
-    }
-
-    /// Upserts `service` within `span`.
-    pub async fn upsert_service(
-        &mut self,
-        key: &Key,
-        service: pb::Service,
-        span: Span,
-    ) -> anyhow::Result<pb::UpsertServiceResponse> {
-        let request = pb::UpsertServiceRequest {
-            service: Some(service.clone()),
-            trace: Some(metallb_process::propagation::trace_context_of(&span)),
-        };
-        let response = self.client().await?.upsert_service(request).instrument(span).await?;
-        self.told.services.insert(key.clone(), service);
-        Ok(response.into_inner())
     }
 
     /// Brings this standby up to what `primary` was told: a full sync when it has none, else
@@ -261,13 +262,15 @@ impl Replica {
             dirty.into_iter().partition(|key| !primary.services.contains_key(key));
         let gone: Vec<Key> =
             gone.into_iter().filter(|key| self.told.services.contains_key(key)).collect();
-        self.delete_services(gone).await?;
-        for key in present {
-            let service = &primary.services[&key];
-            if self.told.services.get(&key) != Some(service) {
-                self.upsert_service(&key, service.clone(), Span::none()).await?;
-            }
-        }
+        let changed: Vec<(Key, pb::Service, Span)> = present
+            .into_iter()
+            .filter(|key| self.told.services.get(key) != primary.services.get(key))
+            .map(|key| {
+                let service = primary.services[&key].clone();
+                (key, service, Span::none())
+            })
+            .collect();
+        self.update_services(gone, changed).await?;
         Ok(())
     }
 }

@@ -53,8 +53,8 @@ pub fn access(path: &str) -> Option<Access> {
     }
     let method = path.strip_prefix(ALLOCATOR)?;
     Some(match method {
-        "ApplyConfig" | "UpsertService" | "DeleteService" | "SyncServices" | "UpdateNode"
-        | "DeleteNode" => Access::Write,
+        "ApplyConfig" | "UpsertService" | "DeleteService" | "UpdateServices" | "SyncServices"
+        | "UpdateNode" | "DeleteNode" => Access::Write,
         "ListPools" | "ListLeases" | "GetLease" | "ListSessions" => Access::Read,
         "WatchAssignments" | "ReportSessions" => Access::OwnNode,
         "GetNodeAssignments" => Access::NodeRead,
@@ -90,6 +90,7 @@ mod tests {
             ("/metallb.v1.Allocator/ApplyConfig", [true, false, false]),
             ("/metallb.v1.Allocator/SyncServices", [true, false, false]),
             ("/metallb.v1.Allocator/DeleteService", [true, false, false]),
+            ("/metallb.v1.Allocator/UpdateServices", [true, false, false]),
             ("/metallb.v1.Allocator/ListPools", [true, false, true]),
             ("/metallb.v1.Allocator/GetLease", [true, false, true]),
             ("/metallb.v1.Allocator/WatchAssignments", [false, true, false]),
