@@ -13,7 +13,7 @@ use std::{
 
 use k8s_openapi::api::core::v1::Service;
 use kube::Resource;
-use metallb_process::{AllocatorConnector, Backoff, Readiness};
+use metallb_process::{AllocatorConnector, Readiness};
 use metallb_proto::pb;
 use tokio::sync::{Notify, mpsc, watch};
 
@@ -106,7 +106,7 @@ impl Reconciler {
         mut leading: watch::Receiver<bool>,
         readiness: Readiness,
     ) {
-        let mut backoff = Backoff::default();
+        let mut backoff = crate::replica::retry_pace();
         loop {
             if !*leading.borrow_and_update() {
                 self.stand_by(&mut leading, &readiness).await;

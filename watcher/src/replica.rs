@@ -18,6 +18,16 @@ use crate::write_queue::Key;
 /// How long connecting to a replica may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How an allocator that failed is retried: a restarted one is back in well under a second,
+/// and trying one that is down costs a refused connection, so the pace stays quick (at most
+/// `RETRY_AT_MOST` apart) rather than backing off towards minutes.
+pub fn retry_pace() -> Backoff {
+    Backoff::new(Duration::from_millis(100), RETRY_AT_MOST)
+}
+
+/// The longest pause between two tries of an allocator that failed.
+const RETRY_AT_MOST: Duration = Duration::from_secs(2);
+
 /// Changes sent in one `UpdateServices` call: a burst of thousands goes in a few calls, each
 /// well under the allocator's message size limit.
 const CHANGES_PER_CALL: usize = 500;
@@ -63,7 +73,7 @@ impl Replica {
             instance: None,
             dirty: BTreeSet::new(),
             suspected: BTreeSet::new(),
-            backoff: Backoff::default(),
+            backoff: retry_pace(),
             retry_at: None,
         }
     }
