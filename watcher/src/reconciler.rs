@@ -205,7 +205,17 @@ impl Reconciler {
     /// went to (an error).
     async fn wait_for_work(&mut self, changed: &Notify) -> anyhow::Result<()> {
         loop {
+            // A standby waiting to be synced again is tried as soon as its pause is over, not
+            // at the next probe: a restarted replica is then ready within its pause.
+            let standby_due = self.replicas.iter().skip(1).filter_map(Replica::next_try).min();
+            let standby_due = async {
+                match standby_due {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
+                () = standby_due => return Ok(()),
                 () = changed.notified() => return Ok(()),
                 Some(key) = self.failed_writes.recv() => {
                     self.retry_write(key);

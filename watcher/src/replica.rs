@@ -115,6 +115,14 @@ impl Replica {
         self.retry_at.is_none_or(|at| Instant::now() >= at)
     }
 
+    /// When this replica, not synced, is to be tried again; `None` when synced.
+    pub fn next_try(&self) -> Option<Instant> {
+        if self.synced {
+            return None;
+        }
+        Some(self.retry_at.unwrap_or_else(Instant::now))
+    }
+
     /// The connection, opened if needed.
     pub async fn client(&mut self) -> anyhow::Result<&mut Client> {
         if self.client.is_none() {
