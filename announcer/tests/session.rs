@@ -10,7 +10,11 @@ use metallb_announcer::bgp::{
     advertise::{RouteAttributes, Routes},
     fsm::{SessionConfig, State},
     packet::{
-        Message, WireContext, capability::Capability, notification::Notification, open::Open,
+        Message, WireContext,
+        attribute::{Attribute, Origin, Segment},
+        capability::Capability,
+        notification::Notification,
+        open::Open,
         update::Update,
     },
     session::{PeerEndpoint, Session},
@@ -226,5 +230,61 @@ async fn a_wrong_peer_as_gets_bad_peer_as() {
         panic!("NOTIFICATION expected")
     };
     assert_eq!((notification.code, notification.subcode), (2, 2));
+    session.stop().await;
+}
+
+/// An UPDATE from the peer announcing `prefix`, valid or with an ORIGIN of 7 (RFC 7606:
+/// treat-as-withdraw).
+fn peer_update(prefix: &str, valid: bool) -> Message {
+    let origin = if valid {
+        Attribute::Origin(Origin::Igp)
+    } else {
+        Attribute::Unknown { flags: 0x40, code: 1, value: vec![7] }
+    };
+    Message::Update(Update {
+        withdrawn: Vec::new(),
+        attributes: vec![
+            origin,
+            Attribute::AsPath(vec![Segment::Sequence(vec![PEER_AS])]),
+            Attribute::NextHop(Ipv4Addr::new(192, 0, 2, 254)),
+        ],
+        nlri: vec![prefix.parse().unwrap()],
+    })
+}
+
+fn encoded(messages: &[Message]) -> Vec<u8> {
+    let mut bytes = BytesMut::new();
+    for message in messages {
+        message.encode(WireContext::default(), &mut bytes);
+    }
+    bytes.to_vec()
+}
+
+#[tokio::test]
+async fn a_treat_as_withdraw_update_keeps_the_stream_in_step() {
+    let (session, listener) = start(90, routes(1)).await;
+    let mut peer = ScriptedPeer::accept(&listener, 90).await;
+    peer.table().await;
+    let mut status = session.watch_status();
+
+    // A faulty UPDATE and a valid one in the same segment: the valid one counts.
+    let both = encoded(&[peer_update("10.0.1.0/24", false), peer_update("10.0.2.0/24", true)]);
+    peer.stream.write_all(&both).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), status.wait_for(|s| s.prefixes_received == 1))
+        .await
+        .expect("the valid UPDATE after the faulty one was read")
+        .unwrap();
+
+    // A faulty UPDATE, then a valid one split across two segments: the stream stays in step.
+    let split = encoded(&[peer_update("10.0.3.0/24", false), peer_update("10.0.4.0/24", true)]);
+    let (first, second) = split.split_at(split.len() - 7);
+    peer.stream.write_all(first).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    peer.stream.write_all(second).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), status.wait_for(|s| s.prefixes_received == 2))
+        .await
+        .expect("the split UPDATE was read")
+        .unwrap();
+    assert_eq!(session.status().state, State::Established, "{:?}", session.status());
     session.stop().await;
 }

@@ -33,7 +33,7 @@ use super::{
     fsm::{Action, Event, Fsm, Negotiated, SessionConfig, State, Timer},
     md5,
     packet::{
-        EXTENDED_MAX_LEN, MAX_LEN, Message, WireContext,
+        DecodeError, EXTENDED_MAX_LEN, MAX_LEN, Message, UpdateErrorAction, WireContext,
         attribute::{AsWidth, Attribute},
         iana::{afi, safi},
         update::Update,
@@ -342,9 +342,16 @@ impl Driver {
             if let Some(open) = whole_open(&connection.buffer) {
                 self.report.peer_open = Some(open);
             }
+            let before = connection.buffer.len();
             match Message::decode_frame(&mut connection.buffer, connection.wire) {
                 Ok(Some(message)) => events.push_back(Event::Message(message)),
                 Ok(None) => return,
+                // A treat-as-withdraw UPDATE is not the end of the session (RFC 7606): its
+                // header was sound and the whole message was taken off the buffer, so the
+                // stream is in step and what follows is read as usual.
+                Err(error) if connection.buffer.len() < before && treated_as_withdraw(&error) => {
+                    events.push_back(Event::DecodeError(error));
+                }
                 Err(error) => {
                     // The stream is out of step after a framing error: nothing after it can be read.
                     connection.buffer.clear();
@@ -483,6 +490,11 @@ impl Driver {
             changed
         });
     }
+}
+
+/// Whether `error` leaves the session up (RFC 7606 treat-as-withdraw).
+fn treated_as_withdraw(error: &DecodeError) -> bool {
+    matches!(error, DecodeError::Update(error) if error.action() == UpdateErrorAction::TreatAsWithdraw)
 }
 
 /// The bytes of an OPEN at the front of `buffer`, if one has fully arrived.
