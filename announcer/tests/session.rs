@@ -288,3 +288,104 @@ async fn a_treat_as_withdraw_update_keeps_the_stream_in_step() {
     assert_eq!(session.status().state, State::Established, "{:?}", session.status());
     session.stop().await;
 }
+
+/// A listener whose accepted sockets have a small receive buffer, so that a peer that stops
+/// reading pushes back on the speaker quickly.
+fn small_window_listener() -> TcpListener {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.set_reuse_address(true).unwrap();
+    socket.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+    socket.listen(8).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    TcpListener::from_std(socket.into()).unwrap()
+}
+
+/// Alternates the advertised table between two disjoint sets of `size` routes until `until`
+/// holds of the status; the largest queue seen.
+async fn churn_until(
+    session: &Session,
+    size: u32,
+    until: impl Fn(&metallb_announcer::bgp::session::SessionStatus) -> bool,
+) -> u64 {
+    let mut largest_queue = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    for round in 0.. {
+        let status = session.status();
+        largest_queue = largest_queue.max(status.queued_bytes);
+        if until(&status) {
+            return largest_queue;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not within 30 s: {status:?}");
+        let offset = if round % 2 == 0 { 0 } else { size };
+        let table: Routes = (offset..offset + size)
+            .map(|n| {
+                let prefix = IpNetwork::new(Ipv4Addr::from(0x0a00_0000 + n).into(), 32).unwrap();
+                (prefix, Arc::new(RouteAttributes::default()))
+            })
+            .collect();
+        session.set_routes(Arc::new(table).into());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    unreachable!()
+}
+
+#[tokio::test]
+async fn a_peer_that_stops_reading_is_torn_down_by_the_send_hold_timer() {
+    let listener = small_window_listener();
+    let endpoint = PeerEndpoint {
+        address: listener.local_addr().unwrap(),
+        source: None,
+        password: None,
+        ttl: None,
+    };
+    let session = Session::spawn(endpoint, config(3), Arc::new(routes(1)).into());
+    let mut peer = ScriptedPeer::accept(&listener, 3).await;
+    peer.table().await;
+    // From here the peer never reads again, but keeps its own side alive with KEEPALIVEs, so
+    // only the speaker's send side can notice.
+    let (_, mut writer) = peer.stream.into_split();
+    let keepalives = tokio::spawn(async move {
+        let mut bytes = BytesMut::new();
+        Message::Keepalive.encode(WireContext::default(), &mut bytes);
+        while writer.write_all(&bytes).await.is_ok() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    let stalled_at = tokio::time::Instant::now();
+    let largest_queue = churn_until(&session, 20_000, |status| {
+        status.last_error.as_deref().is_some_and(|error| error.contains("send hold timer expired"))
+    })
+    .await;
+    assert!(
+        stalled_at.elapsed() < Duration::from_secs(20),
+        "torn down only after {:?}",
+        stalled_at.elapsed()
+    );
+    assert!(
+        largest_queue <= 512 * 1024,
+        "{largest_queue} bytes queued for a peer that reads nothing"
+    );
+    keepalives.abort();
+    session.stop().await;
+}
+
+#[tokio::test]
+async fn stopping_a_session_stalled_by_its_peer_is_prompt() {
+    let listener = small_window_listener();
+    let endpoint = PeerEndpoint {
+        address: listener.local_addr().unwrap(),
+        source: None,
+        password: None,
+        ttl: None,
+    };
+    let session = Session::spawn(endpoint, config(90), Arc::new(routes(1)).into());
+    let mut peer = ScriptedPeer::accept(&listener, 90).await;
+    peer.table().await;
+    // The peer stops reading; the speaker's queue fills and stays full.
+    churn_until(&session, 20_000, |status| status.queued_bytes > 64 * 1024).await;
+    let stopping = std::time::Instant::now();
+    session.stop().await;
+    assert!(stopping.elapsed() < Duration::from_secs(1), "stop took {:?}", stopping.elapsed());
+    drop(peer);
+}

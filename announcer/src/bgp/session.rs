@@ -1,6 +1,13 @@
 //! One BGP session over TCP: the driver that turns the FSM's actions into socket I/O and
 //! timers, and socket I/O and timers into its events. It is handed the full set of routes to
 //! advertise (a `watch` channel) and sends only the difference once Established.
+//!
+//! No peer can stall it: messages go to a queue that the loop writes as the socket accepts
+//! them, beside reads, timers and stop, never awaiting a write inline. UPDATEs are generated
+//! only while the queue is under `QUEUE_HIGH_WATER`, a bounded round at a time, so a peer that
+//! reads slowly costs bounded memory; one that takes nothing for the hold time has the session
+//! torn down (the send hold timer, RFC 9687). A closing NOTIFICATION is written only as far as
+//! the socket takes it at once.
 
 use std::{
     collections::{BTreeSet, HashMap, VecDeque},
@@ -12,7 +19,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use ipnetwork::IpNetwork;
 use metallb_process::propagation;
 use metallb_proto::pb;
@@ -26,7 +33,6 @@ use tokio::{
     task::JoinHandle,
     time::Instant,
 };
-use tracing::Instrument;
 
 use super::{
     advertise::{PathContext, Routes, diff, updates},
@@ -36,6 +42,7 @@ use super::{
         DecodeError, EXTENDED_MAX_LEN, MAX_LEN, Message, UpdateErrorAction, WireContext,
         attribute::{AsWidth, Attribute},
         iana::{afi, safi},
+        notification::Notification,
         update::Update,
     },
 };
@@ -44,6 +51,15 @@ use super::{
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a stopping session may take to send its Cease.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bytes queued for the peer beyond which no more UPDATEs are generated until it drains: with
+/// one round of `PREFIXES_PER_ROUND`, the most a session holds for a slow peer.
+const QUEUE_HIGH_WATER: usize = 256 * 1024;
+/// Prefixes announced or withdrawn per round of UPDATE generation.
+const PREFIXES_PER_ROUND: usize = 4096;
+/// The send hold time when no hold time is negotiated (RFC 9687 suggests at least this much).
+const DEFAULT_SEND_HOLD: Duration = Duration::from_secs(90);
+/// NOTIFICATION Send Hold Timer Expired (RFC 9687).
+const SEND_HOLD_TIMER_EXPIRED: u8 = 8;
 
 /// Where and how to reach the peer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,6 +91,8 @@ pub struct SessionStatus {
     pub prefixes_received: u64,
     /// UPDATE messages sent since the process started.
     pub updates_sent: u64,
+    /// Bytes queued for the peer, not yet taken by its socket.
+    pub queued_bytes: u64,
     /// The last error that took the session down.
     pub last_error: Option<String>,
     /// The peer's last OPEN exactly as it arrived, for diagnosing capability mismatches.
@@ -90,6 +108,7 @@ impl Default for SessionStatus {
             prefixes_pending: 0,
             prefixes_received: 0,
             updates_sent: 0,
+            queued_bytes: 0,
             last_error: None,
             peer_open: None,
         }
@@ -138,6 +157,9 @@ impl Session {
             received: BTreeSet::new(),
             status: status_sender,
             report: SessionStatus::default(),
+            more_to_send: false,
+            end_of_rib_due: Vec::new(),
+            send_hold: DEFAULT_SEND_HOLD,
         };
         let task = tokio::spawn(driver.run(stopped));
         Self { routes: routes_sender, status, stop: Some(stop), task }
@@ -184,6 +206,67 @@ struct Connection {
     buffer: BytesMut,
     local: SocketAddr,
     wire: WireContext,
+    /// Encoded messages not yet written, oldest first; the first may be partly written.
+    outgoing: VecDeque<Bytes>,
+    /// Bytes of the first message already written.
+    written: usize,
+    /// Bytes in `outgoing` not yet written.
+    queued: usize,
+    /// When the peer last took bytes, or the queue last became non-empty.
+    last_progress: Instant,
+    /// The NOTIFICATION to write before closing.
+    farewell: Option<Bytes>,
+}
+
+impl Connection {
+    fn enqueue(&mut self, bytes: Bytes) {
+        if self.queued == 0 {
+            self.last_progress = Instant::now();
+        }
+        self.queued += bytes.len();
+        self.outgoing.push_back(bytes);
+    }
+
+    /// `written` more bytes left.
+    fn advance(&mut self, mut written: usize) {
+        self.queued -= written;
+        self.last_progress = Instant::now();
+        while written > 0 {
+            let head = self.outgoing.front().expect("written bytes were queued").len();
+            let step = written.min(head - self.written);
+            self.written += step;
+            written -= step;
+            if self.written == head {
+                self.outgoing.pop_front();
+                self.written = 0;
+            }
+        }
+    }
+
+    /// When the peer will have taken nothing for `send_hold`, while bytes wait.
+    fn send_hold_deadline(&self, send_hold: Duration) -> Option<Instant> {
+        (self.queued > 0).then(|| self.last_progress + send_hold)
+    }
+
+    /// Writes the NOTIFICATION (after the rest of a partly written message, so that it is read
+    /// as one) as far as the socket takes it now; the UPDATEs still queued are dropped.
+    fn say_farewell(&mut self) {
+        let Some(farewell) = self.farewell.take() else { return };
+        let mut bytes = BytesMut::new();
+        if let Some(head) = self.outgoing.front()
+            && self.written > 0
+        {
+            bytes.extend_from_slice(&head[self.written..]);
+        }
+        bytes.extend_from_slice(&farewell);
+        let mut offset = 0;
+        while offset < bytes.len() {
+            match self.writer.try_write(&bytes[offset..]) {
+                Ok(0) | Err(_) => break,
+                Ok(written) => offset += written,
+            }
+        }
+    }
 }
 
 type Connecting = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
@@ -203,15 +286,29 @@ struct Driver {
     received: BTreeSet<IpNetwork>,
     status: watch::Sender<SessionStatus>,
     report: SessionStatus,
+    /// UPDATEs remain to be generated once the queue drains.
+    more_to_send: bool,
+    /// Families whose End-of-RIB follows the initial table.
+    end_of_rib_due: Vec<(u16, u8)>,
+    /// How long queued bytes may wait for the peer before the session is torn down.
+    send_hold: Duration,
 }
 
 /// What woke the driver.
 enum Wake {
     Connected(io::Result<TcpStream>),
     Read(io::Result<usize>),
+    Wrote(io::Result<usize>),
     Timers,
+    SendHoldExpired,
     RoutesChanged,
     Stop,
+}
+
+/// Socket progress.
+enum Io {
+    Read(io::Result<usize>),
+    Wrote(io::Result<usize>),
 }
 
 impl Driver {
@@ -229,10 +326,16 @@ impl Driver {
                 return;
             }
             let next_deadline = self.deadlines.values().min().copied();
+            let send_hold_deadline =
+                self.connection.as_ref().and_then(|c| c.send_hold_deadline(self.send_hold));
             let wake = tokio::select! {
                 result = connect_progress(&mut self.connecting) => Wake::Connected(result),
-                result = read_progress(&mut self.connection) => Wake::Read(result),
+                io = io_progress(&mut self.connection) => match io {
+                    Io::Read(result) => Wake::Read(result),
+                    Io::Wrote(result) => Wake::Wrote(result),
+                },
                 () = sleep_until(next_deadline) => Wake::Timers,
+                () = sleep_until(send_hold_deadline) => Wake::SendHoldExpired,
                 changed = self.desired.changed() => match changed {
                     Ok(()) => Wake::RoutesChanged,
                     // The owner is gone: nothing will ever stop us otherwise.
@@ -253,6 +356,34 @@ impl Driver {
                 }
                 Wake::Read(Ok(_)) => self.decode_frames(&mut events),
                 Wake::Read(Err(err)) => events.push_back(Event::TcpClosed(err.to_string())),
+                Wake::Wrote(Ok(0)) => {
+                    events.push_back(Event::TcpClosed("the peer takes no more data".into()))
+                }
+                Wake::Wrote(Ok(written)) => {
+                    if let Some(connection) = self.connection.as_mut() {
+                        connection.advance(written);
+                    }
+                    if self.more_to_send && self.queued() < QUEUE_HIGH_WATER / 2 {
+                        self.send_difference(&mut events);
+                    }
+                }
+                Wake::Wrote(Err(err)) => {
+                    events.push_back(Event::TcpClosed(format!("sending: {err}")))
+                }
+                Wake::SendHoldExpired => {
+                    let reason = format!(
+                        "send hold timer expired: the peer took no data for {}s",
+                        self.send_hold.as_secs()
+                    );
+                    tracing::warn!(peer = %self.endpoint.address, reason, "tearing the session down");
+                    let expired = Notification {
+                        code: SEND_HOLD_TIMER_EXPIRED,
+                        subcode: 0,
+                        data: Vec::new(),
+                    };
+                    self.send(&Message::Notification(expired), &mut events);
+                    events.push_back(Event::TcpClosed(reason));
+                }
                 Wake::Timers => {
                     let now = Instant::now();
                     let expired: Vec<Timer> = self
@@ -268,7 +399,7 @@ impl Driver {
                 }
                 Wake::RoutesChanged => {
                     if self.fsm.state() == State::Established {
-                        self.send_difference(&mut events).await;
+                        self.send_difference(&mut events);
                     } else {
                         self.report.prefixes_pending = self.desired.borrow().routes.len() as u64;
                     }
@@ -285,13 +416,17 @@ impl Driver {
         match action {
             Action::Connect => self.connecting = Some(Box::pin(connect(self.endpoint.clone()))),
             Action::Disconnect => {
-                self.connection = None;
+                if let Some(mut connection) = self.connection.take() {
+                    connection.say_farewell();
+                }
+                self.more_to_send = false;
+                self.end_of_rib_due.clear();
                 self.connecting = None;
                 self.context = None;
                 self.advertised = Arc::new(Routes::new());
                 self.received.clear();
             }
-            Action::Send(message) => self.send(&message, events).await,
+            Action::Send(message) => self.send(&message, events),
             Action::StartTimer(timer, after) => {
                 self.deadlines.insert(timer, Instant::now() + after);
             }
@@ -305,18 +440,17 @@ impl Driver {
                 self.report.last_error = Some(reason);
             }
             Action::ResendTable(family) => {
+                // As if the family had never been sent: the next rounds send it all again,
+                // paced like any other change.
                 let ipv6 = family.0 == afi::IPV6;
-                let table: Routes = self
+                let others: Routes = self
                     .advertised
                     .iter()
-                    .filter(|(p, _)| p.is_ipv6() == ipv6)
+                    .filter(|(p, _)| p.is_ipv6() != ipv6)
                     .map(|(p, a)| (*p, a.clone()))
                     .collect();
-                if let Some(context) = self.context.clone() {
-                    for update in updates(&table, &[], &context) {
-                        self.send_update(update, events).await;
-                    }
-                }
+                self.advertised = Arc::new(others);
+                self.send_difference(events);
             }
             Action::Received(update) => self.track_received(&update),
         }
@@ -332,7 +466,13 @@ impl Driver {
             buffer: BytesMut::with_capacity(MAX_LEN),
             local,
             wire: WireContext::default(),
+            outgoing: VecDeque::new(),
+            written: 0,
+            queued: 0,
+            last_progress: Instant::now(),
+            farewell: None,
         });
+        self.send_hold = DEFAULT_SEND_HOLD;
         Ok(())
     }
 
@@ -362,18 +502,26 @@ impl Driver {
         }
     }
 
-    async fn send(&mut self, message: &Message, events: &mut VecDeque<Event>) {
+    /// Queues `message`; a NOTIFICATION is kept to be written when the connection closes,
+    /// which always follows it.
+    fn send(&mut self, message: &Message, _events: &mut VecDeque<Event>) {
         let Some(connection) = self.connection.as_mut() else { return };
         let mut bytes = BytesMut::new();
         message.encode(connection.wire, &mut bytes);
-        if let Err(err) = connection.writer.write_all(&bytes).await {
-            events.push_back(Event::TcpClosed(format!("sending: {err}")));
+        match message {
+            Message::Notification(_) => connection.farewell = Some(bytes.freeze()),
+            _ => connection.enqueue(bytes.freeze()),
         }
     }
 
-    async fn send_update(&mut self, update: Update, events: &mut VecDeque<Event>) {
+    fn send_update(&mut self, update: Update, events: &mut VecDeque<Event>) {
         self.report.updates_sent += 1;
-        self.send(&Message::Update(update), events).await;
+        self.send(&Message::Update(update), events);
+    }
+
+    /// Bytes waiting for the peer.
+    fn queued(&self) -> usize {
+        self.connection.as_ref().map_or(0, |connection| connection.queued)
     }
 
     async fn session_up(&mut self, negotiated: Negotiated, events: &mut VecDeque<Event>) {
@@ -401,10 +549,18 @@ impl Driver {
         });
         self.report.established_since = Some(SystemTime::now());
         self.report.last_error = None;
+        if negotiated.hold_time > 0 {
+            self.send_hold = Duration::from_secs(u64::from(negotiated.hold_time));
+        }
         tracing::info!(peer = %self.endpoint.address, ?negotiated, "BGP session established");
-        self.send_difference(events).await;
-        // End-of-RIB for each negotiated family (RFC 4724): the initial table is complete.
-        for family in &negotiated.families {
+        // End-of-RIB for each negotiated family (RFC 4724) once the initial table is out.
+        self.end_of_rib_due = negotiated.families.clone();
+        self.send_difference(events);
+    }
+
+    /// End-of-RIB for each family due, now that the initial table is queued.
+    fn send_end_of_rib(&mut self, events: &mut VecDeque<Event>) {
+        for family in std::mem::take(&mut self.end_of_rib_due) {
             let end_of_rib = if family.0 == afi::IPV6 {
                 Update {
                     attributes: vec![Attribute::MpUnreach {
@@ -417,13 +573,21 @@ impl Driver {
             } else {
                 Update::default()
             };
-            self.send_update(end_of_rib, events).await;
+            self.send_update(end_of_rib, events);
         }
     }
 
-    /// Sends what changed between what was advertised and what is desired.
-    async fn send_difference(&mut self, events: &mut VecDeque<Event>) {
+    /// Sends what changed between what was advertised and what is desired, a round of at most
+    /// `PREFIXES_PER_ROUND` prefixes at a time and only while the queue is under
+    /// `QUEUE_HIGH_WATER`; the rest when the peer has taken what is queued.
+    fn send_difference(&mut self, events: &mut VecDeque<Event>) {
         let Some(context) = self.context.clone() else { return };
+        if self.queued() >= QUEUE_HIGH_WATER {
+            // Seen: the change is taken up when the queue drains, not by waking again now.
+            self.desired.borrow_and_update();
+            self.more_to_send = true;
+            return;
+        }
         let Desired { routes: desired, cause } = self.desired.borrow_and_update().clone();
         // Routes of a family without a next hop on this session cannot be advertised.
         let advertisable: Routes = desired
@@ -437,7 +601,14 @@ impl Driver {
             })
             .map(|(p, a)| (*p, a.clone()))
             .collect();
-        let (announce, withdraw) = diff(&self.advertised, &advertisable);
+        let (mut announce, mut withdraw) = diff(&self.advertised, &advertisable);
+        let complete = announce.len() + withdraw.len() <= PREFIXES_PER_ROUND;
+        if !complete {
+            // Withdrawals first: they free what the peer holds and matter most when late.
+            withdraw.truncate(PREFIXES_PER_ROUND);
+            let room = PREFIXES_PER_ROUND - withdraw.len();
+            announce = announce.into_iter().take(room).collect();
+        }
         if !announce.is_empty() || !withdraw.is_empty() {
             let span = tracing::info_span!(
                 "send_update",
@@ -446,17 +617,26 @@ impl Driver {
                 withdrawn = withdraw.len(),
             );
             propagation::set_parent_from(&span, cause.as_ref());
-            async {
-                for update in updates(&announce, &withdraw, &context) {
-                    self.send_update(update, events).await;
-                }
+            let _entered = span.enter();
+            for update in updates(&announce, &withdraw, &context) {
+                self.send_update(update, events);
             }
-            .instrument(span)
-            .await;
         }
         self.report.prefixes_pending = (desired.len() - advertisable.len()) as u64;
-        self.advertised =
-            if advertisable.len() == desired.len() { desired } else { Arc::new(advertisable) };
+        if complete {
+            self.advertised =
+                if advertisable.len() == desired.len() { desired } else { Arc::new(advertisable) };
+            self.more_to_send = false;
+            self.send_end_of_rib(events);
+        } else {
+            let mut advertised = (*self.advertised).clone();
+            for prefix in &withdraw {
+                advertised.remove(prefix);
+            }
+            advertised.extend(announce);
+            self.advertised = Arc::new(advertised);
+            self.more_to_send = true;
+        }
     }
 
     fn track_received(&mut self, update: &Update) {
@@ -479,6 +659,7 @@ impl Driver {
         self.report.state = self.fsm.state();
         self.report.prefixes_sent = self.advertised.len() as u64;
         self.report.prefixes_received = self.received.len() as u64;
+        self.report.queued_bytes = self.queued() as u64;
         if self.fsm.state() != State::Established {
             self.report.prefixes_pending = self.desired.borrow().routes.len() as u64;
         }
@@ -511,9 +692,22 @@ async fn connect_progress(connecting: &mut Option<Connecting>) -> io::Result<Tcp
     }
 }
 
-async fn read_progress(connection: &mut Option<Connection>) -> io::Result<usize> {
-    match connection {
-        Some(connection) => connection.reader.read_buf(&mut connection.buffer).await,
+/// Reads into the buffer, or writes the queue's head, whichever the socket allows first (both
+/// are cancel-safe: a lost race reads or writes nothing).
+async fn io_progress(connection: &mut Option<Connection>) -> Io {
+    let Some(Connection { reader, writer, buffer, outgoing, written, .. }) = connection else {
+        return std::future::pending().await;
+    };
+    let head = outgoing.front().map(|head| head.slice(*written..));
+    tokio::select! {
+        result = reader.read_buf(buffer) => Io::Read(result),
+        result = write_some(writer, head) => Io::Wrote(result),
+    }
+}
+
+async fn write_some(writer: &mut OwnedWriteHalf, bytes: Option<Bytes>) -> io::Result<usize> {
+    match bytes {
+        Some(bytes) => writer.write(&bytes).await,
         None => std::future::pending().await,
     }
 }
