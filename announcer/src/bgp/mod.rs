@@ -4,4 +4,5 @@ pub mod advertise;
 pub mod fsm;
 pub mod md5;
 pub mod packet;
+pub mod received;
 pub mod session;

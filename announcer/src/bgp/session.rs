@@ -10,7 +10,7 @@
 //! the socket takes it at once.
 
 use std::{
-    collections::{BTreeSet, HashMap, VecDeque},
+    collections::{HashMap, VecDeque},
     future::Future,
     io,
     net::{IpAddr, SocketAddr},
@@ -20,7 +20,6 @@ use std::{
 };
 
 use bytes::{Bytes, BytesMut};
-use ipnetwork::IpNetwork;
 use metallb_process::propagation;
 use metallb_proto::pb;
 use tokio::{
@@ -45,6 +44,7 @@ use super::{
         notification::Notification,
         update::Update,
     },
+    received::ReceivedPrefixes,
 };
 
 /// How long one connection attempt may take.
@@ -154,7 +154,7 @@ impl Session {
             desired: routes_receiver,
             advertised: Arc::new(Routes::new()),
             context: None,
-            received: BTreeSet::new(),
+            received: ReceivedPrefixes::default(),
             status: status_sender,
             report: SessionStatus::default(),
             more_to_send: false,
@@ -283,7 +283,7 @@ struct Driver {
     /// (shared, not copied), otherwise the advertisable part.
     advertised: Arc<Routes>,
     context: Option<PathContext>,
-    received: BTreeSet<IpNetwork>,
+    received: ReceivedPrefixes,
     status: watch::Sender<SessionStatus>,
     report: SessionStatus,
     /// UPDATEs remain to be generated once the queue drains.
@@ -452,7 +452,7 @@ impl Driver {
                 self.advertised = Arc::new(others);
                 self.send_difference(events);
             }
-            Action::Received(update) => self.track_received(&update),
+            Action::Received(update) => self.received.apply(&update),
         }
     }
 
@@ -639,26 +639,10 @@ impl Driver {
         }
     }
 
-    fn track_received(&mut self, update: &Update) {
-        for prefix in &update.withdrawn {
-            self.received.remove(prefix);
-        }
-        self.received.extend(update.nlri.iter().copied());
-        for attribute in &update.attributes {
-            match attribute {
-                Attribute::MpReach { nlri, .. } => self.received.extend(nlri.iter().copied()),
-                Attribute::MpUnreach { withdrawn, .. } => withdrawn.iter().for_each(|p| {
-                    self.received.remove(p);
-                }),
-                _ => {}
-            }
-        }
-    }
-
     fn publish_status(&mut self) {
         self.report.state = self.fsm.state();
         self.report.prefixes_sent = self.advertised.len() as u64;
-        self.report.prefixes_received = self.received.len() as u64;
+        self.report.prefixes_received = self.received.count();
         self.report.queued_bytes = self.queued() as u64;
         if self.fsm.state() != State::Established {
             self.report.prefixes_pending = self.desired.borrow().routes.len() as u64;
