@@ -15,7 +15,8 @@ struct PeerLabels {
     peer: String,
 }
 
-/// BGP session metrics, per peer address.
+/// BGP session metrics, per peer `ip:port` (`[ip]:port` for IPv6), as MetalLB labels them: two
+/// peers on one router address (different ports) are two series.
 #[derive(Clone, Debug, Default)]
 pub struct Metrics {
     session_up: Family<PeerLabels, Gauge>,
@@ -53,8 +54,8 @@ impl Metrics {
         metrics
     }
 
-    /// Records the statuses of every session; `peer` is the peer's address, as MetalLB labels it.
-    pub fn update(&self, statuses: &[(String, std::net::IpAddr, SessionStatus)]) {
+    /// Records the statuses of every session.
+    pub fn update(&self, statuses: &[(String, std::net::SocketAddr, SessionStatus)]) {
         let mut seen = self.updates_seen.lock().expect("metrics lock poisoned");
         for (_, address, status) in statuses {
             let labels = PeerLabels { peer: address.to_string() };
@@ -79,7 +80,10 @@ mod tests {
     fn metrics_carry_metallbs_names_and_follow_the_sessions() {
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
-        let address: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        // Two peers on one router address, on different ports; and an IPv6 peer.
+        let first: std::net::SocketAddr = "192.0.2.1:179".parse().unwrap();
+        let second: std::net::SocketAddr = "192.0.2.1:1179".parse().unwrap();
+        let v6: std::net::SocketAddr = "[2001:db8::1]:179".parse().unwrap();
         let mut status = SessionStatus {
             state: State::Established,
             prefixes_sent: 3,
@@ -87,17 +91,29 @@ mod tests {
             updates_sent: 2,
             ..Default::default()
         };
-        metrics.update(&[("router".into(), address, status.clone())]);
+        let quiet = SessionStatus { state: State::Established, ..Default::default() };
+        metrics.update(&[
+            ("router".into(), first, status.clone()),
+            ("router-b".into(), second, quiet.clone()),
+            ("router-6".into(), v6, quiet.clone()),
+        ]);
         status.updates_sent = 5;
         status.state = State::Idle;
-        metrics.update(&[("router".into(), address, status)]);
+        metrics.update(&[
+            ("router".into(), first, status),
+            ("router-b".into(), second, quiet.clone()),
+            ("router-6".into(), v6, quiet),
+        ]);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         for expected in [
-            r#"metallb_bgp_session_up{peer="192.0.2.1"} 0"#,
-            r#"metallb_bgp_updates_total{peer="192.0.2.1"} 5"#,
-            r#"metallb_bgp_announced_prefixes_total{peer="192.0.2.1"} 3"#,
-            r#"metallb_bgp_pending_prefixes_total{peer="192.0.2.1"} 1"#,
+            r#"metallb_bgp_session_up{peer="192.0.2.1:179"} 0"#,
+            r#"metallb_bgp_updates_total{peer="192.0.2.1:179"} 5"#,
+            r#"metallb_bgp_announced_prefixes_total{peer="192.0.2.1:179"} 3"#,
+            r#"metallb_bgp_pending_prefixes_total{peer="192.0.2.1:179"} 1"#,
+            r#"metallb_bgp_session_up{peer="192.0.2.1:1179"} 1"#,
+            r#"metallb_bgp_updates_total{peer="192.0.2.1:1179"} 0"#,
+            r#"metallb_bgp_session_up{peer="[2001:db8::1]:179"} 1"#,
         ] {
             assert!(text.contains(expected), "{expected} missing:\n{text}");
         }

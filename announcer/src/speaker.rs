@@ -39,7 +39,7 @@ pub struct Speaker {
 
 struct RunningSession {
     peer: pb::BgpPeer,
-    address: IpAddr,
+    address: SocketAddr,
     session: Session,
 }
 
@@ -78,7 +78,7 @@ impl Speaker {
             match session_settings(peer, self.node_address) {
                 Ok((endpoint, config)) => {
                     tracing::info!(peer = name, address = %endpoint.address, "starting BGP session");
-                    let address = endpoint.address.ip();
+                    let address = endpoint.address;
                     let session = Session::spawn(endpoint, config, desired);
                     self.sessions.insert(
                         name.clone(),
@@ -93,8 +93,8 @@ impl Speaker {
         }
     }
 
-    /// Every session's status, by peer name, with its address.
-    pub fn statuses(&self) -> Vec<(String, IpAddr, SessionStatus)> {
+    /// Every session's status, by peer name, with its address and port.
+    pub fn statuses(&self) -> Vec<(String, SocketAddr, SessionStatus)> {
         self.sessions
             .iter()
             .map(|(name, running)| (name.clone(), running.address, running.session.status()))
@@ -110,7 +110,7 @@ impl Speaker {
             .map(|(peer, address, status)| pb::SessionState {
                 node_name: node.to_string(),
                 peer,
-                peer_address: address.to_string(),
+                peer_address: address.ip().to_string(),
                 state: state_to_pb(status.state) as i32,
                 established_since: status.established_since.map(prost_types::Timestamp::from),
                 prefixes_sent: status.prefixes_sent,
