@@ -23,7 +23,9 @@ pub struct Metrics {
     updates: Family<PeerLabels, Counter<u64, AtomicU64>>,
     announced: Family<PeerLabels, Gauge>,
     pending: Family<PeerLabels, Gauge>,
-    updates_seen: std::sync::Arc<std::sync::Mutex<HashMap<String, u64>>>,
+    failures: Family<PeerLabels, Counter<u64, AtomicU64>>,
+    /// The totals last seen per peer, (UPDATEs, failures): counters advance by the difference.
+    seen: std::sync::Arc<std::sync::Mutex<HashMap<String, (u64, u64)>>>,
 }
 
 impl Metrics {
@@ -47,6 +49,11 @@ impl Metrics {
             metrics.announced.clone(),
         );
         registry.register(
+            "metallb_bgp_session_failures",
+            "Failed connection attempts and sessions lost (the reason is in ListSessions and the log)",
+            metrics.failures.clone(),
+        );
+        registry.register(
             "metallb_bgp_pending_prefixes_total",
             "Prefixes that should be advertised to the peer but are not (session down, no next hop)",
             metrics.pending.clone(),
@@ -56,7 +63,7 @@ impl Metrics {
 
     /// Records the statuses of every session.
     pub fn update(&self, statuses: &[(String, std::net::SocketAddr, SessionStatus)]) {
-        let mut seen = self.updates_seen.lock().expect("metrics lock poisoned");
+        let mut seen = self.seen.lock().expect("metrics lock poisoned");
         for (_, address, status) in statuses {
             let labels = PeerLabels { peer: address.to_string() };
             self.session_up
@@ -64,10 +71,10 @@ impl Metrics {
                 .set(i64::from(status.state == State::Established));
             self.announced.get_or_create(&labels).set(status.prefixes_sent as i64);
             self.pending.get_or_create(&labels).set(status.prefixes_pending as i64);
-            let previous = seen.insert(labels.peer.clone(), status.updates_sent).unwrap_or(0);
-            self.updates
-                .get_or_create(&labels)
-                .inc_by(status.updates_sent.saturating_sub(previous));
+            let totals = (status.updates_sent, status.failures_total);
+            let previous = seen.insert(labels.peer.clone(), totals).unwrap_or_default();
+            self.updates.get_or_create(&labels).inc_by(totals.0.saturating_sub(previous.0));
+            self.failures.get_or_create(&labels).inc_by(totals.1.saturating_sub(previous.1));
         }
     }
 }
@@ -114,6 +121,7 @@ mod tests {
             r#"metallb_bgp_session_up{peer="192.0.2.1:1179"} 1"#,
             r#"metallb_bgp_updates_total{peer="192.0.2.1:1179"} 0"#,
             r#"metallb_bgp_session_up{peer="[2001:db8::1]:179"} 1"#,
+            r#"metallb_bgp_session_failures_total{peer="192.0.2.1:179"} 0"#,
         ] {
             assert!(text.contains(expected), "{expected} missing:\n{text}");
         }

@@ -389,3 +389,47 @@ async fn stopping_a_session_stalled_by_its_peer_is_prompt() {
     assert!(stopping.elapsed() < Duration::from_secs(1), "stop took {:?}", stopping.elapsed());
     drop(peer);
 }
+
+#[tokio::test]
+async fn a_refused_peer_is_retried_with_growing_pauses_and_the_reason_on_record() {
+    // A port nobody listens on: every attempt is refused.
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = closed.local_addr().unwrap();
+    drop(closed);
+    let endpoint = PeerEndpoint { address, source: None, password: None, ttl: None };
+    let session = Session::spawn(endpoint, config(90), Arc::new(routes(1)).into());
+    let mut status = session.watch_status();
+    let failed =
+        tokio::time::timeout(Duration::from_secs(10), status.wait_for(|s| s.failures_total >= 3))
+            .await
+            .expect("three failures within 10 s")
+            .unwrap()
+            .clone();
+    let error = failed.last_error.expect("the reason is on record");
+    assert!(error.contains("refused"), "{error}");
+    session.stop().await;
+
+    // A peer that accepts and closes at once: the pauses between attempts grow (100 ms up to
+    // 1 s here), they do not repeat at a fixed rate.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = PeerEndpoint {
+        address: listener.local_addr().unwrap(),
+        source: None,
+        password: None,
+        ttl: None,
+    };
+    let session = Session::spawn(endpoint, config(90), Arc::new(routes(1)).into());
+    let mut accepted = Vec::new();
+    for _ in 0..6 {
+        let (stream, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept())
+            .await
+            .unwrap()
+            .unwrap();
+        accepted.push(tokio::time::Instant::now());
+        drop(stream);
+    }
+    let gaps: Vec<Duration> = accepted.windows(2).map(|pair| pair[1] - pair[0]).collect();
+    assert!(gaps[4] > gaps[0] * 2, "pauses did not grow: {gaps:?}");
+    assert!(session.status().failures_total >= 5, "{:?}", session.status());
+    session.stop().await;
+}

@@ -7,6 +7,8 @@
 
 use std::{net::Ipv4Addr, time::Duration};
 
+use metallb_process::Backoff;
+
 use super::packet::{
     DecodeError, Message, OpenError, UpdateErrorAction,
     attribute::AsWidth,
@@ -140,20 +142,33 @@ pub enum Action {
 /// Hold timer while waiting for the peer's OPEN (RFC 4271 section 8.2.2 suggests 4 minutes).
 const OPEN_HOLD_TIME: Duration = Duration::from_secs(240);
 
+/// How long one connection attempt may stay in Connect before it counts as failed: longer
+/// than the driver's own connect timeout, which fails it first with its reason.
+const CONNECT_ATTEMPT: Duration = Duration::from_secs(15);
+
 /// One session's state machine.
 #[derive(Debug)]
 pub struct Fsm {
     config: SessionConfig,
     state: State,
     negotiated: Option<Negotiated>,
+    /// Failures since the session was last Established.
     failures: u32,
+    /// Delays between attempts: jittered, doubling from `connect_retry` up to `max_retry`.
+    retry: Backoff,
     last_error: Option<String>,
 }
 
 impl Fsm {
     /// A session in Idle, not started.
     pub fn new(config: SessionConfig) -> Self {
-        Self { config, state: State::Idle, negotiated: None, failures: 0, last_error: None }
+        let retry = Backoff::new(config.connect_retry, config.max_retry);
+        Self { config, state: State::Idle, negotiated: None, failures: 0, retry, last_error: None }
+    }
+
+    /// Failures since the session was last Established.
+    pub fn failures(&self) -> u32 {
+        self.failures
     }
 
     /// The current state.
@@ -201,7 +216,7 @@ impl Fsm {
         match (self.state, event) {
             (Idle, Event::Start) | (Idle | Active, Event::TimerExpired(Timer::ConnectRetry)) => {
                 self.state = Connect;
-                vec![Action::StartTimer(Timer::ConnectRetry, self.retry_delay()), Action::Connect]
+                vec![Action::StartTimer(Timer::ConnectRetry, CONNECT_ATTEMPT), Action::Connect]
             }
             (_, Event::Start) => Vec::new(),
             (Idle, Event::Stop) => vec![Action::StopTimer(Timer::ConnectRetry)],
@@ -215,10 +230,15 @@ impl Fsm {
                 self.go_idle_for_good(vec![Action::Send(Message::Notification(cease))], "stopped")
             }
             (Connect, Event::TimerExpired(Timer::ConnectRetry)) => {
+                // The attempt got no answer at all (SYNs lost): a failure like any other, retried
+                // after the backoff, with the reason on record.
+                self.state = Active;
+                self.failures += 1;
+                self.last_error =
+                    Some(format!("connect: no answer within {}s", CONNECT_ATTEMPT.as_secs()));
                 vec![
                     Action::Disconnect,
                     Action::StartTimer(Timer::ConnectRetry, self.retry_delay()),
-                    Action::Connect,
                 ]
             }
             (Connect, Event::TcpConnected) => {
@@ -239,6 +259,7 @@ impl Fsm {
             (OpenConfirm, Event::Message(Message::Keepalive)) => {
                 self.state = Established;
                 self.failures = 0;
+                self.retry.reset();
                 self.last_error = None;
                 let negotiated = self.negotiated.clone().expect("negotiated in OpenSent");
                 let mut actions = self.restart_hold_timer();
@@ -398,10 +419,9 @@ impl Fsm {
         }
     }
 
-    /// Exponential backoff: connect_retry × 2^failures, capped.
-    fn retry_delay(&self) -> Duration {
-        let factor = 2u32.saturating_pow(self.failures.min(16));
-        self.config.connect_retry.saturating_mul(factor).min(self.config.max_retry)
+    /// The pause before the next attempt, after a failure.
+    fn retry_delay(&mut self) -> Duration {
+        self.retry.next_delay()
     }
 
     /// An error: send what `before` holds, close, go Idle, restart after the backoff.

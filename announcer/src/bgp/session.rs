@@ -93,6 +93,8 @@ pub struct SessionStatus {
     pub updates_sent: u64,
     /// Bytes queued for the peer, not yet taken by its socket.
     pub queued_bytes: u64,
+    /// Failed connection attempts and sessions lost, since the process started.
+    pub failures_total: u64,
     /// The last error that took the session down.
     pub last_error: Option<String>,
     /// The peer's last OPEN exactly as it arrived, for diagnosing capability mismatches.
@@ -109,6 +111,7 @@ impl Default for SessionStatus {
             prefixes_received: 0,
             updates_sent: 0,
             queued_bytes: 0,
+            failures_total: 0,
             last_error: None,
             peer_open: None,
         }
@@ -160,6 +163,8 @@ impl Session {
             more_to_send: false,
             end_of_rib_due: Vec::new(),
             send_hold: DEFAULT_SEND_HOLD,
+            seen_failures: 0,
+            failure_logged: false,
         };
         let task = tokio::spawn(driver.run(stopped));
         Self { routes: routes_sender, status, stop: Some(stop), task }
@@ -292,6 +297,10 @@ struct Driver {
     end_of_rib_due: Vec<(u16, u8)>,
     /// How long queued bytes may wait for the peer before the session is torn down.
     send_hold: Duration,
+    /// The FSM's failure count when the status was last published.
+    seen_failures: u32,
+    /// The latest failure was logged already (as a session going down).
+    failure_logged: bool,
 }
 
 /// What woke the driver.
@@ -438,6 +447,7 @@ impl Driver {
                 tracing::warn!(peer = %self.endpoint.address, reason, "BGP session down");
                 self.report.established_since = None;
                 self.report.last_error = Some(reason);
+                self.failure_logged = true;
             }
             Action::ResendTable(family) => {
                 // As if the family had never been sent: the next rounds send it all again,
@@ -641,6 +651,23 @@ impl Driver {
 
     fn publish_status(&mut self) {
         self.report.state = self.fsm.state();
+        // Failures that never reached Established (refused, no answer, a bad OPEN) have their
+        // reason on record and in the log too, once per failure.
+        let failures = self.fsm.failures();
+        if failures > self.seen_failures {
+            self.report.failures_total += u64::from(failures - self.seen_failures);
+            self.report.last_error = self.fsm.last_error().map(String::from);
+            if !self.failure_logged {
+                tracing::warn!(
+                    peer = %self.endpoint.address,
+                    failures,
+                    error = self.report.last_error.as_deref().unwrap_or_default(),
+                    "BGP connection attempt failed; retrying with backoff"
+                );
+            }
+        }
+        self.seen_failures = failures;
+        self.failure_logged = false;
         self.report.prefixes_sent = self.advertised.len() as u64;
         self.report.prefixes_received = self.received.count();
         self.report.queued_bytes = self.queued() as u64;

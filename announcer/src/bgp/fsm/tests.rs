@@ -114,7 +114,7 @@ fn a_wrong_peer_as_gets_bad_peer_as_and_a_restart_with_backoff() {
     assert_eq!(notification(&actions), Some((2, 2)));
     assert!(actions.contains(&Action::Disconnect));
     assert_eq!(fsm.state(), State::Idle);
-    assert!(actions.contains(&Action::StartTimer(Timer::ConnectRetry, Duration::from_secs(2))));
+    assert!(retry_delay(&actions).is_some_and(|delay| delay <= Duration::from_secs(1)));
     assert!(fsm.last_error().unwrap().contains("64999"));
     let actions = fsm.event(Event::TimerExpired(Timer::ConnectRetry));
     assert_eq!(fsm.state(), State::Connect);
@@ -217,24 +217,50 @@ fn malformed_input_gets_its_notification_but_rfc7606_keeps_the_session_for_attri
     assert_eq!(fsm.state(), State::Idle);
 }
 
+/// The pause the actions start before the next attempt.
+fn retry_delay(actions: &[Action]) -> Option<Duration> {
+    actions.iter().find_map(|action| match action {
+        Action::StartTimer(Timer::ConnectRetry, delay) => Some(*delay),
+        _ => None,
+    })
+}
+
 #[test]
-fn restarts_back_off_exponentially_up_to_the_cap() {
+fn restarts_back_off_exponentially_with_jitter_up_to_the_cap() {
     let mut fsm = Fsm::new(config(64512, 64500));
     fsm.event(Event::Start);
-    let mut delays = Vec::new();
-    for _ in 0..7 {
+    for ceiling in [1, 2, 4, 8, 16, 30, 30] {
         let actions = fsm.event(Event::TcpConnectFailed("refused".into()));
-        delays.extend(actions.iter().filter_map(|a| match a {
-            Action::StartTimer(Timer::ConnectRetry, delay) => Some(delay.as_secs()),
-            _ => None,
-        }));
+        let delay = retry_delay(&actions).unwrap();
+        let ceiling = Duration::from_secs(ceiling);
+        assert!(delay <= ceiling && delay >= ceiling / 2, "{delay:?} for a ceiling of {ceiling:?}");
         fsm.event(Event::TimerExpired(Timer::ConnectRetry));
     }
-    assert_eq!(delays, [2, 4, 8, 16, 30, 30, 30]);
+    assert_eq!(fsm.failures(), 7);
     // A session that comes up resets the backoff.
     established(&mut fsm, peer_open(64500, 90, true));
     let actions = fsm.event(Event::TcpClosed("reset".into()));
-    assert!(actions.contains(&Action::StartTimer(Timer::ConnectRetry, Duration::from_secs(2))));
+    assert!(retry_delay(&actions).unwrap() <= Duration::from_secs(1));
+}
+
+#[test]
+fn an_attempt_without_any_answer_is_a_failure_with_its_reason() {
+    let mut fsm = Fsm::new(config(64512, 64500));
+    let actions = fsm.event(Event::Start);
+    assert!(actions.contains(&Action::Connect));
+    // SYNs lost: the attempt's own deadline passes with no answer at all.
+    let actions = fsm.event(Event::TimerExpired(Timer::ConnectRetry));
+    assert!(actions.contains(&Action::Disconnect));
+    assert!(!actions.contains(&Action::Connect), "not retried at once");
+    assert!(retry_delay(&actions).is_some());
+    assert_eq!(fsm.state(), State::Active);
+    assert_eq!(fsm.failures(), 1);
+    assert!(fsm.last_error().unwrap().contains("no answer"), "{:?}", fsm.last_error());
+    // The next attempt after the pause, and the next failure waits longer.
+    assert!(fsm.event(Event::TimerExpired(Timer::ConnectRetry)).contains(&Action::Connect));
+    let actions = fsm.event(Event::TimerExpired(Timer::ConnectRetry));
+    assert!(retry_delay(&actions).unwrap() >= Duration::from_secs(1));
+    assert_eq!(fsm.failures(), 2);
 }
 
 #[test]
