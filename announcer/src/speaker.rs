@@ -115,6 +115,8 @@ impl Speaker {
                 established_since: status.established_since.map(prost_types::Timestamp::from),
                 prefixes_sent: status.prefixes_sent,
                 prefixes_received: status.prefixes_received,
+                prefixes_pending: status.prefixes_pending,
+                pending_reason: status.pending_reason.clone().unwrap_or_default(),
                 last_error: status.last_error.unwrap_or_default(),
                 reported_at: now,
             })

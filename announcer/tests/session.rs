@@ -433,3 +433,47 @@ async fn a_refused_peer_is_retried_with_growing_pauses_and_the_reason_on_record(
     assert!(session.status().failures_total >= 5, "{:?}", session.status());
     session.stop().await;
 }
+
+#[tokio::test]
+async fn only_the_families_the_peer_negotiated_are_advertised() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = PeerEndpoint {
+        address: listener.local_addr().unwrap(),
+        source: None,
+        password: None,
+        ttl: None,
+    };
+    let dual = SessionConfig { families: vec![(1, 1), (2, 1)], ..config(90) };
+    let session = Session::spawn(endpoint, dual, Arc::new(routes(3)).into());
+    let (stream, _) = listener.accept().await.unwrap();
+    let mut peer = ScriptedPeer { stream, buffer: BytesMut::new() };
+    let Message::Open(_) = peer.receive().await else { panic!("OPEN first") };
+    // The peer supports IPv6 unicast only.
+    peer.send(Message::Open(Open {
+        version: 4,
+        my_as: PEER_AS as u16,
+        hold_time: 90,
+        identifier: Ipv4Addr::new(192, 0, 2, 254),
+        capabilities: vec![Capability::Multiprotocol((2, 1)), Capability::FourOctetAs(PEER_AS)],
+    }))
+    .await;
+    assert_eq!(peer.receive().await, Message::Keepalive);
+    peer.send(Message::Keepalive).await;
+    // The first UPDATE is the IPv6 End-of-RIB: no IPv4 route went out.
+    let update = peer.next_update().await;
+    assert!(update.nlri.is_empty() && update.is_end_of_rib(), "{update:?}");
+    assert!(update.attributes.iter().any(|a| matches!(a, Attribute::MpUnreach { afi: 2, .. })));
+    let mut status = session.watch_status();
+    let status = tokio::time::timeout(
+        Duration::from_secs(5),
+        status.wait_for(|s| s.state == State::Established && s.prefixes_pending == 3),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .clone();
+    assert_eq!(status.prefixes_sent, 0);
+    let reason = status.pending_reason.unwrap();
+    assert!(reason.contains("IPv4 unicast not negotiated"), "{reason}");
+    session.stop().await;
+}

@@ -84,9 +84,11 @@ pub struct SessionStatus {
     pub established_since: Option<SystemTime>,
     /// Prefixes advertised to the peer now.
     pub prefixes_sent: u64,
-    /// Prefixes wanted but not advertisable (no next hop of their family on this session,
-    /// or the session is down).
+    /// Prefixes wanted but not advertisable (the session is down, their family was not
+    /// negotiated, or it has no next hop of their family).
     pub prefixes_pending: u64,
+    /// Why `prefixes_pending` are not advertised.
+    pub pending_reason: Option<String>,
     /// Prefixes the peer advertises to us now.
     pub prefixes_received: u64,
     /// UPDATE messages sent since the process started.
@@ -108,6 +110,7 @@ impl Default for SessionStatus {
             established_since: None,
             prefixes_sent: 0,
             prefixes_pending: 0,
+            pending_reason: None,
             prefixes_received: 0,
             updates_sent: 0,
             queued_bytes: 0,
@@ -165,6 +168,7 @@ impl Session {
             send_hold: DEFAULT_SEND_HOLD,
             seen_failures: 0,
             failure_logged: false,
+            families: Vec::new(),
         };
         let task = tokio::spawn(driver.run(stopped));
         Self { routes: routes_sender, status, stop: Some(stop), task }
@@ -301,6 +305,8 @@ struct Driver {
     seen_failures: u32,
     /// The latest failure was logged already (as a session going down).
     failure_logged: bool,
+    /// The families negotiated with the peer (RFC 4760): only those are advertised.
+    families: Vec<(u16, u8)>,
 }
 
 /// What woke the driver.
@@ -529,6 +535,15 @@ impl Driver {
         self.send(&Message::Update(update), events);
     }
 
+    /// Why routes of `afi` cannot be advertised on this session, if they cannot.
+    fn family_blocker(&self, afi: u16, has_next_hop: bool) -> Option<String> {
+        let name = if afi == afi::IPV6 { "IPv6" } else { "IPv4" };
+        if !self.families.contains(&(afi, safi::UNICAST)) {
+            return Some(format!("{name} unicast not negotiated with the peer"));
+        }
+        (!has_next_hop).then(|| format!("no {name} next hop on this session"))
+    }
+
     /// Bytes waiting for the peer.
     fn queued(&self) -> usize {
         self.connection.as_ref().map_or(0, |connection| connection.queued)
@@ -565,6 +580,7 @@ impl Driver {
         tracing::info!(peer = %self.endpoint.address, ?negotiated, "BGP session established");
         // End-of-RIB for each negotiated family (RFC 4724) once the initial table is out.
         self.end_of_rib_due = negotiated.families.clone();
+        self.families = negotiated.families.clone();
         self.send_difference(events);
     }
 
@@ -599,18 +615,24 @@ impl Driver {
             return;
         }
         let Desired { routes: desired, cause } = self.desired.borrow_and_update().clone();
-        // Routes of a family without a next hop on this session cannot be advertised.
+        // A family is advertised only when negotiated (RFC 4760) and with a next hop of its
+        // own on this session.
+        let v4 = self.family_blocker(afi::IPV4, context.next_hop_v4.is_some());
+        let v6 = self.family_blocker(afi::IPV6, context.next_hop_v6.is_some());
         let advertisable: Routes = desired
             .iter()
-            .filter(|(prefix, _)| {
-                if prefix.is_ipv6() {
-                    context.next_hop_v6.is_some()
-                } else {
-                    context.next_hop_v4.is_some()
-                }
-            })
+            .filter(|(prefix, _)| if prefix.is_ipv6() { v6.is_none() } else { v4.is_none() })
             .map(|(p, a)| (*p, a.clone()))
             .collect();
+        let blocked_families = [
+            (v4, desired.keys().any(|prefix| prefix.is_ipv4())),
+            (v6, desired.keys().any(|prefix| prefix.is_ipv6())),
+        ];
+        let reasons: Vec<String> = blocked_families
+            .into_iter()
+            .filter_map(|(blocker, wanted)| blocker.filter(|_| wanted))
+            .collect();
+        self.report.pending_reason = (!reasons.is_empty()).then(|| reasons.join("; "));
         let (mut announce, mut withdraw) = diff(&self.advertised, &advertisable);
         let complete = announce.len() + withdraw.len() <= PREFIXES_PER_ROUND;
         if !complete {
@@ -673,6 +695,8 @@ impl Driver {
         self.report.queued_bytes = self.queued() as u64;
         if self.fsm.state() != State::Established {
             self.report.prefixes_pending = self.desired.borrow().routes.len() as u64;
+            self.report.pending_reason = (self.report.prefixes_pending > 0)
+                .then(|| format!("the session is {:?}, not Established", self.report.state));
         }
         self.status.send_if_modified(|status| {
             let changed = *status != self.report;
