@@ -185,35 +185,52 @@ impl Attribute {
     pub fn decode_all(mut data: Bytes, width: AsWidth) -> Result<Vec<Self>, UpdateError> {
         let mut attributes: Vec<Self> = Vec::new();
         while data.has_remaining() {
+            // RFC 7606 section 4: an attribute overrunning the list is treat-as-withdraw.
             if data.remaining() < 3 {
-                return Err(UpdateError::MalformedAttributeList("truncated attribute header"));
+                return Err(UpdateError::AttributeListOverrun("truncated attribute header"));
             }
             let start = data.clone();
             let flags = data.get_u8();
             let code = data.get_u8();
             let length = if flags & EXTENDED_LENGTH != 0 {
                 if data.remaining() < 2 {
-                    return Err(UpdateError::MalformedAttributeList("truncated attribute length"));
+                    return Err(UpdateError::AttributeListOverrun("truncated attribute length"));
                 }
                 usize::from(data.get_u16())
             } else {
                 usize::from(data.get_u8())
             };
             if data.remaining() < length {
-                return Err(UpdateError::MalformedAttributeList(
+                return Err(UpdateError::AttributeListOverrun(
                     "attribute longer than the attribute list",
                 ));
             }
             let value = data.split_to(length);
             let whole = start.slice(..start.len() - data.len());
-            let attribute = decode_one(flags, code, value, width, &whole)?;
-            if attributes.iter().any(|a| a.code() == attribute.code()) {
-                return Err(UpdateError::MalformedAttributeList("an attribute appears twice"));
+            // RFC 7606 section 3 (g): MP_REACH_NLRI or MP_UNREACH_NLRI twice is a malformed
+            // list; any other attribute after its first occurrence is discarded, unread.
+            if attributes.iter().any(|a| a.code() == code) {
+                if code == code::MP_REACH_NLRI || code == code::MP_UNREACH_NLRI {
+                    return Err(UpdateError::MalformedAttributeList(
+                        "MP_REACH_NLRI or MP_UNREACH_NLRI appears twice",
+                    ));
+                }
+                continue;
             }
-            attributes.push(attribute);
+            attributes.push(decode_one(flags, code, value, width, &whole)?);
         }
         Ok(attributes)
     }
+}
+
+/// Whether an MP_REACH_NLRI / MP_UNREACH_NLRI value is of a family we speak (IPv4 or IPv6
+/// unicast); one too short to say is treated as ours, so that it is reported as malformed.
+fn ours(value: &Bytes) -> bool {
+    if value.len() < 3 {
+        return true;
+    }
+    let afi_value = u16::from_be_bytes([value[0], value[1]]);
+    (afi_value == afi::IPV4 || afi_value == afi::IPV6) && value[2] == super::iana::safi::UNICAST
 }
 
 fn expected_flags(code: u8) -> Option<u8> {
@@ -272,15 +289,23 @@ fn decode_one(
             (0..length / 12).map(|_| (value.get_u32(), value.get_u32(), value.get_u32())).collect(),
         ),
         code::COMMUNITIES | code::LARGE_COMMUNITY => return Err(length_error()),
+        // RFC 4760 / RFC 7606 section 7.11: a family other than the unicast ones we speak is
+        // kept unread and ignored; a malformed one of ours resets the session.
+        code::MP_REACH_NLRI | code::MP_UNREACH_NLRI if !ours(&value) => Attribute::Unknown {
+            flags: flags & !(EXTENDED_LENGTH | PARTIAL),
+            code,
+            value: value.to_vec(),
+        },
         code::MP_REACH_NLRI => {
+            let malformed = UpdateError::MalformedMpAttribute;
             if length < 5 {
-                return Err(length_error());
+                return Err(malformed("MP_REACH_NLRI shorter than 5 bytes"));
             }
             let afi_value = value.get_u16();
             let safi = value.get_u8();
             let hop_length = usize::from(value.get_u8());
             if value.remaining() < hop_length + 1 {
-                return Err(length_error());
+                return Err(malformed("MP_REACH_NLRI next hop overruns the attribute"));
             }
             let mut hops = value.split_to(hop_length);
             value.get_u8(); // reserved
@@ -292,7 +317,9 @@ fn decode_one(
                     IpAddr::V6(Ipv6Addr::from(hops.get_u128())),
                     IpAddr::V6(Ipv6Addr::from(hops.get_u128())),
                 ],
-                _ => return Err(length_error()),
+                _ => {
+                    return Err(malformed("MP_REACH_NLRI next hop length does not fit its family"));
+                }
             };
             Attribute::MpReach {
                 afi: afi_value,
@@ -303,7 +330,9 @@ fn decode_one(
         }
         code::MP_UNREACH_NLRI => {
             if length < 3 {
-                return Err(length_error());
+                return Err(UpdateError::MalformedMpAttribute(
+                    "MP_UNREACH_NLRI shorter than 3 bytes",
+                ));
             }
             let afi_value = value.get_u16();
             let safi = value.get_u8();

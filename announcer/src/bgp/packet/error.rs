@@ -68,9 +68,17 @@ pub enum OpenError {
 /// UPDATE errors (RFC 4271 section 6.3) and what RFC 7606 makes of them.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum UpdateError {
-    /// Lengths that do not add up, or an attribute twice.
+    /// Lengths that do not add up, or MP_REACH_NLRI / MP_UNREACH_NLRI twice.
     #[error("malformed attribute list: {0}")]
     MalformedAttributeList(&'static str),
+    /// The last attribute overruns the attribute list (RFC 7606 section 4): the NLRI are still
+    /// where the list's length says.
+    #[error("attribute list overrun: {0}")]
+    AttributeListOverrun(&'static str),
+    /// MP_REACH_NLRI or MP_UNREACH_NLRI malformed, e.g. a next hop length that does not fit
+    /// the family (RFC 7606 section 7.11, RFC 4760).
+    #[error("malformed {0}")]
+    MalformedMpAttribute(&'static str),
     /// A well-known attribute is missing while NLRI are present; data: its type code.
     #[error("missing well-known attribute {0}")]
     MissingWellKnownAttribute(u8),
@@ -105,10 +113,11 @@ impl UpdateError {
     /// NLRI themselves unreadable must reset the session.
     pub fn action(&self) -> UpdateErrorAction {
         match self {
-            Self::InvalidNetworkField | Self::MalformedAttributeList(_) => {
-                UpdateErrorAction::SessionReset
-            }
-            Self::MissingWellKnownAttribute(_)
+            Self::InvalidNetworkField
+            | Self::MalformedAttributeList(_)
+            | Self::MalformedMpAttribute(_) => UpdateErrorAction::SessionReset,
+            Self::AttributeListOverrun(_)
+            | Self::MissingWellKnownAttribute(_)
             | Self::AttributeFlags(_)
             | Self::AttributeLength(_)
             | Self::InvalidOrigin(_)
@@ -157,8 +166,12 @@ impl DecodeError {
             }
             Self::Update(error) => {
                 let (subcode, data) = match error {
-                    UpdateError::MalformedAttributeList(_) => {
+                    UpdateError::MalformedAttributeList(_)
+                    | UpdateError::AttributeListOverrun(_) => {
                         (code::update::MALFORMED_ATTRIBUTE_LIST, Vec::new())
+                    }
+                    UpdateError::MalformedMpAttribute(_) => {
+                        (code::update::OPTIONAL_ATTRIBUTE_ERROR, Vec::new())
                     }
                     UpdateError::MissingWellKnownAttribute(kind) => {
                         (code::update::MISSING_WELL_KNOWN_ATTRIBUTE, vec![*kind])

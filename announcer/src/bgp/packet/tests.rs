@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use bytes::BytesMut;
 
 use super::{
-    Message, WireContext,
+    DecodeError, Message, WireContext,
     attribute::{AsWidth, Attribute, Origin, Segment},
     capability::Capability,
     notification::Notification,
@@ -224,13 +224,22 @@ const MALFORMED: &[(&str, &str, Expected)] = &[
     ("OPEN parameters overrun", "{M} 001f 01 04 fc00 005a c0000201 05 02 00", Some((2, 0))),
     ("UPDATE withdrawn length overruns", "{M} 0017 02 0010 0000", Some((3, 1))),
     ("UPDATE attribute overruns the list", "{M} 001b 02 0000 0004 40 01 05 00", Some((3, 1))),
-    ("UPDATE attribute twice", "{M} 001f 02 0000 0008 40 01 01 00 40 01 01 00", Some((3, 1))),
+    (
+        "UPDATE MP_UNREACH_NLRI twice",
+        "{M} 0023 02 0000 000c 80 0f 03 0002 01 80 0f 03 0002 01",
+        Some((3, 1)),
+    ),
+    (
+        "UPDATE MP_REACH_NLRI IPv6 with a 5-byte next hop",
+        "{M} 0024 02 0000 000d 80 0e 0a 0002 01 05 2001db8000 00",
+        Some((3, 9)),
+    ),
     ("UPDATE ORIGIN 5", "{M} 001b 02 0000 0004 40 01 01 05", Some((3, 6))),
     ("UPDATE ORIGIN marked optional", "{M} 001b 02 0000 0004 c0 01 01 00", Some((3, 4))),
     ("UPDATE NEXT_HOP of 3 bytes", "{M} 001d 02 0000 0006 40 03 03 c00002", Some((3, 5))),
     (
         "UPDATE AS_PATH segment type 7",
-        "{M} 001f 02 0000 0008 40 02 05 07 01 0000fc00",
+        "{M} 0020 02 0000 0009 40 02 06 07 01 0000fc00",
         Some((3, 11)),
     ),
     ("UPDATE prefix length 33", "{M} 001c 02 0000 0000 21 c6336407", Some((3, 10))),
@@ -292,4 +301,74 @@ fn opens_captured_from_real_routers_decode_and_round_trip() {
             "{router}"
         );
     }
+}
+
+/// UPDATE errors and what RFC 7606 makes of them: (name, message, session stays up).
+const RFC_7606_ACTIONS: &[(&str, &str, bool)] = &[
+    // Section 4: the last attribute overruns the list; the NLRI are still findable.
+    ("attribute overruns the list", "{M} 001b 02 0000 0004 40 01 05 00", true),
+    ("attribute header truncated", "{M} 0019 02 0000 0002 40 01", true),
+    // Section 7.1, 7.2, 7.3: ORIGIN, AS_PATH, NEXT_HOP faults.
+    ("ORIGIN 5", "{M} 001b 02 0000 0004 40 01 01 05", true),
+    ("AS_PATH segment type 7", "{M} 0020 02 0000 0009 40 02 06 07 01 0000fc00", true),
+    ("NEXT_HOP of 3 bytes", "{M} 001d 02 0000 0006 40 03 03 c00002", true),
+    // Section 3 (d): flags in conflict with the attribute.
+    ("ORIGIN marked optional", "{M} 001b 02 0000 0004 c0 01 01 00", true),
+    // Section 3 (g) and 7.11: MP attributes twice, or malformed, reset the session.
+    ("MP_UNREACH_NLRI twice", "{M} 0023 02 0000 000c 80 0f 03 0002 01 80 0f 03 0002 01", false),
+    (
+        "MP_REACH_NLRI next hop length",
+        "{M} 0024 02 0000 000d 80 0e 0a 0002 01 05 2001db8000 00",
+        false,
+    ),
+    // Section 5.3: NLRI that cannot be parsed.
+    ("prefix length 33", "{M} 001c 02 0000 0000 21 c6336407", false),
+];
+
+#[test]
+fn update_errors_are_handled_as_rfc_7606_says() {
+    use super::UpdateErrorAction;
+    for (name, text, stays_up) in RFC_7606_ACTIONS {
+        let bytes = hex(&text.replace("{M}", MARKER));
+        let mut buffer = BytesMut::from(bytes.as_slice());
+        let Err(DecodeError::Update(error)) = Message::decode_frame(&mut buffer, four_octet())
+        else {
+            panic!("{name}: not an UPDATE error");
+        };
+        let action = if *stays_up {
+            UpdateErrorAction::TreatAsWithdraw
+        } else {
+            UpdateErrorAction::SessionReset
+        };
+        assert_eq!(error.action(), action, "{name}: {error}");
+        assert!(buffer.is_empty(), "{name}: the whole message is consumed, the stream in step");
+    }
+}
+
+#[test]
+fn a_repeated_attribute_is_discarded_after_its_first_occurrence() {
+    // ORIGIN IGP, then ORIGIN with a bad value: the second is discarded unread (RFC 7606
+    // section 3 g), and the UPDATE is processed.
+    let text = "{M} 001f 02 0000 0008 40 01 01 00 40 01 01 07";
+    let mut buffer = BytesMut::from(hex(&text.replace("{M}", MARKER)).as_slice());
+    let Some(Message::Update(update)) = Message::decode_frame(&mut buffer, four_octet()).unwrap()
+    else {
+        panic!("an UPDATE")
+    };
+    assert_eq!(update.attributes, [Attribute::Origin(Origin::Igp)]);
+}
+
+#[test]
+fn an_mp_reach_of_a_family_we_do_not_speak_is_ignored_not_misread() {
+    // AFI 25 (L2VPN), SAFI 70 (EVPN), a 4-byte next hop: not read as IPv4.
+    let text = "{M} 0023 02 0000 000c 80 0e 09 0019 46 04 c0000201 00";
+    let mut buffer = BytesMut::from(hex(&text.replace("{M}", MARKER)).as_slice());
+    let Some(Message::Update(update)) = Message::decode_frame(&mut buffer, four_octet()).unwrap()
+    else {
+        panic!("an UPDATE")
+    };
+    assert!(
+        matches!(update.attributes.as_slice(), [Attribute::Unknown { code: 14, .. }]),
+        "{update:?}"
+    );
 }
