@@ -4,7 +4,7 @@
 //!
 //! No peer can stall it: messages go to a queue that the loop writes as the socket accepts
 //! them, beside reads, timers and stop, never awaiting a write inline. UPDATEs are generated
-//! only while the queue is under `QUEUE_HIGH_WATER`, a bounded round at a time, so a peer that
+//! only while the queue is under `QUEUE_HIGH_WATER` (1 MiB), a bounded round at a time, so a peer that
 //! reads slowly costs bounded memory; one that takes nothing for the hold time has the session
 //! torn down (the send hold timer, RFC 9687). A closing NOTIFICATION is written only as far as
 //! the socket takes it at once.
@@ -53,9 +53,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bytes queued for the peer beyond which no more UPDATEs are generated until it drains: with
 /// one round of `PREFIXES_PER_ROUND`, the most a session holds for a slow peer.
-const QUEUE_HIGH_WATER: usize = 256 * 1024;
+const QUEUE_HIGH_WATER: usize = 1024 * 1024;
 /// Prefixes announced or withdrawn per round of UPDATE generation.
-const PREFIXES_PER_ROUND: usize = 4096;
+const PREFIXES_PER_ROUND: usize = 65_536;
 /// The send hold time when no hold time is negotiated (RFC 9687 suggests at least this much).
 const DEFAULT_SEND_HOLD: Duration = Duration::from_secs(90);
 /// NOTIFICATION Send Hold Timer Expired (RFC 9687).
