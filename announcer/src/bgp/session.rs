@@ -494,28 +494,10 @@ impl Driver {
 
     fn decode_frames(&mut self, events: &mut VecDeque<Event>) {
         let Some(connection) = self.connection.as_mut() else { return };
-        loop {
-            if let Some(open) = whole_open(&connection.buffer) {
-                self.report.peer_open = Some(open);
-            }
-            let before = connection.buffer.len();
-            match Message::decode_frame(&mut connection.buffer, connection.wire) {
-                Ok(Some(message)) => events.push_back(Event::Message(message)),
-                Ok(None) => return,
-                // A treat-as-withdraw UPDATE is not the end of the session (RFC 7606): its
-                // header was sound and the whole message was taken off the buffer, so the
-                // stream is in step and what follows is read as usual.
-                Err(error) if connection.buffer.len() < before && treated_as_withdraw(&error) => {
-                    events.push_back(Event::DecodeError(error));
-                }
-                Err(error) => {
-                    // The stream is out of step after a framing error: nothing after it can be read.
-                    connection.buffer.clear();
-                    events.push_back(Event::DecodeError(error));
-                    return;
-                }
-            }
+        if let Some(open) = whole_open(&connection.buffer) {
+            self.report.peer_open = Some(open);
         }
+        take_messages(&mut connection.buffer, connection.wire, events);
     }
 
     /// Queues `message`; a NOTIFICATION is kept to be written when the connection closes,
@@ -705,6 +687,28 @@ impl Driver {
             }
             changed
         });
+    }
+}
+
+/// Takes every whole message off the front of `buffer` as events for the FSM, leaving a partial
+/// one for the next read. After a framing error nothing more can be read (the buffer is
+/// cleared); after a treat-as-withdraw UPDATE (RFC 7606) the stream is in step (its header was
+/// sound and the whole message was taken off) and what follows is read as usual.
+pub fn take_messages(buffer: &mut BytesMut, wire: WireContext, events: &mut VecDeque<Event>) {
+    loop {
+        let before = buffer.len();
+        match Message::decode_frame(buffer, wire) {
+            Ok(Some(message)) => events.push_back(Event::Message(message)),
+            Ok(None) => return,
+            Err(error) if buffer.len() < before && treated_as_withdraw(&error) => {
+                events.push_back(Event::DecodeError(error));
+            }
+            Err(error) => {
+                buffer.clear();
+                events.push_back(Event::DecodeError(error));
+                return;
+            }
+        }
     }
 }
 
