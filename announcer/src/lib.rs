@@ -4,6 +4,7 @@
 
 pub mod args;
 pub mod assignments;
+pub mod bfd;
 pub mod bgp;
 pub mod metrics;
 pub mod reporter;
