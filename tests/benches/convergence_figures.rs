@@ -13,11 +13,7 @@
 //! Run: `cargo bench -p metallb-tests --bench convergence_figures`
 
 use std::{
-    collections::HashMap,
-    io::{BufRead, BufReader},
     net::IpAddr,
-    process::{Child, Command, Stdio},
-    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -25,8 +21,8 @@ use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use metallb_tests::{
+    route_monitor::RouteMonitor,
     stack::{Stack, StackOptions, kube_objects::TrafficPolicy},
-    tools::system_tool,
 };
 
 const CHURN: usize = 100;
@@ -40,59 +36,6 @@ fn resources(stack: &Stack) -> String {
         "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: bench\n  namespace: metallb-system\nspec:\n  addresses:\n  - {POOL}\n---\n{}---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata:\n  name: everything\n  namespace: metallb-system\nspec: {{}}\n",
         stack.bgp_peer_resource()
     )
-}
-
-/// When a destination was last added to and removed from the router's kernel table.
-#[derive(Clone, Copy, Default)]
-struct Changed {
-    added: Option<Instant>,
-    removed: Option<Instant>,
-}
-
-/// Each destination's changes, as `ip monitor route` reports them.
-#[derive(Clone, Default)]
-struct RouteChanges(Arc<Mutex<HashMap<IpAddr, Changed>>>);
-
-impl RouteChanges {
-    fn follow(namespace: &str) -> (Self, Child) {
-        let mut child = Command::new(system_tool("ip"))
-            .args(["-n", namespace, "-4", "monitor", "route"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("ip monitor starts");
-        let changes = Self::default();
-        let stdout = child.stdout.take().expect("piped");
-        let writer = changes.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let mut words = line.split_whitespace();
-                let (deleted, destination) = match words.next() {
-                    Some("Deleted") => (true, words.next()),
-                    first => (false, first),
-                };
-                let Some(ip) = destination.and_then(|d| d.parse::<IpAddr>().ok()) else {
-                    continue;
-                };
-                let mut changes = writer.0.lock().unwrap();
-                let entry = changes.entry(ip).or_default();
-                if deleted {
-                    entry.removed = Some(Instant::now());
-                } else {
-                    entry.added = Some(Instant::now());
-                }
-            }
-        });
-        (changes, child)
-    }
-
-    fn added(&self, ip: IpAddr) -> bool {
-        self.0.lock().unwrap().get(&ip).is_some_and(|changed| changed.added.is_some())
-    }
-
-    fn removed_at(&self, ip: IpAddr) -> Option<Instant> {
-        self.0.lock().unwrap().get(&ip).and_then(|changed| changed.removed)
-    }
 }
 
 async fn ingress_ip(stack: &Stack, name: &str) -> IpAddr {
@@ -128,14 +71,14 @@ fn summary(times: &mut [Duration]) -> String {
     )
 }
 
-async fn delete_to_withdraw(stack: &Stack, routes: &RouteChanges) {
+async fn delete_to_withdraw(stack: &Stack, routes: &RouteMonitor) {
     let old: Vec<String> = (0..CHURN).map(|n| format!("old-{n}")).collect();
     create_all(stack, &old).await;
     let mut ips = Vec::new();
     for name in &old {
         let ip = ingress_ip(stack, name).await;
         let deadline = Instant::now() + DEADLINE;
-        while !routes.added(ip) {
+        while routes.changes(ip).added.is_none() {
             assert!(Instant::now() < deadline, "{name}'s {ip} never routed");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -156,7 +99,7 @@ async fn delete_to_withdraw(stack: &Stack, routes: &RouteChanges) {
     let mut last_withdrawal = last_delete;
     for ip in ips {
         let removed = loop {
-            if let Some(at) = routes.removed_at(ip) {
+            if let Some(at) = routes.changes(ip).removed {
                 break at;
             }
             assert!(Instant::now() < deadline, "{ip} never withdrawn\n{}", stack.diagnostics());
@@ -253,10 +196,8 @@ async fn main() {
         Stack::start(StackOptions { replicas: 2, ..Default::default() }).await.expect("started");
     stack.apply_yaml(&resources(&stack)).await.expect("configuration applied");
     stack.wait_for_sessions().await.expect("sessions up");
-    let (routes, mut monitor) = RouteChanges::follow(&stack.lab.router);
+    let routes = RouteMonitor::follow(&stack.lab.router).expect("ip monitor starts");
     delete_to_withdraw(&stack, &routes).await;
     restarted_allocator_ready(&mut stack).await;
     failover(&mut stack).await;
-    let _ = monitor.kill();
-    let _ = monitor.wait();
 }

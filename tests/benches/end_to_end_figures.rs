@@ -11,19 +11,12 @@
 //!
 //! Run: `cargo bench -p metallb-tests --bench end_to_end_figures`
 
-use std::{
-    collections::HashSet,
-    io::{BufRead, BufReader},
-    net::IpAddr,
-    process::{Child, Command, Stdio},
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use metallb_tests::{
+    route_monitor::RouteMonitor,
     stack::{Stack, StackOptions, kube_objects::TrafficPolicy},
-    tools::system_tool,
 };
 
 /// Sequential Services for the latency figures.
@@ -44,55 +37,6 @@ const ENDPOINT_NODES: &[&str] = &["node-1"];
 /// A pool big enough for both rounds; it exists only inside the stack's namespaces.
 const POOL: &str = "100.64.0.0/20";
 
-/// When each destination first appeared in the router's kernel table, in order of appearance.
-#[derive(Clone, Default)]
-struct RouteLog(Arc<Mutex<Appeared>>);
-
-#[derive(Default)]
-struct Appeared {
-    seen: HashSet<IpAddr>,
-    times: Vec<Instant>,
-}
-
-impl RouteLog {
-    /// Follows `ip monitor route` in `namespace` until the returned child is killed.
-    fn follow(namespace: &str) -> (Self, Child) {
-        let mut child = Command::new(system_tool("ip"))
-            .args(["-n", namespace, "-4", "monitor", "route"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("ip monitor starts");
-        let log = Self::default();
-        let stdout = child.stdout.take().expect("piped");
-        let writer = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                // Added or replaced routes start with the destination; continuation lines (the
-                // next hops of a multipath route) start with white space, removals with
-                // "Deleted".
-                let destination = line.split_whitespace().next().unwrap_or_default();
-                if let Ok(ip) = destination.parse::<IpAddr>() {
-                    let mut appeared = writer.0.lock().unwrap();
-                    if appeared.seen.insert(ip) {
-                        appeared.times.push(Instant::now());
-                    }
-                }
-            }
-        });
-        (log, child)
-    }
-
-    /// When the `n`th destination (from 0) appeared.
-    fn nth(&self, n: usize) -> Option<Instant> {
-        self.0.lock().unwrap().times.get(n).copied()
-    }
-
-    fn count(&self) -> usize {
-        self.0.lock().unwrap().times.len()
-    }
-}
-
 fn resources(stack: &Stack) -> String {
     format!(
         "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: bench\n  namespace: metallb-system\nspec:\n  addresses:\n  - {POOL}\n---\n{}---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata:\n  name: everything\n  namespace: metallb-system\nspec: {{}}\n",
@@ -101,15 +45,15 @@ fn resources(stack: &Stack) -> String {
 }
 
 /// Waits until `n` destinations have appeared; returns when the last of them did.
-async fn wait_for_routes(stack: &Stack, routes: &RouteLog, n: usize, deadline: Instant) -> Instant {
+async fn wait_for_routes(stack: &Stack, routes: &RouteMonitor, n: usize, deadline: Instant) -> Instant {
     loop {
-        if let Some(at) = n.checked_sub(1).and_then(|last| routes.nth(last)) {
+        if let Some(at) = n.checked_sub(1).and_then(|last| routes.nth_appearance(last)) {
             return at;
         }
         assert!(
             Instant::now() < deadline,
             "only {} of {n} Services routed\n{}",
-            routes.count(),
+            routes.appeared(),
             stack.diagnostics()
         );
         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -125,7 +69,7 @@ async fn main() {
     let stack = Stack::start(StackOptions::default()).await.expect("the stack starts");
     stack.apply_yaml(&resources(&stack)).await.expect("configuration applied");
     stack.wait_for_sessions().await.expect("sessions up");
-    let (routes, mut monitor) = RouteLog::follow(&stack.lab.router);
+    let routes = RouteMonitor::follow(&stack.lab.router).expect("ip monitor starts");
 
     // One at a time, so the n-th new destination in the router's table is the n-th Service.
     let mut latencies = Vec::with_capacity(SEQUENTIAL);
@@ -177,6 +121,4 @@ async fn main() {
         created.as_secs_f64(),
         all_routed.as_secs_f64()
     );
-    let _ = monitor.kill();
-    let _ = monitor.wait();
 }
