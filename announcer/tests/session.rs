@@ -136,15 +136,19 @@ fn routes(count: u32) -> Routes {
         .collect()
 }
 
-async fn start(hold_time: u16, table: Routes) -> (Session, TcpListener) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = PeerEndpoint {
+/// Where `listener` is, as a session's peer.
+fn endpoint_of(listener: &TcpListener) -> PeerEndpoint {
+    PeerEndpoint {
         address: listener.local_addr().unwrap(),
         source: None,
         password: None,
         ttl: None,
-    };
-    (Session::spawn(endpoint, config(hold_time), Arc::new(table).into()), listener)
+    }
+}
+
+async fn start(hold_time: u16, table: Routes) -> (Session, TcpListener) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    (Session::spawn(endpoint_of(&listener), config(hold_time), Arc::new(table).into()), listener)
 }
 
 #[tokio::test]
@@ -333,13 +337,7 @@ async fn churn_until(
 #[tokio::test]
 async fn a_peer_that_stops_reading_is_torn_down_by_the_send_hold_timer() {
     let listener = small_window_listener();
-    let endpoint = PeerEndpoint {
-        address: listener.local_addr().unwrap(),
-        source: None,
-        password: None,
-        ttl: None,
-    };
-    let session = Session::spawn(endpoint, config(3), Arc::new(routes(1)).into());
+    let session = Session::spawn(endpoint_of(&listener), config(3), Arc::new(routes(1)).into());
     let mut peer = ScriptedPeer::accept(&listener, 3).await;
     peer.table().await;
     // From here the peer never reads again, but keeps its own side alive with KEEPALIVEs, so
@@ -373,13 +371,7 @@ async fn a_peer_that_stops_reading_is_torn_down_by_the_send_hold_timer() {
 #[tokio::test]
 async fn stopping_a_session_stalled_by_its_peer_is_prompt() {
     let listener = small_window_listener();
-    let endpoint = PeerEndpoint {
-        address: listener.local_addr().unwrap(),
-        source: None,
-        password: None,
-        ttl: None,
-    };
-    let session = Session::spawn(endpoint, config(90), Arc::new(routes(1)).into());
+    let session = Session::spawn(endpoint_of(&listener), config(90), Arc::new(routes(1)).into());
     let mut peer = ScriptedPeer::accept(&listener, 90).await;
     peer.table().await;
     // The peer stops reading; the speaker's queue fills and stays full.
@@ -412,13 +404,7 @@ async fn a_refused_peer_is_retried_with_growing_pauses_and_the_reason_on_record(
     // A peer that accepts and closes at once: the pauses between attempts grow (100 ms up to
     // 1 s here), they do not repeat at a fixed rate.
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = PeerEndpoint {
-        address: listener.local_addr().unwrap(),
-        source: None,
-        password: None,
-        ttl: None,
-    };
-    let session = Session::spawn(endpoint, config(90), Arc::new(routes(1)).into());
+    let session = Session::spawn(endpoint_of(&listener), config(90), Arc::new(routes(1)).into());
     let mut accepted = Vec::new();
     for _ in 0..6 {
         let (stream, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept())
@@ -437,14 +423,8 @@ async fn a_refused_peer_is_retried_with_growing_pauses_and_the_reason_on_record(
 #[tokio::test]
 async fn only_the_families_the_peer_negotiated_are_advertised() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = PeerEndpoint {
-        address: listener.local_addr().unwrap(),
-        source: None,
-        password: None,
-        ttl: None,
-    };
     let dual = SessionConfig { families: vec![(1, 1), (2, 1)], ..config(90) };
-    let session = Session::spawn(endpoint, dual, Arc::new(routes(3)).into());
+    let session = Session::spawn(endpoint_of(&listener), dual, Arc::new(routes(3)).into());
     let (stream, _) = listener.accept().await.unwrap();
     let mut peer = ScriptedPeer { stream, buffer: BytesMut::new() };
     let Message::Open(_) = peer.receive().await else { panic!("OPEN first") };

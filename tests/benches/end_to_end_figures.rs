@@ -45,7 +45,12 @@ fn resources(stack: &Stack) -> String {
 }
 
 /// Waits until `n` destinations have appeared; returns when the last of them did.
-async fn wait_for_routes(stack: &Stack, routes: &RouteMonitor, n: usize, deadline: Instant) -> Instant {
+async fn wait_for_routes(
+    stack: &Stack,
+    routes: &RouteMonitor,
+    n: usize,
+    deadline: Instant,
+) -> Instant {
     loop {
         if let Some(at) = n.checked_sub(1).and_then(|last| routes.nth_appearance(last)) {
             return at;
