@@ -421,6 +421,7 @@ impl Resources {
                 ebgp_multihop: spec.ebgp_multi_hop,
                 enable_graceful_restart: spec.enable_graceful_restart,
                 connect_time_seconds,
+                bfd: None,
             });
         }
 

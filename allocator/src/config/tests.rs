@@ -240,3 +240,30 @@ fn pool_selectors_pick_pools_by_label() {
     .unwrap();
     assert_eq!(config.advertisements[0].pools, ["labelled"]);
 }
+
+#[test]
+fn a_peers_bfd_profile_reaches_its_spec_with_metallbs_defaults() {
+    let mut fast = peer("fast-peer");
+    fast.bfd_profile = "fast".into();
+    let config = validate(&pb::Config {
+        peers: vec![fast, peer("plain")],
+        bfd_profiles: vec![pb::BfdProfile {
+            name: "fast".into(),
+            receive_interval_ms: Some(100),
+            passive_mode: true,
+            ..Default::default()
+        }],
+        ..Default::default()
+    })
+    .unwrap();
+    let bfd = config.peers["fast-peer"].spec.bfd.clone().expect("the profile, resolved");
+    assert_eq!(bfd.name, "fast");
+    assert_eq!(bfd.receive_interval_ms, Some(100), "as configured");
+    assert_eq!(bfd.transmit_interval_ms, Some(300), "MetalLB's default");
+    assert_eq!(
+        (bfd.detect_multiplier, bfd.echo_interval_ms, bfd.minimum_ttl),
+        (Some(3), Some(50), Some(254))
+    );
+    assert!(bfd.passive_mode);
+    assert_eq!(config.peers["plain"].spec.bfd, None, "no profile, no BFD");
+}

@@ -114,8 +114,16 @@ fn communities(aliases: &[pb::CommunityAlias], errors: &mut Errors) -> BTreeMap<
     resolved
 }
 
-fn bfd_profiles(profiles: &[pb::BfdProfile], errors: &mut Errors) -> BTreeSet<String> {
+/// MetalLB's BFDProfile defaults (milliseconds, multiplier, TTL).
+const BFD_DEFAULTS: (u32, u32, u32, u32, u32) = (300, 300, 3, 50, 254);
+
+/// The valid profiles by name, MetalLB's defaults filled in.
+fn bfd_profiles(
+    profiles: &[pb::BfdProfile],
+    errors: &mut Errors,
+) -> BTreeMap<String, pb::BfdProfile> {
     let mut seen = BTreeSet::new();
+    let mut valid = BTreeMap::new();
     for profile in profiles {
         let Some(object) = unique_name(&mut seen, "BFDProfile", &profile.name, errors) else {
             continue;
@@ -142,8 +150,18 @@ fn bfd_profiles(profiles: &[pb::BfdProfile], errors: &mut Errors) -> BTreeSet<St
         {
             errors.add(&object, "minimumTtl", format!("{ttl} is outside 1..254"));
         }
+        let (receive, transmit, multiplier, echo, ttl) = BFD_DEFAULTS;
+        let resolved = pb::BfdProfile {
+            receive_interval_ms: Some(profile.receive_interval_ms.unwrap_or(receive)),
+            transmit_interval_ms: Some(profile.transmit_interval_ms.unwrap_or(transmit)),
+            detect_multiplier: Some(profile.detect_multiplier.unwrap_or(multiplier)),
+            echo_interval_ms: Some(profile.echo_interval_ms.unwrap_or(echo)),
+            minimum_ttl: Some(profile.minimum_ttl.unwrap_or(ttl)),
+            ..profile.clone()
+        };
+        valid.insert(profile.name.clone(), resolved);
     }
-    seen
+    valid
 }
 
 fn pools(pools: &[pb::AddressPool], errors: &mut Errors) -> BTreeMap<String, Pool> {
@@ -225,7 +243,7 @@ fn pools_address(pools: &[pb::AddressPool], name: &str, index: usize) -> String 
 
 fn peers(
     peers: &[pb::BgpPeer],
-    bfd_profiles: &BTreeSet<String>,
+    bfd_profiles: &BTreeMap<String, pb::BfdProfile>,
     errors: &mut Errors,
 ) -> BTreeMap<String, Peer> {
     let mut seen = BTreeSet::new();
@@ -282,7 +300,7 @@ fn peers(
                 format!("{keepalive}s is longer than the hold time ({hold_time}s)"),
             );
         }
-        if !peer.bfd_profile.is_empty() && !bfd_profiles.contains(&peer.bfd_profile) {
+        if !peer.bfd_profile.is_empty() && !bfd_profiles.contains_key(&peer.bfd_profile) {
             errors.add(
                 &object,
                 "bfdProfile",
@@ -291,6 +309,7 @@ fn peers(
         }
         let node_selectors = errors.selectors(&object, "nodeSelectors", &peer.node_selectors);
         let mut spec = peer.clone();
+        spec.bfd = bfd_profiles.get(&peer.bfd_profile).cloned();
         spec.hold_time_seconds = Some(hold_time);
         spec.keepalive_time_seconds = Some(peer.keepalive_time_seconds.unwrap_or(hold_time / 3));
         if spec.peer_port == 0 {
