@@ -49,7 +49,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Box::pin(std::future::pending()),
         );
         let mut speaker = Speaker::new(args.node_address);
-        let mut reporter = Reporter::new(&connector)?;
+        let mut reporter = Reporter::new(&connector);
         let mut report =
             tokio::time::interval(Duration::from_secs(args.report_interval_seconds.max(1)));
         loop {

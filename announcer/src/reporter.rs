@@ -17,8 +17,8 @@ pub struct Reporter {
 
 impl Reporter {
     /// A reporter for the allocator `connector` reaches.
-    pub fn new(connector: &AllocatorConnector) -> anyhow::Result<Self> {
-        Ok(Self { connector: connector.clone(), client: None })
+    pub fn new(connector: &AllocatorConnector) -> Self {
+        Self { connector: connector.clone(), client: None }
     }
 
     /// Sends `sessions` as `node`'s complete report.

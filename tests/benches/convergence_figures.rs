@@ -18,8 +18,6 @@ use std::{
 };
 
 use futures::StreamExt;
-use k8s_openapi::api::coordination::v1::Lease;
-use kube::Api;
 use metallb_tests::{
     route_monitor::RouteMonitor,
     stack::{Stack, StackOptions, kube_objects::TrafficPolicy},
@@ -137,20 +135,6 @@ async fn restarted_allocator_ready(stack: &mut Stack) {
     );
 }
 
-async fn leading_watcher(stack: &Stack) -> usize {
-    let leases: Api<Lease> = Api::namespaced(stack.client().clone(), "metallb-system");
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let holder = leases.get("metallb-watcher").await.ok().and_then(|l| l.spec?.holder_identity);
-        if let Some(number) = holder.and_then(|h| h.strip_prefix("watcher-")?.parse::<usize>().ok())
-        {
-            return number - 1;
-        }
-        assert!(Instant::now() < deadline, "no watcher holds the Lease");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn failover(stack: &mut Stack) {
     let mut allocator_times = Vec::new();
     // The primary is the first endpoint until it fails, then the other one.
@@ -171,7 +155,7 @@ async fn failover(stack: &mut Stack) {
     for trial in 0..TRIALS {
         let name = format!("after-watcher-{trial}");
         stack.set_endpoints(&name, &["node-1"]).await.expect("endpoints");
-        let leader = leading_watcher(stack).await;
+        let leader = stack.leading_watcher().await.expect("a leader");
         stack.watchers[leader].kill().expect("killed");
         let killed = Instant::now();
         stack.create_load_balancer(&name, TrafficPolicy::Cluster).await.expect("created");

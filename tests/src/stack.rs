@@ -26,7 +26,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
+use k8s_openapi::api::{coordination::v1::Lease, core::v1::Service, discovery::v1::EndpointSlice};
 use kube::{
     Api,
     api::{DeleteParams, Patch, PatchParams, PostParams},
@@ -298,6 +298,17 @@ impl Stack {
     /// The first allocator (the only one with one replica).
     pub fn allocator(&self) -> &Allocator {
         &self.allocators[0]
+    }
+
+    /// The index in `watchers` of the one holding the Lease (`watcher-{index + 1}`).
+    pub async fn leading_watcher(&self) -> anyhow::Result<usize> {
+        let leases: Api<Lease> = Api::namespaced(self.client.clone(), CONFIG_NAMESPACE);
+        self.eventually("a watcher holding the Lease", || async {
+            let holder = leases.get("metallb-watcher").await.ok()?.spec?.holder_identity?;
+            let number: usize = holder.strip_prefix("watcher-")?.parse().ok()?;
+            number.checked_sub(1)
+        })
+        .await
     }
 
     /// Starts watcher `index` again (after a kill), with a log of its own.

@@ -15,7 +15,7 @@ use std::{
     time::Duration,
 };
 
-use k8s_openapi::api::{coordination::v1::Lease, core::v1::Service};
+use k8s_openapi::api::core::v1::Service;
 use kube::{Api, api::ListParams};
 use metallb_tests::{
     grpcurl::grpcurl,
@@ -135,19 +135,6 @@ async fn assert_holds(stack: &Stack, index: usize, name: &str) {
     assert_eq!(lease.code, 0, "allocator {} has no lease for {name}: {lease:?}", index + 1);
 }
 
-/// The index of the watcher holding the Lease.
-async fn leading_watcher(stack: &Stack) -> usize {
-    let leases: Api<Lease> = Api::namespaced(stack.client().clone(), "metallb-system");
-    let holder = stack
-        .eventually("a watcher holding the Lease", || async {
-            leases.get("metallb-watcher").await.ok()?.spec?.holder_identity
-        })
-        .await
-        .unwrap();
-    let number: usize = holder.trim_start_matches("watcher-").parse().unwrap();
-    number - 1
-}
-
 #[tokio::test]
 async fn killing_any_component_during_churn_moves_no_ip_and_withdraws_no_route() {
     let mut stack =
@@ -169,7 +156,7 @@ async fn killing_any_component_during_churn_moves_no_ip_and_withdraws_no_route()
     stack.allocators[0].daemon.wait_ready().await.unwrap();
 
     // The leading watcher dies mid-burst, with deletes in it; the other one takes over.
-    let leader = leading_watcher(&stack).await;
+    let leader = stack.leading_watcher().await.unwrap();
     create(&stack, "c", 5, &names).await;
     stack.watchers[leader].kill().unwrap();
     for index in 0..3 {

@@ -68,20 +68,28 @@ async fn eventually<T, F: Future<Output = Option<T>>>(
         .unwrap_or_else(|err| panic!("{err}; watcher log:\n{}", watcher.log()))
 }
 
-#[tokio::test]
-async fn services_get_ips_events_and_keep_them_across_restarts() {
+/// A control plane with MetalLB's objects and the v0.1 configuration, an allocator, a watcher
+/// (as the admin: the RBAC'd kubeconfig is not needed here) and the LoadBalancer Service `web`.
+/// In the order they must drop in, last first.
+async fn with_web()
+-> (tempfile::TempDir, ControlPlane, kube::Client, Trust, Allocator, Daemon, Api<Service>) {
     let logs = tempfile::tempdir().unwrap();
     let control_plane = ControlPlane::start().await.unwrap();
     let client = control_plane.client().await;
-    // The watcher runs as the admin here; the RBAC'd kubeconfig is not needed.
     install_metallb(&control_plane).await.unwrap();
     config_map(&client, CONFIG).await.unwrap();
     let trust = Trust::new(&control_plane, &[]).await.unwrap();
-
-    let mut allocator = Allocator::start(&trust, &[], logs.path()).await.unwrap();
-    let mut watcher = watcher(&control_plane, &trust, &allocator, logs.path()).await;
+    let allocator = Allocator::start(&trust, &[], logs.path()).await.unwrap();
+    let watcher = watcher(&control_plane, &trust, &allocator, logs.path()).await;
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
     services.create(&PostParams::default(), &load_balancer("web", None)).await.unwrap();
+    (logs, control_plane, client, trust, allocator, watcher, services)
+}
+
+#[tokio::test]
+async fn services_get_ips_events_and_keep_them_across_restarts() {
+    let (logs, control_plane, client, trust, mut allocator, mut watcher, services) =
+        with_web().await;
 
     let ip = eventually("given an IP", &watcher, || ingress(&client, "web")).await;
     assert_eq!(ip, "203.0.113.0");
@@ -190,16 +198,8 @@ async fn services_get_ips_events_and_keep_them_across_restarts() {
 
 #[tokio::test]
 async fn an_allocator_restarted_while_kubernetes_is_quiet_is_synced_without_a_change() {
-    let logs = tempfile::tempdir().unwrap();
-    let control_plane = ControlPlane::start().await.unwrap();
-    let client = control_plane.client().await;
-    install_metallb(&control_plane).await.unwrap();
-    config_map(&client, CONFIG).await.unwrap();
-    let trust = Trust::new(&control_plane, &[]).await.unwrap();
-    let mut allocator = Allocator::start(&trust, &[], logs.path()).await.unwrap();
-    let watcher = watcher(&control_plane, &trust, &allocator, logs.path()).await;
-    let services: Api<Service> = Api::namespaced(client.clone(), "default");
-    services.create(&PostParams::default(), &load_balancer("web", None)).await.unwrap();
+    let (_logs, _control_plane, client, trust, mut allocator, watcher, _services) =
+        with_web().await;
     let ip = eventually("given an IP", &watcher, || ingress(&client, "web")).await;
 
     // A crash, and a new allocator in its place, with nothing changing in Kubernetes.

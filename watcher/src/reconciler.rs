@@ -129,20 +129,20 @@ impl Reconciler {
                     tokio::time::sleep(COALESCE).await;
                 }
                 Err(err) => {
-                    if self.fail_over().await {
+                    let failed_over = self.fail_over().await;
+                    if failed_over {
                         tracing::warn!(
                             error = format!("{err:#}"),
                             primary = self.replicas[0].endpoint(),
                             "the primary allocator does not answer; a standby takes over"
                         );
-                        if self.replicas[0].synced() {
-                            // It holds the leases already: no reason to wait.
-                            self.replicas[0].forget();
-                            continue;
-                        }
-                        self.replicas[0].forget();
-                    } else {
-                        self.replicas[0].forget();
+                    }
+                    // A standby that took over holds the leases already: no reason to wait.
+                    let holds_leases = failed_over && self.replicas[0].synced();
+                    // Either way the primary gets a full sync next.
+                    self.replicas[0].forget();
+                    if holds_leases {
+                        continue;
                     }
                     let delay = backoff.next_delay();
                     tracing::warn!(

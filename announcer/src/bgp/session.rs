@@ -333,7 +333,7 @@ impl Driver {
         loop {
             while let Some(event) = events.pop_front() {
                 for action in self.fsm.event(event) {
-                    self.apply(action, &mut events).await;
+                    self.apply(action);
                 }
             }
             self.publish_status();
@@ -379,7 +379,7 @@ impl Driver {
                         connection.advance(written);
                     }
                     if self.more_to_send && self.queued() < QUEUE_HIGH_WATER / 2 {
-                        self.send_difference(&mut events);
+                        self.send_difference();
                     }
                 }
                 Wake::Wrote(Err(err)) => {
@@ -396,7 +396,7 @@ impl Driver {
                         subcode: 0,
                         data: Vec::new(),
                     };
-                    self.send(&Message::Notification(expired), &mut events);
+                    self.send(&Message::Notification(expired));
                     events.push_back(Event::TcpClosed(reason));
                 }
                 Wake::Timers => {
@@ -414,7 +414,7 @@ impl Driver {
                 }
                 Wake::RoutesChanged => {
                     if self.fsm.state() == State::Established {
-                        self.send_difference(&mut events);
+                        self.send_difference();
                     } else {
                         self.report.prefixes_pending = self.desired.borrow().routes.len() as u64;
                     }
@@ -427,7 +427,7 @@ impl Driver {
         }
     }
 
-    async fn apply(&mut self, action: Action, events: &mut VecDeque<Event>) {
+    fn apply(&mut self, action: Action) {
         match action {
             Action::Connect => self.connecting = Some(Box::pin(connect(self.endpoint.clone()))),
             Action::Disconnect => {
@@ -441,14 +441,14 @@ impl Driver {
                 self.advertised = Arc::new(Routes::new());
                 self.received.clear();
             }
-            Action::Send(message) => self.send(&message, events),
+            Action::Send(message) => self.send(&message),
             Action::StartTimer(timer, after) => {
                 self.deadlines.insert(timer, Instant::now() + after);
             }
             Action::StopTimer(timer) => {
                 self.deadlines.remove(&timer);
             }
-            Action::Up(negotiated) => self.session_up(negotiated, events).await,
+            Action::Up(negotiated) => self.session_up(negotiated),
             Action::Down(reason) => {
                 tracing::warn!(peer = %self.endpoint.address, reason, "BGP session down");
                 self.report.established_since = None;
@@ -466,7 +466,7 @@ impl Driver {
                     .map(|(p, a)| (*p, a.clone()))
                     .collect();
                 self.advertised = Arc::new(others);
-                self.send_difference(events);
+                self.send_difference();
             }
             Action::Received(update) => self.received.apply(&update),
         }
@@ -502,7 +502,7 @@ impl Driver {
 
     /// Queues `message`; a NOTIFICATION is kept to be written when the connection closes,
     /// which always follows it.
-    fn send(&mut self, message: &Message, _events: &mut VecDeque<Event>) {
+    fn send(&mut self, message: &Message) {
         let Some(connection) = self.connection.as_mut() else { return };
         let mut bytes = BytesMut::new();
         message.encode(connection.wire, &mut bytes);
@@ -512,9 +512,9 @@ impl Driver {
         }
     }
 
-    fn send_update(&mut self, update: Update, events: &mut VecDeque<Event>) {
+    fn send_update(&mut self, update: Update) {
         self.report.updates_sent += 1;
-        self.send(&Message::Update(update), events);
+        self.send(&Message::Update(update));
     }
 
     /// Why routes of `afi` cannot be advertised on this session, if they cannot.
@@ -531,7 +531,7 @@ impl Driver {
         self.connection.as_ref().map_or(0, |connection| connection.queued)
     }
 
-    async fn session_up(&mut self, negotiated: Negotiated, events: &mut VecDeque<Event>) {
+    fn session_up(&mut self, negotiated: Negotiated) {
         let Some(connection) = self.connection.as_mut() else { return };
         connection.wire = WireContext {
             as_width: negotiated.as_width,
@@ -563,11 +563,11 @@ impl Driver {
         // End-of-RIB for each negotiated family (RFC 4724) once the initial table is out.
         self.end_of_rib_due = negotiated.families.clone();
         self.families = negotiated.families.clone();
-        self.send_difference(events);
+        self.send_difference();
     }
 
     /// End-of-RIB for each family due, now that the initial table is queued.
-    fn send_end_of_rib(&mut self, events: &mut VecDeque<Event>) {
+    fn send_end_of_rib(&mut self) {
         for family in std::mem::take(&mut self.end_of_rib_due) {
             let end_of_rib = if family.0 == afi::IPV6 {
                 Update {
@@ -581,14 +581,14 @@ impl Driver {
             } else {
                 Update::default()
             };
-            self.send_update(end_of_rib, events);
+            self.send_update(end_of_rib);
         }
     }
 
     /// Sends what changed between what was advertised and what is desired, a round of at most
     /// `PREFIXES_PER_ROUND` prefixes at a time and only while the queue is under
     /// `QUEUE_HIGH_WATER`; the rest when the peer has taken what is queued.
-    fn send_difference(&mut self, events: &mut VecDeque<Event>) {
+    fn send_difference(&mut self) {
         let Some(context) = self.context.clone() else { return };
         if self.queued() >= QUEUE_HIGH_WATER {
             // Seen: the change is taken up when the queue drains, not by waking again now.
@@ -633,7 +633,7 @@ impl Driver {
             propagation::set_parent_from(&span, cause.as_ref());
             let _entered = span.enter();
             for update in updates(&announce, &withdraw, &context) {
-                self.send_update(update, events);
+                self.send_update(update);
             }
         }
         self.report.prefixes_pending = (desired.len() - advertisable.len()) as u64;
@@ -641,7 +641,7 @@ impl Driver {
             self.advertised =
                 if advertisable.len() == desired.len() { desired } else { Arc::new(advertisable) };
             self.more_to_send = false;
-            self.send_end_of_rib(events);
+            self.send_end_of_rib();
         } else {
             let mut advertised = (*self.advertised).clone();
             for prefix in &withdraw {
