@@ -59,6 +59,17 @@ pub enum Diagnostic {
 }
 
 impl Diagnostic {
+    /// The RFC's wording, for status and logs.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::None => "no diagnostic",
+            Self::DetectionTimeExpired => "control detection time expired",
+            Self::EchoFailed => "echo function failed",
+            Self::NeighborSignaledDown => "neighbor signaled session down",
+            Self::AdministrativelyDown => "administratively down",
+        }
+    }
+
     fn from_bits(bits: u8) -> Self {
         match bits & 0x1f {
             1 => Self::DetectionTimeExpired,

@@ -1,5 +1,5 @@
-//! TCP MD5 signatures (RFC 2385) and the other socket options BGP needs. This is the only
-//! module of the project allowed `unsafe`: Linux sets an MD5 key with `setsockopt(TCP_MD5SIG)`
+//! TCP MD5 signatures (RFC 2385) and the other socket options BGP needs. One of the two
+//! modules of the project allowed `unsafe` (the other is `bfd::ttl`): Linux sets an MD5 key with `setsockopt(TCP_MD5SIG)`
 //! on a C struct that neither the standard library nor socket2 wraps. Everything unsafe is the
 //! one `setsockopt` call on a struct built and sized here.
 #![allow(unsafe_code)]

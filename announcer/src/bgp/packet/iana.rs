@@ -163,5 +163,7 @@ pub mod notification {
         pub const PEER_DECONFIGURED: u8 = 3;
         /// Administrative Reset.
         pub const ADMINISTRATIVE_RESET: u8 = 4;
+        /// BFD Down (RFC 9384).
+        pub const BFD_DOWN: u8 = 10;
     }
 }
