@@ -31,8 +31,14 @@ fn documented_resources_validate_with_aliases_and_selectors_resolved() {
         SecretReference { name: "secretname".into(), namespace: "metallb-system".into() },
         "s3cret".to_string(),
     )]);
-    let config =
+    let mut config =
         Resources::from_yaml(&example("metallb-io.yaml")).unwrap().to_config(&secrets).unwrap();
+    // MetalLB's example asks for BFD echo, which this speaker refuses by name (asynchronous
+    // mode only); everything else in it is accepted.
+    let refused = validate(&config).unwrap_err();
+    let fields: Vec<&str> = refused.iter().map(|error| error.field.as_str()).collect();
+    assert_eq!(fields, ["echoMode"], "{refused:?}");
+    config.bfd_profiles.iter_mut().for_each(|profile| profile.echo_mode = false);
     let validated = validate(&config).unwrap_or_else(|errors| panic!("{errors:?}"));
     let by_label = validated.advertisements.iter().find(|ad| ad.name == "by-label").unwrap();
     assert_eq!(by_label.pools, ["first-pool"]);

@@ -66,6 +66,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 _ = report.tick() => {
                     let statuses = speaker.statuses();
                     metrics.update(&statuses);
+                    metrics.update_bfd(&speaker.bfd_statuses());
                     reporter.report(&args.node_name, speaker.reports(&args.node_name)).await;
                 }
                 () = &mut shutdown => break,

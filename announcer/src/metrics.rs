@@ -1,6 +1,10 @@
 //! The announcer's Prometheus metrics, under the names MetalLB's speaker uses.
 
-use std::{collections::HashMap, sync::atomic::AtomicU64};
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::IpAddr,
+    sync::atomic::AtomicU64,
+};
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -8,7 +12,10 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::bgp::{fsm::State, session::SessionStatus};
+use crate::{
+    bfd::BfdStatus,
+    bgp::{fsm::State, session::SessionStatus},
+};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PeerLabels {
@@ -26,6 +33,65 @@ pub struct Metrics {
     failures: Family<PeerLabels, Counter<u64, AtomicU64>>,
     /// The totals last seen per peer, (UPDATEs, failures): counters advance by the difference.
     seen: std::sync::Arc<std::sync::Mutex<HashMap<String, (u64, u64)>>>,
+    bfd: BfdMetrics,
+}
+
+/// BFD session metrics per peer address, under MetalLB's names (its FRR exporter's): totals
+/// are exported as gauges so that the names match MetalLB's exactly, without `_total`.
+#[derive(Clone, Debug, Default)]
+struct BfdMetrics {
+    session_up: Family<PeerLabels, Gauge>,
+    control_packet_input: Family<PeerLabels, Gauge>,
+    control_packet_output: Family<PeerLabels, Gauge>,
+    session_up_events: Family<PeerLabels, Gauge>,
+    session_down_events: Family<PeerLabels, Gauge>,
+}
+
+impl BfdMetrics {
+    fn register(&self, registry: &mut Registry) {
+        let metrics = [
+            (
+                "metallb_bfd_session_up",
+                "1 while the BFD session with the peer is up",
+                &self.session_up,
+            ),
+            (
+                "metallb_bfd_control_packet_input",
+                "BFD control packets received from the peer",
+                &self.control_packet_input,
+            ),
+            (
+                "metallb_bfd_control_packet_output",
+                "BFD control packets sent to the peer",
+                &self.control_packet_output,
+            ),
+            (
+                "metallb_bfd_session_up_events",
+                "Times the BFD session with the peer came up",
+                &self.session_up_events,
+            ),
+            (
+                "metallb_bfd_session_down_events",
+                "Times the BFD session with the peer went down from up",
+                &self.session_down_events,
+            ),
+        ];
+        for (name, help, family) in metrics {
+            registry.register(name, help, family.clone());
+        }
+    }
+
+    fn update(&self, statuses: &BTreeMap<IpAddr, BfdStatus>) {
+        let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        for (address, status) in statuses {
+            let labels = PeerLabels { peer: address.to_string() };
+            self.session_up.get_or_create(&labels).set(i64::from(status.is_up()));
+            self.control_packet_input.get_or_create(&labels).set(gauge(status.packets_received));
+            self.control_packet_output.get_or_create(&labels).set(gauge(status.packets_sent));
+            self.session_up_events.get_or_create(&labels).set(gauge(status.up_events));
+            self.session_down_events.get_or_create(&labels).set(gauge(status.down_events));
+        }
+    }
 }
 
 impl Metrics {
@@ -58,7 +124,13 @@ impl Metrics {
             "Prefixes that should be advertised to the peer but are not (session down, no next hop)",
             metrics.pending.clone(),
         );
+        metrics.bfd.register(registry);
         metrics
+    }
+
+    /// Records the statuses of the BFD sessions, by peer address.
+    pub fn update_bfd(&self, statuses: &BTreeMap<IpAddr, BfdStatus>) {
+        self.bfd.update(statuses);
     }
 
     /// Records the statuses of every session.
@@ -111,9 +183,22 @@ mod tests {
             ("router-b".into(), second, quiet.clone()),
             ("router-6".into(), v6, quiet),
         ]);
+        let bfd_up = BfdStatus {
+            state: crate::bfd::packet::State::Up,
+            packets_received: 7,
+            packets_sent: 9,
+            up_events: 1,
+            ..Default::default()
+        };
+        metrics.update_bfd(&BTreeMap::from([("192.0.2.1".parse().unwrap(), bfd_up)]));
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         for expected in [
+            r#"metallb_bfd_session_up{peer="192.0.2.1"} 1"#,
+            r#"metallb_bfd_control_packet_input{peer="192.0.2.1"} 7"#,
+            r#"metallb_bfd_control_packet_output{peer="192.0.2.1"} 9"#,
+            r#"metallb_bfd_session_up_events{peer="192.0.2.1"} 1"#,
+            r#"metallb_bfd_session_down_events{peer="192.0.2.1"} 0"#,
             r#"metallb_bgp_session_up{peer="192.0.2.1:179"} 0"#,
             r#"metallb_bgp_updates_total{peer="192.0.2.1:179"} 5"#,
             r#"metallb_bgp_announced_prefixes_total{peer="192.0.2.1:179"} 3"#,

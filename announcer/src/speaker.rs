@@ -15,6 +15,7 @@ use metallb_proto::pb;
 
 use crate::{
     assignments::Assignments,
+    bfd::{BfdPeer, BfdRegistry, BfdStatus, BfdWatch, session::BfdConfig, socket::Hops},
     bgp::{
         advertise::{RouteAttributes, Routes, parse_community, parse_large_community},
         fsm::{SessionConfig, State},
@@ -35,18 +36,26 @@ pub struct Speaker {
     node_address: Option<IpAddr>,
     sessions: BTreeMap<String, RunningSession>,
     problems: BTreeMap<String, String>,
+    bfd: BfdRegistry,
 }
 
 struct RunningSession {
     peer: pb::BgpPeer,
     address: SocketAddr,
     session: Session,
+    /// The BFD session watching the path to the peer; kept for as long as this session.
+    bfd: Option<BfdWatch>,
 }
 
 impl Speaker {
     /// A speaker for a node whose own address (the router ID fallback) is `node_address`.
     pub fn new(node_address: Option<IpAddr>) -> Self {
-        Self { node_address, sessions: BTreeMap::new(), problems: BTreeMap::new() }
+        Self::with_bfd(node_address, BfdRegistry::default())
+    }
+
+    /// A speaker whose BFD sessions run in `bfd`.
+    pub fn with_bfd(node_address: Option<IpAddr>, bfd: BfdRegistry) -> Self {
+        Self { node_address, sessions: BTreeMap::new(), problems: BTreeMap::new(), bfd }
     }
 
     /// Makes the sessions match `assignments`.
@@ -79,10 +88,16 @@ impl Speaker {
                 Ok((endpoint, config)) => {
                     tracing::info!(peer = name, address = %endpoint.address, "starting BGP session");
                     let address = endpoint.address;
-                    let session = Session::spawn(endpoint, config, desired);
+                    let bfd = bfd_peer(peer, &endpoint).map(|bfd| self.bfd.watch(&bfd));
+                    let session = match &bfd {
+                        Some(bfd) => {
+                            Session::spawn_with_bfd(endpoint, config, desired, bfd.status())
+                        }
+                        None => Session::spawn(endpoint, config, desired),
+                    };
                     self.sessions.insert(
                         name.clone(),
-                        RunningSession { peer: peer.clone(), address, session },
+                        RunningSession { peer: peer.clone(), address, session, bfd },
                     );
                 }
                 Err(problem) => {
@@ -98,6 +113,16 @@ impl Speaker {
         self.sessions
             .iter()
             .map(|(name, running)| (name.clone(), running.address, running.session.status()))
+            .collect()
+    }
+
+    /// The BFD sessions, by peer address (one per address, whatever the BGP sessions to it).
+    pub fn bfd_statuses(&self) -> BTreeMap<IpAddr, BfdStatus> {
+        self.sessions
+            .values()
+            .filter_map(|running| {
+                running.bfd.as_ref().map(|bfd| (running.address.ip(), bfd.current()))
+            })
             .collect()
     }
 
@@ -117,6 +142,7 @@ impl Speaker {
                 prefixes_received: status.prefixes_received,
                 prefixes_pending: status.prefixes_pending,
                 pending_reason: status.pending_reason.clone().unwrap_or_default(),
+                bfd_state: status.bfd.clone().unwrap_or_default(),
                 last_error: status.last_error.unwrap_or_default(),
                 reported_at: now,
             })
@@ -132,11 +158,13 @@ impl Speaker {
         reports
     }
 
-    /// Stops every session with a Cease.
+    /// Stops every session with a Cease (and AdminDown for BFD).
     pub async fn shutdown(&mut self) {
         for (_, running) in std::mem::take(&mut self.sessions) {
             running.session.stop().await;
         }
+        // Every BFD session was dropped with its BGP session: let the peers hear AdminDown.
+        self.bfd.stopped().await;
     }
 }
 
@@ -175,6 +203,31 @@ fn routes_by_peer(assignments: &Assignments) -> BTreeMap<String, Routes> {
         by_peer.entry(peer.clone()).or_default().insert(prefix, attributes);
     }
     by_peer
+}
+
+/// The BFD session `peer`'s profile asks for, if any: single hop unless the peer is an eBGP
+/// multihop one (RFC 5883), the allocator having filled in MetalLB's defaults.
+fn bfd_peer(peer: &pb::BgpPeer, endpoint: &PeerEndpoint) -> Option<BfdPeer> {
+    let profile = peer.bfd.as_ref()?;
+    let defaults = BfdConfig::default();
+    let millis = |value: Option<u32>, default: Duration| {
+        value.map_or(default, |ms| Duration::from_millis(u64::from(ms)))
+    };
+    let config = BfdConfig {
+        desired_min_tx: millis(profile.transmit_interval_ms, defaults.desired_min_tx),
+        required_min_rx: millis(profile.receive_interval_ms, defaults.required_min_rx),
+        detect_mult: profile
+            .detect_multiplier
+            .map_or(defaults.detect_mult, |m| u8::try_from(m.max(1)).unwrap_or(u8::MAX)),
+        passive: profile.passive_mode,
+    };
+    Some(BfdPeer {
+        address: endpoint.address.ip(),
+        source: endpoint.source,
+        hops: if peer.ebgp_multihop { Hops::Multi } else { Hops::Single },
+        config,
+        minimum_ttl: profile.minimum_ttl.and_then(|ttl| u8::try_from(ttl).ok()).unwrap_or(254),
+    })
 }
 
 /// Endpoint and FSM settings for `peer`, or why the session cannot start.
@@ -280,6 +333,38 @@ mod tests {
         let ibgp = pb::BgpPeer { peer_asn: 64512, router_id: "10.0.0.1".into(), ..peer() };
         let (endpoint, config) = session_settings(&ibgp, None).unwrap();
         assert_eq!((endpoint.ttl, config.router_id), (None, Ipv4Addr::new(10, 0, 0, 1)));
+    }
+
+    #[test]
+    fn a_bfd_profile_becomes_the_peers_bfd_session() {
+        let node = Some("192.0.2.1".parse().unwrap());
+        let (endpoint, _) = session_settings(&peer(), node).unwrap();
+        assert_eq!(bfd_peer(&peer(), &endpoint), None, "no profile, no BFD");
+        let profile = pb::BfdProfile {
+            name: "fast".into(),
+            receive_interval_ms: Some(100),
+            transmit_interval_ms: Some(200),
+            detect_multiplier: Some(5),
+            passive_mode: true,
+            minimum_ttl: Some(250),
+            ..Default::default()
+        };
+        let with_bfd = pb::BgpPeer { bfd: Some(profile), ..peer() };
+        let bfd = bfd_peer(&with_bfd, &endpoint).unwrap();
+        assert_eq!(bfd.address, endpoint.address.ip());
+        assert_eq!(bfd.hops, Hops::Single, "a directly connected eBGP peer");
+        assert_eq!(
+            bfd.config,
+            BfdConfig {
+                desired_min_tx: Duration::from_millis(200),
+                required_min_rx: Duration::from_millis(100),
+                detect_mult: 5,
+                passive: true,
+            }
+        );
+        let multihop = pb::BgpPeer { ebgp_multihop: true, ..with_bfd };
+        let bfd = bfd_peer(&multihop, &endpoint).unwrap();
+        assert_eq!((bfd.hops, bfd.minimum_ttl), (Hops::Multi, 250), "RFC 5883 with its TTL");
     }
 
     #[test]

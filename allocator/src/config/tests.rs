@@ -242,6 +242,21 @@ fn pool_selectors_pick_pools_by_label() {
 }
 
 #[test]
+fn a_bfd_profile_asking_for_echo_is_refused_with_the_reason() {
+    let errors = validate(&pb::Config {
+        bfd_profiles: vec![pb::BfdProfile {
+            name: "echo".into(),
+            echo_mode: true,
+            ..Default::default()
+        }],
+        ..Default::default()
+    })
+    .unwrap_err();
+    let text = format!("{errors:?}");
+    assert!(text.contains("echoMode") && text.contains("not supported"), "{text}");
+}
+
+#[test]
 fn a_peers_bfd_profile_reaches_its_spec_with_metallbs_defaults() {
     let mut fast = peer("fast-peer");
     fast.bfd_profile = "fast".into();

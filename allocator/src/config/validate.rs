@@ -150,6 +150,17 @@ fn bfd_profiles(
         {
             errors.add(&object, "minimumTtl", format!("{ttl} is outside 1..254"));
         }
+        if profile.echo_mode {
+            // Refused rather than silently ignored: an operator who asked for echo expects its
+            // faster detection, which the control packets alone do not give.
+            errors.add(
+                &object,
+                "echoMode",
+                "the echo function is not supported: BFD runs in asynchronous mode only \
+                 (detection after receiveInterval x detectMultiplier); remove echoMode"
+                    .to_string(),
+            );
+        }
         let (receive, transmit, multiplier, echo, ttl) = BFD_DEFAULTS;
         let resolved = pb::BfdProfile {
             receive_interval_ms: Some(profile.receive_interval_ms.unwrap_or(receive)),

@@ -14,6 +14,7 @@ use std::{
 use tokio::{
     net::UdpSocket,
     sync::{mpsc, oneshot, watch},
+    task::JoinHandle,
 };
 
 use super::{
@@ -26,6 +27,8 @@ use super::{
 /// Packets waiting for one session beyond which more are dropped (a few seconds' worth at the
 /// fastest rates a profile allows).
 const INBOX: usize = 64;
+/// How long stopping sessions may take to say AdminDown.
+const STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A peer to watch.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,6 +60,8 @@ struct Inner {
     by_discriminator: HashMap<u32, Key>,
     /// Listening sockets by (IPv6, hops), or why one cannot be opened.
     listeners: HashMap<(bool, Hops), Result<(), String>>,
+    /// Tasks of sessions told to stop, still saying AdminDown.
+    stopping: Vec<JoinHandle<()>>,
 }
 
 struct Entry {
@@ -65,6 +70,7 @@ struct Entry {
     inbox: mpsc::Sender<Arrival>,
     status: watch::Receiver<BfdStatus>,
     stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
 }
 
 /// One watcher's view of a session; dropping the last one stops the session.
@@ -98,6 +104,8 @@ impl Drop for BfdWatch {
             if let Some(stop) = entry.stop {
                 let _ = stop.send(());
             }
+            inner.stopping.retain(|task| !task.is_finished());
+            inner.stopping.push(entry.task);
         }
     }
 }
@@ -118,6 +126,7 @@ impl BfdRegistry {
             peers: HashMap::new(),
             by_discriminator: HashMap::new(),
             listeners: HashMap::new(),
+            stopping: Vec::new(),
         };
         Self { inner: Arc::new(Mutex::new(inner)) }
     }
@@ -160,13 +169,27 @@ impl BfdRegistry {
             },
         };
         let session = BfdSession::new(peer.config.clone(), discriminator, Instant::now());
-        tokio::spawn(peer::run(session, link, arrivals, status_sender, stopped));
+        let task = tokio::spawn(peer::run(session, link, arrivals, status_sender, stopped));
         inner.by_discriminator.insert(discriminator, key);
-        inner.peers.insert(
-            key,
-            Entry { discriminator, watchers: 1, inbox, status: status.clone(), stop: Some(stop) },
-        );
+        let entry = Entry {
+            discriminator,
+            watchers: 1,
+            inbox,
+            status: status.clone(),
+            stop: Some(stop),
+            task,
+        };
+        inner.peers.insert(key, entry);
         BfdWatch { registry: Arc::downgrade(&self.inner), key, status }
+    }
+
+    /// Waits (at most `STOP_TIMEOUT`) until the sessions whose watchers are gone have told
+    /// their peers: before a process exits, so that peers read a stop, not a failure.
+    pub async fn stopped(&self) {
+        let stopping =
+            std::mem::take(&mut self.inner.lock().expect("BFD registry lock poisoned").stopping);
+        let all = join_all(stopping);
+        let _ = tokio::time::timeout(STOP_TIMEOUT, all).await;
     }
 
     /// Opens the listening socket for a family and hop kind unless it is open.
@@ -220,6 +243,13 @@ async fn route_arrivals(socket: UdpSocket, hops: Hops, registry: Weak<Mutex<Inne
         let Some(entry) = key.and_then(|key| inner.peers.get(&key)) else { continue };
         // A full inbox drops the packet: the session is behind, and BFD tolerates loss.
         let _ = entry.inbox.try_send(Arrival { packet, ttl: datagram.ttl.unwrap_or(0) });
+    }
+}
+
+/// Waits for every task in turn.
+async fn join_all(tasks: Vec<JoinHandle<()>>) {
+    for task in tasks {
+        let _ = task.await;
     }
 }
 

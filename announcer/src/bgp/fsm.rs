@@ -114,6 +114,8 @@ pub enum Event {
     DecodeError(DecodeError),
     /// A timer fired.
     TimerExpired(Timer),
+    /// The BFD session watching the path went down from Up, for this reason.
+    BfdDown(String),
 }
 
 /// Outputs, in order.
@@ -311,7 +313,20 @@ impl Fsm {
                     format!("malformed message from the peer: {error}"),
                 )
             }
-            (Connect | Active | Idle, Event::TcpClosed(_)) => Vec::new(),
+            (Connect | Active | Idle, Event::TcpClosed(_) | Event::BfdDown(_)) => Vec::new(),
+            (_, Event::BfdDown(reason)) => {
+                // The path is gone: drop the session now rather than at hold-time expiry, and
+                // say why (RFC 9384), should the peer still be reachable.
+                let cease = Notification {
+                    code: code::CEASE,
+                    subcode: code::cease::BFD_DOWN,
+                    data: vec![],
+                };
+                self.fail(
+                    vec![Action::Send(Message::Notification(cease))],
+                    format!("BFD session down: {reason}"),
+                )
+            }
             (_, Event::TcpClosed(reason)) => {
                 self.fail(Vec::new(), format!("connection closed: {reason}"))
             }

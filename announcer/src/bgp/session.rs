@@ -19,6 +19,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use crate::bfd::BfdStatus;
 use bytes::{Bytes, BytesMut};
 use metallb_process::propagation;
 use metallb_proto::pb;
@@ -101,6 +102,8 @@ pub struct SessionStatus {
     pub last_error: Option<String>,
     /// The peer's last OPEN exactly as it arrived, for diagnosing capability mismatches.
     pub peer_open: Option<Vec<u8>>,
+    /// The state of the BFD session watching the path, when there is one.
+    pub bfd: Option<String>,
 }
 
 impl Default for SessionStatus {
@@ -117,6 +120,7 @@ impl Default for SessionStatus {
             failures_total: 0,
             last_error: None,
             peer_open: None,
+            bfd: None,
         }
     }
 }
@@ -147,6 +151,25 @@ pub struct Session {
 impl Session {
     /// Starts a session that keeps trying to reach `endpoint` and advertises `routes`.
     pub fn spawn(endpoint: PeerEndpoint, config: SessionConfig, desired: Desired) -> Self {
+        Self::start(endpoint, config, desired, None)
+    }
+
+    /// Like `spawn`, and the session is torn down as soon as `bfd` goes down from Up.
+    pub fn spawn_with_bfd(
+        endpoint: PeerEndpoint,
+        config: SessionConfig,
+        desired: Desired,
+        bfd: watch::Receiver<BfdStatus>,
+    ) -> Self {
+        Self::start(endpoint, config, desired, Some(bfd))
+    }
+
+    fn start(
+        endpoint: PeerEndpoint,
+        config: SessionConfig,
+        desired: Desired,
+        bfd: Option<watch::Receiver<BfdStatus>>,
+    ) -> Self {
         let (routes_sender, routes_receiver) = watch::channel(desired);
         let (status_sender, status) = watch::channel(SessionStatus::default());
         let (stop, stopped) = oneshot::channel();
@@ -169,6 +192,8 @@ impl Session {
             seen_failures: 0,
             failure_logged: false,
             families: Vec::new(),
+            bfd,
+            bfd_up: false,
         };
         let task = tokio::spawn(driver.run(stopped));
         Self { routes: routes_sender, status, stop: Some(stop), task }
@@ -307,6 +332,10 @@ struct Driver {
     failure_logged: bool,
     /// The families negotiated with the peer (RFC 4760): only those are advertised.
     families: Vec<(u16, u8)>,
+    /// The BFD session watching the path, if any.
+    bfd: Option<watch::Receiver<BfdStatus>>,
+    /// It was Up when last seen.
+    bfd_up: bool,
 }
 
 /// What woke the driver.
@@ -317,6 +346,7 @@ enum Wake {
     Timers,
     SendHoldExpired,
     RoutesChanged,
+    BfdChanged,
     Stop,
 }
 
@@ -330,6 +360,7 @@ impl Driver {
     async fn run(mut self, mut stop: oneshot::Receiver<()>) {
         let mut events = VecDeque::from([Event::Start]);
         let mut stopping = false;
+        self.follow_bfd(&mut events);
         loop {
             while let Some(event) = events.pop_front() {
                 for action in self.fsm.event(event) {
@@ -356,6 +387,7 @@ impl Driver {
                     // The owner is gone: nothing will ever stop us otherwise.
                     Err(_) => Wake::Stop,
                 },
+                () = bfd_changed(&mut self.bfd) => Wake::BfdChanged,
                 _ = &mut stop, if !stopping => Wake::Stop,
             };
             match wake {
@@ -419,6 +451,7 @@ impl Driver {
                         self.report.prefixes_pending = self.desired.borrow().routes.len() as u64;
                     }
                 }
+                Wake::BfdChanged => self.follow_bfd(&mut events),
                 Wake::Stop => {
                     stopping = true;
                     events.push_back(Event::Stop);
@@ -470,6 +503,19 @@ impl Driver {
             }
             Action::Received(update) => self.received.apply(&update),
         }
+    }
+
+    /// Records the BFD session's state; its going down from Up takes this session down.
+    fn follow_bfd(&mut self, events: &mut VecDeque<Event>) {
+        let Some(bfd) = self.bfd.as_mut() else { return };
+        let status = bfd.borrow_and_update().clone();
+        let description = status.describe();
+        if self.bfd_up && !status.is_up() {
+            tracing::warn!(peer = %self.endpoint.address, bfd = description, "BFD session down");
+            events.push_back(Event::BfdDown(description.clone()));
+        }
+        self.bfd_up = status.is_up();
+        self.report.bfd = Some(description);
     }
 
     fn attach(&mut self, stream: TcpStream) -> io::Result<()> {
@@ -748,6 +794,15 @@ async fn write_some(writer: &mut OwnedWriteHalf, bytes: Option<Bytes>) -> io::Re
     match bytes {
         Some(bytes) => writer.write(&bytes).await,
         None => std::future::pending().await,
+    }
+}
+
+/// Resolves when the BFD status changes; never without BFD, or once its session is gone.
+async fn bfd_changed(bfd: &mut Option<watch::Receiver<BfdStatus>>) {
+    let Some(receiver) = bfd else { return std::future::pending().await };
+    if receiver.changed().await.is_err() {
+        *bfd = None;
+        std::future::pending().await
     }
 }
 

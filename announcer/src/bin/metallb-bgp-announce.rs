@@ -16,6 +16,7 @@ use std::{
 use clap::Parser;
 use ipnetwork::IpNetwork;
 use metallb_announcer::{
+    bfd::{BfdPeer, BfdRegistry, session::BfdConfig, socket::Hops},
     bgp::{
         advertise::{RouteAttributes, Routes, parse_community, parse_large_community},
         fsm::SessionConfig,
@@ -74,6 +75,33 @@ struct Args {
     /// A large community "A:B:C"; repeat for more.
     #[arg(long = "large-community")]
     large_communities: Vec<String>,
+    /// Run a BFD session with each peer (single hop, port 3784) and drop the BGP session as
+    /// soon as it goes down.
+    #[arg(long)]
+    bfd: bool,
+    /// BFD transmit and receive interval, milliseconds.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(10..=60_000))]
+    bfd_interval_ms: u32,
+    /// BFD detect multiplier.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(2..))]
+    bfd_multiplier: u8,
+}
+
+/// The BFD session each peer gets, when asked for.
+fn bfd_peer(args: &Args, peer: IpAddr) -> Option<BfdPeer> {
+    let interval = Duration::from_millis(u64::from(args.bfd_interval_ms));
+    args.bfd.then_some(BfdPeer {
+        address: peer,
+        source: args.source,
+        hops: Hops::Single,
+        config: BfdConfig {
+            desired_min_tx: interval,
+            required_min_rx: interval,
+            detect_mult: args.bfd_multiplier,
+            passive: false,
+        },
+        minimum_ttl: 255,
+    })
 }
 
 fn routes(args: &Args) -> Result<Routes, String> {
@@ -123,6 +151,8 @@ async fn main() -> ExitCode {
         graceful_restart: args.graceful_restart.then_some(GRACEFUL_RESTART_TIME),
         restarting: args.graceful_restart,
     };
+    let bfd = BfdRegistry::default();
+    let mut bfd_watches = Vec::new();
     let sessions: Vec<Session> = args
         .peers
         .iter()
@@ -133,7 +163,16 @@ async fn main() -> ExitCode {
                 password: args.password.clone(),
                 ttl: None,
             };
-            Session::spawn(endpoint, config.clone(), routes.clone().into())
+            let desired = routes.clone().into();
+            match bfd_peer(&args, *peer) {
+                Some(peer) => {
+                    let watch = bfd.watch(&peer);
+                    let status = watch.status();
+                    bfd_watches.push(watch);
+                    Session::spawn_with_bfd(endpoint, config.clone(), desired, status)
+                }
+                None => Session::spawn(endpoint, config.clone(), desired),
+            }
         })
         .collect();
     // Status lines follow the first session; the others mirror it.
@@ -153,9 +192,9 @@ async fn main() -> ExitCode {
                 let s = status.borrow_and_update().clone();
                 let peer_open: String = s.peer_open.unwrap_or_default().iter().map(|b| format!("{b:02x}")).collect();
                 println!(
-                    "{{\"state\":\"{:?}\",\"prefixes_sent\":{},\"prefixes_pending\":{},\"prefixes_received\":{},\"updates_sent\":{},\"last_error\":{:?},\"peer_open\":\"{peer_open}\"}}",
+                    "{{\"state\":\"{:?}\",\"prefixes_sent\":{},\"prefixes_pending\":{},\"prefixes_received\":{},\"updates_sent\":{},\"last_error\":{:?},\"bfd\":{:?},\"peer_open\":\"{peer_open}\"}}",
                     s.state, s.prefixes_sent, s.prefixes_pending, s.prefixes_received, s.updates_sent,
-                    s.last_error.unwrap_or_default()
+                    s.last_error.unwrap_or_default(), s.bfd.unwrap_or_default()
                 );
             }
             _ = withdraw.recv() => sessions.iter().for_each(|s| s.set_routes(Arc::new(Routes::new()).into())),
@@ -163,6 +202,9 @@ async fn main() -> ExitCode {
                 for session in sessions {
                     session.stop().await;
                 }
+                // AdminDown to the BFD peers: a stop, not a failure.
+                drop(bfd_watches);
+                bfd.stopped().await;
                 return ExitCode::SUCCESS;
             }
         }

@@ -274,6 +274,22 @@ fn stop_sends_cease_and_does_not_restart() {
 }
 
 #[test]
+fn bfd_down_ends_the_session_with_cease_bfd_down_and_a_retry() {
+    let mut fsm = Fsm::new(config(64512, 64500));
+    established(&mut fsm, peer_open(64500, 90, true));
+    let actions = fsm.event(Event::BfdDown("control detection time expired".into()));
+    assert_eq!(notification(&actions), Some((6, 10)), "Cease, BFD Down (RFC 9384)");
+    assert_eq!(fsm.state(), State::Idle);
+    assert!(retry_delay(&actions).is_some(), "retried: the path may come back");
+    assert_eq!(fsm.last_error(), Some("BFD session down: control detection time expired"));
+    // Before a connection there is no session to drop.
+    let mut connecting = Fsm::new(config(64512, 64500));
+    connecting.event(Event::Start);
+    assert!(connecting.event(Event::BfdDown("x".into())).is_empty());
+    assert_eq!(connecting.state(), State::Connect);
+}
+
+#[test]
 fn graceful_restart_is_advertised_when_configured() {
     let fsm = Fsm::new(SessionConfig {
         graceful_restart: Some(120),
