@@ -117,6 +117,37 @@ impl Lab {
         Ok(namespace)
     }
 
+    /// Cuts the link of node `index` (0-based) as a failing cable or switch port would: the
+    /// node's side goes down, while the router's bridge stays up (another port keeps it up, as a
+    /// switch's other ports would), so that the router learns of the cut only through a
+    /// protocol: BFD, or the BGP hold time.
+    pub fn cut_node_link(&self, index: usize) -> anyhow::Result<()> {
+        // A veth pair inside the router's namespace (this kernel has no dummy devices).
+        let keeper = "keep-up";
+        let has_keeper = ip_in(&self.router, &["link", "show", keeper]).is_ok();
+        if !has_keeper {
+            let peer = "keep-up-end";
+            ip_in(&self.router, &["link", "add", keeper, "type", "veth", "peer", "name", peer])?;
+            ip_in(&self.router, &["link", "set", peer, "up"])?;
+            ip_in(&self.router, &["link", "set", keeper, "master", "br0", "up"])?;
+        }
+        ip_in(&self.nodes[index].namespace, &["link", "set", "eth0", "down"])?;
+        Ok(())
+    }
+
+    /// Brings node `index`'s link back, with the IPv6 address and the default routes its going
+    /// down removed.
+    pub fn restore_node_link(&self, index: usize) -> anyhow::Result<()> {
+        let node = &self.nodes[index];
+        let namespace = &node.namespace;
+        ip_in(namespace, &["link", "set", "eth0", "up"])?;
+        let v6 = format!("{}/64", node.v6);
+        ip_in(namespace, &["addr", "replace", &v6, "dev", "eth0", "nodad"])?;
+        ip_in(namespace, &["route", "replace", "default", "via", &ROUTER_V4.to_string()])?;
+        ip_in(namespace, &["-6", "route", "replace", "default", "via", &ROUTER_V6.to_string()])?;
+        Ok(())
+    }
+
     /// Routes in `namespace`'s kernel table for `family` ("-4" or "-6").
     pub fn kernel_routes(namespace: &str, family: &str) -> anyhow::Result<Vec<KernelRoute>> {
         let output =

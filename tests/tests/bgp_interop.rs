@@ -92,8 +92,11 @@ fn start_router(
     let (ours, theirs) = case.asns();
     let node = &lab.nodes[0];
     let address = if case.ipv6 { IpAddr::V6(node.v6) } else { IpAddr::V4(node.v4) };
-    let neighbor =
-        Neighbor { address, asn: ours, password: password.map(String::from), graceful_restart };
+    let neighbor = Neighbor {
+        password: password.map(String::from),
+        graceful_restart,
+        ..Neighbor::new(address, ours)
+    };
     let config = RouterConfig { asn: theirs, router_id: ROUTER_V4, neighbors: vec![neighbor] };
     Router::start(kind, &lab.router, &config).unwrap()
 }

@@ -3,7 +3,7 @@
 
 use std::{fmt::Write as _, net::IpAddr};
 
-use super::{LearnedRoute, Router, RouterConfig};
+use super::{BFD_INTERVAL, BFD_MULTIPLIER, LearnedRoute, Router, RouterConfig};
 use crate::tools::system_tool;
 
 pub fn start(router: &mut Router, config: &RouterConfig) -> anyhow::Result<()> {
@@ -17,6 +17,14 @@ pub fn start(router: &mut Router, config: &RouterConfig) -> anyhow::Result<()> {
     conf.push_str(
         "protocol kernel { ipv6 { export where source != RTS_DEVICE; }; merge paths on; }\n",
     );
+    if config.neighbors.iter().any(|neighbor| neighbor.bfd) {
+        writeln!(
+            conf,
+            "protocol bfd {{ interface \"*\" {{ interval {} ms; multiplier {}; }}; }}",
+            BFD_INTERVAL.as_millis(),
+            BFD_MULTIPLIER
+        )?;
+    }
     for (index, neighbor) in config.neighbors.iter().enumerate() {
         let family = if neighbor.address.is_ipv4() { "ipv4" } else { "ipv6" };
         let internal = neighbor.asn == config.asn;
@@ -33,6 +41,11 @@ pub fn start(router: &mut Router, config: &RouterConfig) -> anyhow::Result<()> {
         }
         if neighbor.graceful_restart {
             conf.push_str("  graceful restart on;\n");
+        }
+        if neighbor.bfd {
+            // After an error (BFD down is one) BIRD waits 60 s before taking a session again
+            // by default; a second keeps the recovery a test can wait for short.
+            conf.push_str("  bfd on;\n  error wait time 1, 10;\n");
         }
         // iBGP next hops resolve through the connected routes of the shared segment.
         let gateway = if internal {
@@ -75,6 +88,15 @@ pub fn established(router: &Router, neighbor: IpAddr) -> anyhow::Result<bool> {
     Ok(protocols.split("\n\n").any(|block| {
         block.contains(&format!("Neighbor address: {neighbor}"))
             && block.contains("BGP state:          Established")
+    }))
+}
+
+pub fn bfd_up(router: &Router, neighbor: IpAddr) -> anyhow::Result<bool> {
+    // "192.0.2.11  br0  Up  12:00:00.000  0.300  0.900"
+    let sessions = birdc(router, "show bfd sessions")?;
+    Ok(sessions.lines().any(|line| {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        words.first() == Some(&neighbor.to_string().as_str()) && words.get(2) == Some(&"Up")
     }))
 }
 

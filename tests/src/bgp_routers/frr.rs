@@ -4,7 +4,7 @@
 
 use std::{fmt::Write as _, net::IpAddr, process::Command};
 
-use super::{LearnedRoute, Router, RouterConfig, output_of};
+use super::{BFD_INTERVAL, BFD_MULTIPLIER, LearnedRoute, Router, RouterConfig, output_of};
 use crate::tools::system_tool;
 
 pub fn start(router: &mut Router, config: &RouterConfig) -> anyhow::Result<()> {
@@ -19,6 +19,9 @@ pub fn start(router: &mut Router, config: &RouterConfig) -> anyhow::Result<()> {
         }
         if neighbor.graceful_restart {
             writeln!(conf, " neighbor {} graceful-restart-helper", neighbor.address)?;
+        }
+        if neighbor.bfd {
+            writeln!(conf, " neighbor {} bfd profile metallb-rs", neighbor.address)?;
         }
     }
     for family in ["ipv4", "ipv6"] {
@@ -59,6 +62,23 @@ pub fn start(router: &mut Router, config: &RouterConfig) -> anyhow::Result<()> {
     while !dir.join("zserv.api").exists() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    if config.neighbors.iter().any(|neighbor| neighbor.bfd) {
+        // bgpd asks bfdd (through zebra) for a session per neighbor with `bfd`; the peers'
+        // timers come from bfdd's configuration.
+        let bfd_conf = format!(
+            "hostname mlbrs\nbfd\n profile metallb-rs\n  receive-interval {interval}\n  transmit-interval {interval}\n  detect-multiplier {BFD_MULTIPLIER}\n !\n!\n",
+            interval = BFD_INTERVAL.as_millis()
+        );
+        std::fs::write(dir.join("bfdd.conf"), bfd_conf)?;
+        output_of(Command::new("chown").args(["frr:frr"]).arg(dir.join("bfdd.conf")))?;
+        let mut bfdd_args = args("bfdd", "bfdd.conf");
+        bfdd_args.extend(["--bfdctl".to_string(), path("bfdd.sock")]);
+        router.spawn(
+            "bfdd",
+            &system_tool("bfdd"),
+            &bfdd_args.iter().map(String::as_str).collect::<Vec<_>>(),
+        )?;
+    }
     let bgpd_args = args("bgpd", "frr.conf");
     router.spawn(
         "bgpd",
@@ -91,6 +111,14 @@ pub fn established(router: &Router, neighbor: IpAddr) -> anyhow::Result<bool> {
     let neighbors = vtysh(router, "show bgp neighbors json")?;
     Ok(neighbors.get(neighbor.to_string()).and_then(|n| n.get("bgpState")).and_then(|s| s.as_str())
         == Some("Established"))
+}
+
+pub fn bfd_up(router: &Router, neighbor: IpAddr) -> anyhow::Result<bool> {
+    let peers = vtysh(router, "show bfd peers json")?;
+    Ok(peers.as_array().into_iter().flatten().any(|peer| {
+        peer.get("peer").and_then(|p| p.as_str()) == Some(neighbor.to_string().as_str())
+            && peer.get("status").and_then(|s| s.as_str()) == Some("up")
+    }))
 }
 
 pub fn prefix_count(router: &Router) -> anyhow::Result<usize> {

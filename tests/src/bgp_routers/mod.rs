@@ -47,12 +47,20 @@ pub struct Neighbor {
     pub password: Option<String>,
     /// Support graceful restart as a helper (keep the neighbor's routes while it restarts).
     pub graceful_restart: bool,
+    /// Watch the path to the neighbor with single-hop BFD (`BFD_INTERVAL`, `BFD_MULTIPLIER`)
+    /// and drop the session when it goes down.
+    pub bfd: bool,
 }
 
+/// The routers' BFD transmit and receive interval (MetalLB's default).
+pub const BFD_INTERVAL: Duration = Duration::from_millis(300);
+/// The routers' BFD detect multiplier (MetalLB's default).
+pub const BFD_MULTIPLIER: u32 = 3;
+
 impl Neighbor {
-    /// A neighbor with no password and no graceful restart.
+    /// A neighbor with no password, no graceful restart and no BFD.
     pub fn new(address: IpAddr, asn: u32) -> Self {
-        Self { address, asn, password: None, graceful_restart: false }
+        Self { address, asn, password: None, graceful_restart: false, bfd: false }
     }
 }
 
@@ -129,6 +137,15 @@ impl Router {
             RouterKind::Bird => bird::established(self, neighbor),
             RouterKind::Frr => frr::established(self, neighbor),
             RouterKind::Gobgp => gobgp::established(self, neighbor),
+        }
+    }
+
+    /// Whether the router's BFD session with `neighbor` is Up (BIRD and FRR; GoBGP has no BFD).
+    pub fn bfd_up(&self, neighbor: IpAddr) -> anyhow::Result<bool> {
+        match self.kind {
+            RouterKind::Bird => bird::bfd_up(self, neighbor),
+            RouterKind::Frr => frr::bfd_up(self, neighbor),
+            RouterKind::Gobgp => anyhow::bail!("GoBGP has no BFD"),
         }
     }
 
@@ -232,7 +249,7 @@ impl Drop for Router {
             let pids = self.pids();
             self.processes.clear();
             for pid in pids {
-                for daemon in ["zebra", "bgpd"] {
+                for daemon in ["zebra", "bgpd", "bfdd"] {
                     let _ = std::fs::remove_dir_all(format!("/var/tmp/frr/{daemon}.{pid}"));
                 }
             }
