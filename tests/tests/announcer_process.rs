@@ -1,7 +1,8 @@
 //! The allocator and two announcers as processes, BIRD as the router: a Service's IP reaches
 //! the router from every eligible node (ECMP in the kernel), externalTrafficPolicy Local narrows
 //! it to nodes with endpoints, deleting the Service withdraws it, sessions are reported back,
-//! and announcers keep announcing when the allocator goes away.
+//! and announcers keep announcing when the allocator goes away. The peer's BFD profile reaches
+//! the announcers, whose BFD sessions come up with BIRD's.
 
 use std::{net::IpAddr, time::Duration};
 
@@ -67,8 +68,10 @@ async fn services_are_announced_from_eligible_nodes_and_survive_the_allocator() 
     let (_control_plane, trust) = trust::standalone(&["node-a", "node-b"]).await.unwrap();
     let lab = Lab::new(2).unwrap();
     let (a, b) = (lab.nodes[0].clone(), lab.nodes[1].clone());
-    let neighbors =
-        vec![Neighbor::new(IpAddr::V4(a.v4), 64512), Neighbor::new(IpAddr::V4(b.v4), 64512)];
+    // BFD on both sessions: the peer's bfdProfile travels from the configuration to the
+    // announcers, which run it against BIRD's.
+    let with_bfd = |address| Neighbor { bfd: true, ..Neighbor::new(IpAddr::V4(address), 64512) };
+    let neighbors = vec![with_bfd(a.v4), with_bfd(b.v4)];
     let router = Router::start(
         RouterKind::Bird,
         &lab.router,
@@ -104,7 +107,8 @@ async fn services_are_announced_from_eligible_nodes_and_survive_the_allocator() 
 
     let config = format!(
         r#"{{"source": "test", "config": {{"pools": [{{"name": "p", "addresses": ["203.0.113.0/24"], "auto_assign": true}}],
-            "peers": [{{"name": "router", "my_asn": 64512, "peer_asn": 64500, "peer_address": "{ROUTER_V4}", "hold_time_seconds": 9}}],
+            "peers": [{{"name": "router", "my_asn": 64512, "peer_asn": 64500, "peer_address": "{ROUTER_V4}", "hold_time_seconds": 9, "bfd_profile": "default"}}],
+            "bfd_profiles": [{{"name": "default"}}],
             "advertisements": [{{"name": "all"}}]}}}}"#
     );
     assert_eq!(call(&lab, &allocator, "ApplyConfig", &config)["accepted"], true);
@@ -129,17 +133,24 @@ async fn services_are_announced_from_eligible_nodes_and_survive_the_allocator() 
     );
     wait_for_next_hops(&router, &lab, &[IpAddr::V4(a.v4)], &refs);
 
-    // The announcers report their sessions.
+    // The announcers report their sessions, BFD up on both, as BIRD sees it too.
     router
         .wait_until("sessions reported to the allocator", WAIT, |_| {
             let sessions = call(&lab, &allocator, "ListSessions", "{}");
             let established = sessions["sessions"]
                 .as_array()
-                .map(|s| s.iter().filter(|s| s["state"] == "BGP_STATE_ESTABLISHED").count())
+                .map(|s| {
+                    s.iter()
+                        .filter(|s| s["state"] == "BGP_STATE_ESTABLISHED" && s["bfdState"] == "up")
+                        .count()
+                })
                 .unwrap_or(0);
             Ok(established == 2)
         })
         .unwrap();
+    for node in [&a, &b] {
+        assert!(router.bfd_up(IpAddr::V4(node.v4)).unwrap(), "{}", router.describe());
+    }
 
     // Deleting the Service withdraws the route everywhere.
     call(
