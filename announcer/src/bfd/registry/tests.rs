@@ -173,3 +173,34 @@ async fn a_port_already_taken_is_reported_in_the_status() {
     let problem = watch.current().problem.expect("the bind failure");
     assert!(problem.contains(&format!("UDP port {port}")), "{problem}");
 }
+
+#[tokio::test]
+async fn a_multihop_session_accepts_packets_down_to_its_minimum_ttl() {
+    let single = Ports { listen: free_udp_port(), peer: free_udp_port() };
+    let multi = Ports { listen: free_udp_port(), peer: free_udp_port() };
+    let registry = BfdRegistry::with_ports(single, multi);
+    let multihop = BfdPeer { hops: Hops::Multi, minimum_ttl: 250, ..peer(fast()) };
+    let ours = registry.watch(&multihop);
+    let sender = StdUdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let packet = ControlPacket {
+        diagnostic: Diagnostic::None,
+        state: State::Down,
+        poll: false,
+        final_: false,
+        detect_mult: 3,
+        my_discriminator: 42,
+        your_discriminator: 0,
+        desired_min_tx: Duration::from_secs(1),
+        required_min_rx: Duration::from_millis(50),
+        required_min_echo_rx: Duration::ZERO,
+    };
+    // One hop more than the profile allows (TTL below its minimum): discarded.
+    sender.set_ttl(249).unwrap();
+    sender.send_to(&packet.encode(), (Ipv4Addr::LOCALHOST, multi.listen)).unwrap();
+    wait_for(&ours, "discarding it", |s| s.packets_discarded == 1).await;
+    // At the minimum: accepted, and the session moves to Init.
+    sender.set_ttl(250).unwrap();
+    sender.send_to(&packet.encode(), (Ipv4Addr::LOCALHOST, multi.listen)).unwrap();
+    let init = wait_for(&ours, "Init", |s| s.state == State::Init).await;
+    assert_eq!(init.packets_received, 1);
+}
