@@ -50,8 +50,7 @@ fn documented_resources_validate_with_aliases_and_selectors_resolved() {
 fn the_deploy_examples_validate() {
     let deploy = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/examples");
     let read = |name: &str| std::fs::read_to_string(format!("{deploy}/{name}")).unwrap();
-    let manifest: serde_norway::Value =
-        serde_norway::from_str(&read("configmap-v0.1.yaml")).unwrap();
+    let manifest: serde_json::Value = serde_saphyr::from_str(&read("configmap-v0.1.yaml")).unwrap();
     let text = manifest["data"]["config"].as_str().expect("the ConfigMap's data.config");
     let from_configmap = configmap::parse("configmap-v0.1.yaml", text).unwrap();
     let from_resources =

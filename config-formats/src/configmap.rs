@@ -85,11 +85,13 @@ struct BfdEntry {
     minimum_ttl: Option<u32>,
 }
 
-/// Reads the ConfigMap's `config` text. `object` names the ConfigMap in errors.
+/// Reads the ConfigMap's `config` text. `object` names the ConfigMap in errors. The YAML reader
+/// is kube-client's (serde-saphyr): it reads YAML 1.1's yes/no booleans and quoted numbers as
+/// MetalLB's Go reader does (`tests/formats.rs` shows it), so the tree needs no second one.
 pub fn parse(object: &str, text: &str) -> Result<pb::Config, FormatError> {
     let error = |message: String| FormatError { object: object.to_string(), message };
     let file: ConfigFile =
-        serde_norway::from_str(text).map_err(|err| error(format!("key config: {err}")))?;
+        serde_saphyr::from_str(text).map_err(|err| error(format!("key config: {err}")))?;
 
     let mut peers = Vec::new();
     for (index, peer) in file.peers.iter().enumerate() {

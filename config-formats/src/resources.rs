@@ -216,7 +216,7 @@ struct Document {
     kind: String,
     metadata: Metadata,
     #[serde(default)]
-    spec: serde_norway::Value,
+    spec: serde_json::Value,
 }
 
 #[derive(Deserialize)]
@@ -232,19 +232,13 @@ impl Resources {
     pub fn from_yaml(text: &str) -> Result<Self, Vec<FormatError>> {
         let mut resources = Self::default();
         let mut errors = Vec::new();
-        for (index, document) in serde_norway::Deserializer::from_str(text).enumerate() {
-            let value = match serde_norway::Value::deserialize(document) {
-                Ok(serde_norway::Value::Null) => continue,
-                Ok(value) => value,
-                Err(err) => {
-                    errors.push(FormatError {
-                        object: format!("document {index}"),
-                        message: err.to_string(),
-                    });
-                    continue;
-                }
-            };
-            match serde_norway::from_value::<Document>(value) {
+        let documents: Vec<serde_json::Value> = serde_saphyr::from_multiple(text)
+            .map_err(|err| vec![FormatError { object: "YAML".into(), message: err.to_string() }])?;
+        for (index, value) in documents.into_iter().enumerate() {
+            if value.is_null() {
+                continue;
+            }
+            match serde_json::from_value::<Document>(value) {
                 Ok(document) => {
                     if let Err(error) = resources.add(document) {
                         errors.push(error);
@@ -268,9 +262,9 @@ impl Resources {
         let labels = document.metadata.labels;
         fn spec<S: for<'de> Deserialize<'de>>(
             object: &str,
-            value: serde_norway::Value,
+            value: serde_json::Value,
         ) -> Result<S, FormatError> {
-            serde_norway::from_value(value).map_err(|err| FormatError {
+            serde_json::from_value(value).map_err(|err| FormatError {
                 object: object.to_string(),
                 message: format!("spec: {err}"),
             })

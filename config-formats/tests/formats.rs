@@ -51,6 +51,19 @@ fn a_pool_without_advertisements_is_announced_as_plain_host_routes() {
 }
 
 #[test]
+fn the_configmap_reads_yaml_as_metallb_does() {
+    // MetalLB reads the ConfigMap with Go's YAML 1.1 reader, where yes/no/on/off are booleans
+    // and numbers may be quoted or not; the YAML crate here (kube-client's) reads them alike.
+    let config = configmap::parse(
+        "cm",
+        "peers:\n- peer-address: 192.0.2.1\n  peer-asn: \"64500\"\n  my-asn: 64512\naddress-pools:\n- name: p\n  protocol: bgp\n  addresses: [192.0.2.0/24]\n  auto-assign: no\n  avoid-buggy-ips: yes\n",
+    );
+    let config = config.unwrap_or_else(|err| panic!("{err}"));
+    assert!(!config.pools[0].auto_assign && config.pools[0].avoid_buggy_ips);
+    assert_eq!(config.peers[0].peer_asn, 64500);
+}
+
+#[test]
 fn configmap_errors_are_precise() {
     let typo =
         configmap::parse("cm", "peers:\n- my-asn: 1\n  peer-asn: 2\n  peer-adress: 192.0.2.1\n")
@@ -125,7 +138,7 @@ fn resource_errors_are_precise() {
 
 /// The `config` key of a ConfigMap manifest, as the watcher hands it to `configmap::parse`.
 fn config_key(manifest: &str) -> String {
-    let object: serde_norway::Value = serde_norway::from_str(manifest).unwrap();
+    let object: serde_json::Value = serde_saphyr::from_str(manifest).unwrap();
     assert_eq!(object["kind"].as_str(), Some("ConfigMap"));
     object["data"]["config"].as_str().expect("a data.config key").to_string()
 }

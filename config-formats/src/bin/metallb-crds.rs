@@ -22,6 +22,6 @@ fn main() {
     );
     for crd in crds {
         println!("---");
-        print!("{}", serde_norway::to_string(&crd).expect("a CRD serializes"));
+        print!("{}", serde_saphyr::to_string(&crd).expect("a CRD serializes"));
     }
 }
