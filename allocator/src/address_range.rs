@@ -18,8 +18,9 @@ pub struct AddressRange {
 
 impl AddressRange {
     /// Parses a CIDR or an `a-b` range. The error says precisely what is wrong.
+    /// As MetalLB reads them: the two ends of a range may have spaces around them, a CIDR may
+    /// not.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let text = text.trim();
         if let Some((start, end)) = text.split_once('-') {
             let first = parse_ip(start.trim(), text)?;
             let last = parse_ip(end.trim(), text)?;
@@ -30,6 +31,9 @@ impl AddressRange {
                 return Err(format!("range {text:?} ends before it starts"));
             }
             return Ok(Self { family: first.family, first: first.value, last: last.value });
+        }
+        if text.trim() != text {
+            return Err(format!("CIDR {text:?}: spaces around a CIDR are not allowed"));
         }
         let Some((ip, len)) = text.split_once('/') else {
             return Err(format!(
@@ -65,25 +69,36 @@ impl AddressRange {
         address.family == self.family && (self.first..=self.last).contains(&address.value)
     }
 
-    /// The longest prefix length among the CIDRs the range splits into (a CIDR is one). An
+    /// The shortest prefix length among the CIDRs the range splits into (a CIDR is one). An
     /// advertisement may not aggregate a pool to a shorter prefix than this: MetalLB rejects
-    /// that, as the aggregate would cover addresses outside the pool.
-    pub fn most_specific_prefix_len(&self) -> u8 {
+    /// that, as no piece of the range could be announced whole. (A range whose widest piece
+    /// fits is accepted, as MetalLB accepts it.)
+    pub fn widest_prefix_len(&self) -> u8 {
         let bits = u32::from(self.family.bits());
         let mut start = self.first;
-        let mut longest = 0;
+        let mut widest = bits;
         loop {
             // The largest aligned block starting at `start` that stays inside the range.
             let mut block_bits = start.trailing_zeros().min(bits);
             while block_bits > 0 && block_end(start, block_bits).is_none_or(|end| end > self.last) {
                 block_bits -= 1;
             }
-            longest = longest.max(bits - block_bits);
+            widest = widest.min(bits - block_bits);
             match block_end(start, block_bits) {
                 Some(end) if end < self.last => start = end + 1,
-                _ => return longest as u8,
+                _ => return widest as u8,
             }
         }
+    }
+}
+
+/// Whether `text` is a range from an IPv4 to an IPv6 address (or back). MetalLB reads such a
+/// range as no addresses at all, without an error; so does the allocator.
+pub fn mixes_families(text: &str) -> bool {
+    let Some((start, end)) = text.split_once('-') else { return false };
+    match (start.trim().parse::<IpAddr>(), end.trim().parse::<IpAddr>()) {
+        (Ok(first), Ok(last)) => first.is_ipv4() != last.is_ipv4(),
+        _ => false,
     }
 }
 
@@ -150,16 +165,26 @@ mod tests {
     }
 
     #[test]
-    fn most_specific_prefix_of_the_cidrs_a_range_splits_into() {
-        let len = |text| AddressRange::parse(text).unwrap().most_specific_prefix_len();
+    fn widest_prefix_of_the_cidrs_a_range_splits_into() {
+        let len = |text| AddressRange::parse(text).unwrap().widest_prefix_len();
         assert_eq!(len("192.0.2.0/24"), 24);
         assert_eq!(len("192.0.2.7/32"), 32);
         assert_eq!(len("192.0.2.0-192.0.2.127"), 25);
         // .0-.128 is a /25 plus the single address .128.
-        assert_eq!(len("192.0.2.0-192.0.2.128"), 32);
+        assert_eq!(len("192.0.2.0-192.0.2.128"), 25);
         assert_eq!(len("192.0.2.64-192.0.2.191"), 26);
+        // MetalLB's own case: .2-.254 splits into /31 ... /26, /26 ... /32; the widest is /26.
+        assert_eq!(len("3.3.3.2-3.3.3.254"), 26);
         assert_eq!(len("2001:db8::/64"), 64);
         assert_eq!(len("0.0.0.0/0"), 0);
         assert_eq!(len("::/0"), 0);
+    }
+
+    #[test]
+    fn spaces_are_read_as_metallb_reads_them() {
+        assert!(AddressRange::parse(" 192.0.2.0/24").unwrap_err().contains("spaces"));
+        assert!(AddressRange::parse("192.0.2.0/24 ").is_err());
+        assert_eq!(AddressRange::parse(" 192.0.2.1 - 192.0.2.9 ").unwrap().size(), 9);
+        assert!(mixes_families("192.0.2.1-2001:db8::1") && !mixes_families("192.0.2.1-192.0.2.9"));
     }
 }

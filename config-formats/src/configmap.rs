@@ -10,8 +10,11 @@ use serde::Deserialize;
 
 use crate::{FormatError, duration::parse_seconds, selector::KebabLabelSelector};
 
+/// The top level is read leniently, as MetalLB reads it (an unknown key is ignored); the
+/// entries inside stay strict, so that a misspelt optional field is an error here where MetalLB
+/// would silently drop it (a deliberate difference, in `docs/migrating.md`).
 #[derive(Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(rename_all = "kebab-case")]
 struct ConfigFile {
     #[serde(default)]
     peers: Vec<PeerEntry>,
@@ -57,6 +60,10 @@ struct PoolEntry {
     avoid_buggy_ips: bool,
     /// v0.1's name for the advertisements.
     advertisements: Option<Vec<AdvertisementEntry>>,
+    /// Community aliases written inside a pool, as MetalLB's own v0.1 example does: read as
+    /// aliases for the whole configuration.
+    #[serde(default)]
+    communities: BTreeMap<String, String>,
     bgp_advertisements: Option<Vec<AdvertisementEntry>>,
 }
 
@@ -179,11 +186,24 @@ pub fn parse(object: &str, text: &str) -> Result<pb::Config, FormatError> {
         }
     }
 
-    let communities = file
-        .communities
-        .iter()
-        .map(|(name, value)| pb::CommunityAlias { name: name.clone(), value: value.clone() })
-        .collect();
+    let mut aliases = file.communities.clone();
+    for pool in &file.address_pools {
+        for (name, value) in &pool.communities {
+            match aliases.get(name) {
+                Some(existing) if existing != value => {
+                    return Err(error(format!(
+                        "address-pools ({}): community alias {name:?} is {value:?} here and {existing:?} elsewhere",
+                        pool.name
+                    )));
+                }
+                _ => {
+                    aliases.insert(name.clone(), value.clone());
+                }
+            }
+        }
+    }
+    let communities =
+        aliases.into_iter().map(|(name, value)| pb::CommunityAlias { name, value }).collect();
     let bfd_profiles = file
         .bfd_profiles
         .iter()

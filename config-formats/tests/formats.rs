@@ -64,6 +64,23 @@ fn the_configmap_reads_yaml_as_metallb_does() {
 }
 
 #[test]
+fn metallb_v0_1_s_own_example_reads() {
+    // As MetalLB's first release documented it: a unitless hold time, community aliases
+    // inside the pool, and a top-level key this reader does not know.
+    let text = "peers:\n- peer-address: 10.0.0.100\n  peer-asn: 64512\n  my-asn: 64512\n  peer-port: 179\n  hold-time: 120\naddress-pools:\n- name: my-ip-space\n  cidr:\n  - 198.51.100.0/24\n  advertisements:\n  - aggregation-length: 32\n    localpref: 100\n    communities:\n    - 64512:1\n    - no-export\n  communities:\n    no-export: 65535:65281\nsome-future-key: {}\n";
+    let config = configmap::parse("cm", text).unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(config.peers[0].hold_time_seconds, Some(120));
+    assert_eq!(config.communities[0].name, "no-export");
+    assert_eq!(config.advertisements[0].communities, ["64512:1", "no-export"]);
+    let fractional = configmap::parse(
+        "cm",
+        "peers:\n- peer-address: 10.0.0.100\n  peer-asn: 1\n  my-asn: 2\n  hold-time: 3.9s\n",
+    )
+    .unwrap();
+    assert_eq!(fractional.peers[0].hold_time_seconds, Some(3), "truncated, as MetalLB does");
+}
+
+#[test]
 fn configmap_errors_are_precise() {
     let typo =
         configmap::parse("cm", "peers:\n- my-asn: 1\n  peer-asn: 2\n  peer-adress: 192.0.2.1\n")
@@ -77,7 +94,7 @@ fn configmap_errors_are_precise() {
     assert!(layer2.message.contains("BGP only"), "{layer2}");
     let hold = configmap::parse(
         "cm",
-        "peers:\n- my-asn: 1\n  peer-asn: 2\n  peer-address: 192.0.2.1\n  hold-time: 500ms\n",
+        "peers:\n- my-asn: 1\n  peer-asn: 2\n  peer-address: 192.0.2.1\n  hold-time: 90x\n",
     )
     .unwrap_err();
     assert!(hold.message.contains("peers[0].hold-time"), "{hold}");

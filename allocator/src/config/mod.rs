@@ -2,14 +2,18 @@
 //! what validation rejects (parsed ranges, resolved communities, compiled selectors).
 
 mod community;
+mod local_pref;
 mod validate;
 
+#[cfg(test)]
+mod metallb_rules_tests;
 #[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 
 pub use community::Community;
+pub use local_pref::local_pref_conflicts;
 use metallb_proto::pb;
 pub use validate::{ConfigError, validate};
 

@@ -6,7 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use metallb_proto::pb;
 
 use super::{Advertisement, Community, Config, Peer, Pool};
-use crate::{address::Family, address_range::AddressRange, selector::Selector};
+use crate::{
+    address::Family,
+    address_range::{AddressRange, mixes_families},
+    selector::Selector,
+};
 
 /// One reason a configuration is rejected.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,6 +51,8 @@ impl Errors {
         });
     }
 
+    /// Compiles `selectors`, refusing as MetalLB does a selector listed twice, an expression
+    /// listed twice in one selector, and a value listed twice in one expression.
     fn selectors(
         &mut self,
         object: &str,
@@ -54,14 +60,65 @@ impl Errors {
         selectors: &[pb::LabelSelector],
     ) -> Vec<Selector> {
         let mut compiled = Vec::new();
+        let mut seen: Vec<String> = Vec::new();
         for (index, selector) in selectors.iter().enumerate() {
+            let at = format!("{field}[{index}]");
+            let canonical = canonical_selector(selector);
+            if let Some(first) = seen.iter().position(|other| *other == canonical) {
+                self.add(object, &at, format!("duplicate of {field}[{first}]"));
+            }
+            seen.push(canonical);
+            self.duplicate_expressions(object, &at, selector);
             match Selector::from_pb(selector) {
                 Ok(selector) => compiled.push(selector),
-                Err(message) => self.add(object, format!("{field}[{index}]"), message),
+                Err(message) => self.add(object, at, message),
             }
         }
         compiled
     }
+
+    fn duplicate_expressions(&mut self, object: &str, at: &str, selector: &pb::LabelSelector) {
+        let mut seen: Vec<String> = Vec::new();
+        for (index, expression) in selector.match_expressions.iter().enumerate() {
+            let field = format!("{at}.matchExpressions[{index}]");
+            self.duplicates(object, &format!("{field}.values"), &expression.values);
+            let canonical = canonical_expression(expression);
+            if let Some(first) = seen.iter().position(|other| *other == canonical) {
+                self.add(object, &field, format!("duplicate of {at}.matchExpressions[{first}]"));
+            }
+            seen.push(canonical);
+        }
+    }
+
+    /// Refuses an entry listed twice in `values` (MetalLB's rule for every list of names).
+    fn duplicates(&mut self, object: &str, field: &str, values: &[String]) {
+        for (index, value) in values.iter().enumerate() {
+            if let Some(first) = values[..index].iter().position(|other| other == value) {
+                self.add(
+                    object,
+                    format!("{field}[{index}]"),
+                    format!("{value:?} is listed twice (first at {field}[{first}])"),
+                );
+            }
+        }
+    }
+}
+
+/// A selector in one spelling whatever the order of its labels and values, to compare two.
+fn canonical_selector(selector: &pb::LabelSelector) -> String {
+    let mut labels: Vec<String> =
+        selector.match_labels.iter().map(|(key, value)| format!("{key}={value}")).collect();
+    labels.sort();
+    let mut expressions: Vec<String> =
+        selector.match_expressions.iter().map(canonical_expression).collect();
+    expressions.sort();
+    format!("{}|{}", labels.join(","), expressions.join(";"))
+}
+
+fn canonical_expression(expression: &pb::LabelSelectorRequirement) -> String {
+    let mut values = expression.values.clone();
+    values.sort();
+    format!("{} {} {}", expression.key, expression.operator, values.join(","))
 }
 
 /// Validates `config`; on failure returns every error found.
@@ -71,8 +128,7 @@ pub fn validate(config: &pb::Config) -> Result<Config, Vec<ConfigError>> {
     let bfd_profiles = bfd_profiles(&config.bfd_profiles, &mut errors);
     let pools = pools(&config.pools, &mut errors);
     let peers = peers(&config.peers, &bfd_profiles, &mut errors);
-    let advertisements =
-        advertisements(&config.advertisements, &pools, &peers, &aliases, &mut errors);
+    let advertisements = advertisements(&config.advertisements, &pools, &aliases, &mut errors);
     if !errors.0.is_empty() {
         return Err(errors.0);
     }
@@ -189,6 +245,10 @@ fn pools(pools: &[pb::AddressPool], errors: &mut Errors) -> BTreeMap<String, Poo
         }
         let mut ranges = Vec::new();
         for (index, text) in pool.addresses.iter().enumerate() {
+            if mixes_families(text) {
+                // MetalLB reads such a range as no addresses, without an error.
+                continue;
+            }
             match AddressRange::parse(text) {
                 Ok(range) => {
                     for (other_pool, other_index, other) in &all_ranges {
@@ -214,6 +274,7 @@ fn pools(pools: &[pb::AddressPool], errors: &mut Errors) -> BTreeMap<String, Poo
         if allocation.priority < 0 {
             errors.add(&object, "serviceAllocation.priority", "must not be negative");
         }
+        errors.duplicates(&object, "serviceAllocation.namespaces", &allocation.namespaces);
         let namespace_selectors = errors.selectors(
             &object,
             "serviceAllocation.namespaceSelectors",
@@ -288,6 +349,13 @@ fn peers(
         if !peer.router_id.is_empty() && peer.router_id.parse::<std::net::Ipv4Addr>().is_err() {
             errors.add(&object, "routerID", format!("{:?} is not an IPv4 address", peer.router_id));
         }
+        if peer.ebgp_multihop && peer.my_asn == peer.peer_asn {
+            errors.add(
+                &object,
+                "ebgpMultiHop",
+                "is for eBGP peers; this peer is iBGP (myASN equals peerASN)",
+            );
+        }
         if peer.peer_port > u32::from(u16::MAX) {
             errors.add(&object, "peerPort", format!("{} is not a TCP port", peer.peer_port));
         }
@@ -334,7 +402,6 @@ fn peers(
 fn advertisements(
     advertisements: &[pb::BgpAdvertisement],
     pools: &BTreeMap<String, Pool>,
-    peers: &BTreeMap<String, Peer>,
     aliases: &BTreeMap<String, Community>,
     errors: &mut Errors,
 ) -> Vec<Advertisement> {
@@ -344,15 +411,11 @@ fn advertisements(
         let Some(object) = unique_name(&mut seen, "BGPAdvertisement", &ad.name, errors) else {
             continue;
         };
-        for (index, name) in ad.ip_address_pools.iter().enumerate() {
-            if !pools.contains_key(name) {
-                errors.add(
-                    &object,
-                    format!("ipAddressPools[{index}]"),
-                    format!("no AddressPool is named {name:?}"),
-                );
-            }
-        }
+        // A pool or peer named here that does not exist is ignored, as MetalLB ignores it
+        // (it may be created later); a name listed twice is refused, as MetalLB refuses it.
+        errors.duplicates(&object, "ipAddressPools", &ad.ip_address_pools);
+        errors.duplicates(&object, "peers", &ad.peers);
+        errors.duplicates(&object, "communities", &ad.communities);
         let pool_selectors =
             errors.selectors(&object, "ipAddressPoolSelectors", &ad.ip_address_pool_selectors);
         let selected: Vec<String> = pools
@@ -387,12 +450,12 @@ fn advertisements(
                     Family::V4 => (length_v4, "aggregationLength"),
                     Family::V6 => (length_v6, "aggregationLengthV6"),
                 };
-                let pool_prefix = range.most_specific_prefix_len();
-                if length < pool_prefix {
+                let widest = range.widest_prefix_len();
+                if length < widest {
                     errors.add(
                         &object,
                         field,
-                        format!("/{length} is shorter than pool {pool_name:?}'s /{pool_prefix}: it would announce addresses outside the pool"),
+                        format!("/{length} is shorter than pool {pool_name:?}'s widest prefix /{widest}: it would announce addresses outside the pool"),
                     );
                 }
             }
@@ -403,15 +466,6 @@ fn advertisements(
             match Community::resolve(text, aliases) {
                 Ok(community) => communities.push(community),
                 Err(message) => errors.add(&object, format!("communities[{index}]"), message),
-            }
-        }
-        for (index, name) in ad.peers.iter().enumerate() {
-            if !peers.contains_key(name) {
-                errors.add(
-                    &object,
-                    format!("peers[{index}]"),
-                    format!("no BGPPeer is named {name:?}"),
-                );
             }
         }
         let node_selectors = errors.selectors(&object, "nodeSelectors", &ad.node_selectors);

@@ -9,7 +9,7 @@ use metallb_proto::pb;
 use super::{AllocatorState, PendingConfig, outcome_to_pb};
 use crate::{
     address::Address,
-    config::{Config, validate},
+    config::{Config, local_pref_conflicts, validate},
     service_spec::ServiceKey,
 };
 
@@ -32,6 +32,11 @@ impl AllocatorState {
         source: &str,
         now: SystemTime,
     ) -> pb::ApplyConfigResponse {
+        // MetalLB's LOCAL_PREF rule depends on which nodes the advertisements cover.
+        let validated = validated.and_then(|config| {
+            let conflicts = local_pref_conflicts(&config, self.nodes.values());
+            if conflicts.is_empty() { Ok(config) } else { Err(conflicts) }
+        });
         let validated = match validated {
             Ok(validated) => validated,
             Err(errors) => {

@@ -62,6 +62,32 @@ fn an_invalid_configuration_changes_nothing() {
 }
 
 #[test]
+fn a_local_pref_conflict_on_a_known_node_is_refused_and_the_old_configuration_stays() {
+    let mut state = AllocatorState::default();
+    let ad = |name: &str, local_pref| pb::BgpAdvertisement {
+        name: name.into(),
+        local_pref: Some(local_pref),
+        ..Default::default()
+    };
+    let conflicting = pb::Config {
+        advertisements: vec![ad("a", 100), ad("b", 200)],
+        ..config(vec![pool("p", &["192.0.2.0/24"], false)])
+    };
+    // No node yet: no node would send both, so MetalLB's rule finds nothing.
+    assert!(state.apply_config(&conflicting, "test", now()).accepted);
+    state.apply_config(&config(vec![pool("p", &["192.0.2.0/24"], false)]), "test", now());
+    let node = pb::Node { name: "n1".into(), ..Default::default() };
+    state.update_node(crate::nodes::NodeInfo::from_pb(&node).unwrap());
+    let response = state.apply_config(&conflicting, "test", now());
+    assert!(!response.accepted);
+    assert_eq!(
+        (response.errors[0].object.as_str(), response.errors[0].field.as_str()),
+        ("BGPAdvertisement/b", "localPref")
+    );
+    assert!(state.config().unwrap().source.advertisements.is_empty(), "the previous one stays");
+}
+
+#[test]
 fn the_tutorial_configuration_waits_for_the_service_holding_dot_zero_then_applies_itself() {
     let mut state = AllocatorState::default();
     state.apply_config(&config(vec![pool("my-ip-space", &["192.0.2.0/24"], false)]), "cm", now());
