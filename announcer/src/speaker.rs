@@ -18,7 +18,7 @@ use crate::{
     bfd::{BfdPeer, BfdRegistry, BfdStatus, BfdWatch, session::BfdConfig, socket::Hops},
     bgp::{
         advertise::{RouteAttributes, Routes, parse_community, parse_large_community},
-        fsm::{SessionConfig, State},
+        fsm::{PeerAs, SessionConfig, State},
         session::{Desired, PeerEndpoint, Session, SessionStatus},
     },
 };
@@ -266,7 +266,19 @@ pub fn session_settings(
                 ),
             }
         };
-    let external = peer.peer_asn != peer.my_asn;
+    // localASN replaces our AS on this session (FRR's local-as ... replace-as).
+    let local_asn = if peer.local_asn != 0 { peer.local_asn } else { peer.my_asn };
+    let peer_as = match peer.dynamic_asn.as_str() {
+        "" => PeerAs::Fixed(peer.peer_asn),
+        "internal" => PeerAs::Internal,
+        "external" => PeerAs::External,
+        other => return Err(format!("dynamicASN {other:?} is neither internal nor external")),
+    };
+    let external = match peer_as {
+        PeerAs::Fixed(asn) => asn != local_asn,
+        PeerAs::Internal => false,
+        PeerAs::External => true,
+    };
     let ttl = match (external, peer.ebgp_multihop) {
         // A directly connected eBGP peer: one hop, as routers expect (RFC 4271 section 5.1.3).
         (true, false) => Some(1),
@@ -282,9 +294,16 @@ pub fn session_settings(
         password: (!peer.password.is_empty()).then(|| peer.password.clone()),
         ttl,
     };
+    // Only the session's own family, unless the peer takes both (dualStackAddressFamily).
+    let both = peer.dual_stack_address_family && !peer.disable_mp;
+    let families = match address {
+        _ if both => vec![(1, 1), (2, 1)],
+        IpAddr::V4(_) => vec![(1, 1)],
+        IpAddr::V6(_) => vec![(2, 1)],
+    };
     let config = SessionConfig {
-        local_asn: peer.my_asn,
-        peer_asn: peer.peer_asn,
+        local_asn,
+        peer_asn: peer_as,
         router_id,
         hold_time,
         keepalive,
@@ -293,7 +312,7 @@ pub fn session_settings(
             .map(|s| Duration::from_secs(u64::from(s)))
             .unwrap_or(DEFAULT_CONNECT_RETRY),
         max_retry: MAX_CONNECT_RETRY,
-        families: vec![(1, 1), (2, 1)],
+        families,
         graceful_restart: peer.enable_graceful_restart.then_some(GRACEFUL_RESTART_TIME),
         // Every session of a fresh process follows a restart as far as the peer can tell.
         restarting: peer.enable_graceful_restart,
@@ -333,6 +352,30 @@ mod tests {
         let ibgp = pb::BgpPeer { peer_asn: 64512, router_id: "10.0.0.1".into(), ..peer() };
         let (endpoint, config) = session_settings(&ibgp, None).unwrap();
         assert_eq!((endpoint.ttl, config.router_id), (None, Ipv4Addr::new(10, 0, 0, 1)));
+    }
+
+    #[test]
+    fn local_asn_dynamic_asn_and_families_follow_the_peer() {
+        let node = Some("192.0.2.1".parse().unwrap());
+        let (_, config) = session_settings(&peer(), node).unwrap();
+        assert_eq!(config.families, [(1, 1)], "only the session's own family by default");
+        assert_eq!((config.local_asn, config.peer_asn), (64512, PeerAs::Fixed(64500)));
+        let dual = pb::BgpPeer { dual_stack_address_family: true, ..peer() };
+        assert_eq!(session_settings(&dual, node).unwrap().1.families, [(1, 1), (2, 1)]);
+        let not_mp = pb::BgpPeer { disable_mp: true, ..dual };
+        assert_eq!(session_settings(&not_mp, node).unwrap().1.families, [(1, 1)]);
+        let v6 = pb::BgpPeer { peer_address: "2001:db8::1".into(), ..peer() };
+        assert_eq!(session_settings(&v6, node).unwrap().1.families, [(2, 1)]);
+        // localASN replaces our AS on the session; with it equal to the peer's, it is iBGP.
+        let local = pb::BgpPeer { local_asn: 64500, ..peer() };
+        let (endpoint, config) = session_settings(&local, node).unwrap();
+        assert_eq!((config.local_asn, endpoint.ttl), (64500, None));
+        let internal = pb::BgpPeer { peer_asn: 0, dynamic_asn: "internal".into(), ..peer() };
+        let (endpoint, config) = session_settings(&internal, node).unwrap();
+        assert_eq!((config.peer_asn, endpoint.ttl), (PeerAs::Internal, None));
+        let external = pb::BgpPeer { peer_asn: 0, dynamic_asn: "external".into(), ..peer() };
+        let (endpoint, config) = session_settings(&external, node).unwrap();
+        assert_eq!((config.peer_asn, endpoint.ttl), (PeerAs::External, Some(1)));
     }
 
     #[test]

@@ -29,7 +29,7 @@ const PEER_AS: u32 = 64500;
 fn config(hold_time: u16) -> SessionConfig {
     SessionConfig {
         local_asn: 64512,
-        peer_asn: PEER_AS,
+        peer_asn: PEER_AS.into(),
         router_id: Ipv4Addr::new(192, 0, 2, 1),
         hold_time,
         keepalive: None,

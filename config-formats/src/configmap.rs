@@ -133,7 +133,7 @@ pub fn parse(object: &str, text: &str) -> Result<pb::Config, FormatError> {
             ebgp_multihop: peer.ebgp_multihop,
             enable_graceful_restart: false,
             connect_time_seconds: None,
-            bfd: None,
+            ..Default::default()
         });
     }
 

@@ -4,6 +4,7 @@
 //! the watcher fetches the objects, this crate only reads them.
 
 pub mod annotations;
+pub mod bgp_peer_v1beta1;
 pub mod configmap;
 pub mod duration;
 pub mod resources;

@@ -9,7 +9,10 @@ use metallb_proto::pb;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{FormatError, duration::parse_seconds, selector::LabelSelector};
+use crate::{
+    FormatError, bgp_peer_v1beta1::BgpPeerV1beta1Spec, duration::parse_seconds,
+    selector::LabelSelector,
+};
 
 /// A resource's identity and spec.
 #[derive(Clone, Debug)]
@@ -24,89 +27,136 @@ pub struct Resource<Spec> {
 
 /// IPAddressPool spec.
 #[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
-#[kube(group = "metallb.io", version = "v1beta1", kind = "IPAddressPool", namespaced)]
+#[kube(
+    group = "metallb.io",
+    version = "v1beta1",
+    kind = "IPAddressPool",
+    namespaced,
+    status = "IpAddressPoolStatus",
+    doc = "A set of addresses LoadBalancer Services get their IPs from.",
+    printcolumn = r#"{"name":"Auto Assign","type":"boolean","jsonPath":".spec.autoAssign"}"#,
+    printcolumn = r#"{"name":"Avoid Buggy IPs","type":"boolean","jsonPath":".spec.avoidBuggyIPs"}"#,
+    printcolumn = r#"{"name":"Addresses","type":"string","jsonPath":".spec.addresses"}"#
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IpAddressPoolSpec {
-    /// CIDRs and ranges.
+    /// The addresses: CIDRs ("192.0.2.0/24") or ranges ("192.0.2.10-192.0.2.20"), either
+    /// family.
     pub addresses: Vec<String>,
-    /// Default true.
+    /// Whether Services that do not name a pool get IPs from this one (default true).
     pub auto_assign: Option<bool>,
-    /// Skip .0 and .255.
+    /// Never hand out IPv4 addresses ending in .0 or .255, which some old devices drop.
     #[serde(default, rename = "avoidBuggyIPs")]
     pub avoid_buggy_ips: bool,
-    /// Which services the pool serves, in which order.
+    /// Which Services may use the pool, and in which order pools are tried.
     pub service_allocation: Option<ServiceAllocation>,
 }
 
-/// IPAddressPool spec.serviceAllocation.
+/// How many addresses of an IPAddressPool are assigned and still available, per family.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct IpAddressPoolStatus {
+    /// IPv4 addresses assigned to Services.
+    #[serde(rename = "assignedIPv4")]
+    pub assigned_ipv4: i64,
+    /// IPv6 addresses assigned to Services.
+    #[serde(rename = "assignedIPv6")]
+    pub assigned_ipv6: i64,
+    /// IPv4 addresses still free.
+    #[serde(rename = "availableIPv4")]
+    pub available_ipv4: i64,
+    /// IPv6 addresses still free (capped at the largest 64-bit number).
+    #[serde(rename = "availableIPv6")]
+    pub available_ipv6: i64,
+}
+
+/// Which Services may use an IPAddressPool, and in which order pools are tried.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServiceAllocation {
-    /// Lower first.
+    /// Pools with a lower number are tried first; 0 comes after every numbered pool.
     #[serde(default)]
     pub priority: i32,
-    /// Namespaces served.
+    /// Namespaces whose Services may use the pool.
     #[serde(default)]
     pub namespaces: Vec<String>,
-    /// Namespace label selectors.
+    /// Namespaces, by label, whose Services may use the pool.
     #[serde(default)]
     pub namespace_selectors: Vec<LabelSelector>,
-    /// Service label selectors.
+    /// Services, by label, that may use the pool.
     #[serde(default)]
     pub service_selectors: Vec<LabelSelector>,
 }
 
 /// BGPPeer v1beta2 spec.
 #[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
-#[kube(group = "metallb.io", version = "v1beta2", kind = "BGPPeer", namespaced)]
+#[kube(
+    group = "metallb.io",
+    version = "v1beta2",
+    kind = "BGPPeer",
+    namespaced,
+    doc = "A BGP router the nodes peer with, and how.",
+    printcolumn = r#"{"name":"Address","type":"string","jsonPath":".spec.peerAddress"}"#,
+    printcolumn = r#"{"name":"ASN","type":"string","jsonPath":".spec.peerASN"}"#,
+    printcolumn = r#"{"name":"BFD Profile","type":"string","jsonPath":".spec.bfdProfile"}"#,
+    printcolumn = r#"{"name":"Multi Hops","type":"string","jsonPath":".spec.ebgpMultiHop"}"#
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BgpPeerSpec {
-    /// Our AS.
+    /// The AS number the nodes speak as.
     #[serde(rename = "myASN")]
     pub my_asn: u32,
-    /// The peer's AS.
+    /// The AS number the router must have; or set dynamicASN instead.
     #[serde(rename = "peerASN", default)]
     pub peer_asn: u32,
-    /// The peer's address.
+    /// The router's address.
+    #[serde(default)]
     pub peer_address: String,
-    /// Local address.
+    /// The local address sessions are made from (default: chosen by the node).
     pub source_address: Option<String>,
-    /// The peer's port.
+    /// The router's TCP port (default 179).
     pub peer_port: Option<u32>,
-    /// Go duration.
+    /// Proposed hold time, a Go duration ("90s"): 0 or at least 3s; default 90s.
     pub hold_time: Option<String>,
-    /// Go duration.
+    /// Keepalive interval, a Go duration; at most the hold time; default a third of it.
     pub keepalive_time: Option<String>,
-    /// Go duration.
+    /// Pause between connection attempts, a Go duration (the first pause of the backoff).
     pub connect_time: Option<String>,
-    /// BGP identifier.
+    /// BGP identifier (an IPv4 address); default the node's address.
     #[serde(rename = "routerID")]
     pub router_id: Option<String>,
-    /// Nodes that peer.
+    /// Nodes that peer with this router; any one matching suffices; none means every node.
     #[serde(default)]
     pub node_selectors: Vec<LabelSelector>,
-    /// Plain-text MD5 password.
+    /// TCP MD5 password (RFC 2385), in plain text; prefer passwordSecret.
     pub password: Option<String>,
-    /// Secret holding the MD5 password under key `password`.
+    /// A Secret of type kubernetes.io/basic-auth holding the TCP MD5 password under key
+    /// "password".
     pub password_secret: Option<SecretReference>,
-    /// BFD profile name.
+    /// The BFDProfile watching the path to the router; its going down ends the session at once.
     pub bfd_profile: Option<String>,
-    /// eBGP multihop.
+    /// The router may be more than one hop away (eBGP only; iBGP is always multihop).
     #[serde(default)]
     pub ebgp_multi_hop: bool,
-    /// Graceful restart.
+    /// Advertise graceful restart, so that the router keeps the routes while a node restarts.
     #[serde(default)]
     pub enable_graceful_restart: bool,
-    /// VRF (not supported: sessions run in the node's default VRF).
+    /// A VRF to peer in: refused, sessions run in the node's default VRF.
     pub vrf: Option<String>,
-    /// Unnumbered interface peering (not supported).
+    /// An interface for unnumbered peering: refused, set peerAddress instead.
     pub interface: Option<String>,
-    /// Dynamic peer AS (not supported).
+    /// The peer's AS from its OPEN instead of peerASN: "internal" or "external".
     #[serde(rename = "dynamicASN")]
     pub dynamic_asn: Option<String>,
-    /// Disable MP-BGP (accepted; MP-BGP is used for IPv6 regardless).
+    /// Deprecated by MetalLB in favour of dualStackAddressFamily: one family per session.
     #[serde(rename = "disableMP", default)]
     pub disable_mp: bool,
+    /// The AS number this session presents instead of myASN (FRR's local-as).
+    #[serde(rename = "localASN")]
+    pub local_asn: Option<u32>,
+    /// Also advertise the other address family over this session.
+    #[serde(default)]
+    pub dual_stack_address_family: bool,
 }
 
 /// A reference to a Secret.
@@ -124,39 +174,60 @@ pub struct SecretReference {
 
 /// BGPAdvertisement spec.
 #[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
-#[kube(group = "metallb.io", version = "v1beta1", kind = "BGPAdvertisement", namespaced)]
+#[kube(
+    group = "metallb.io",
+    version = "v1beta1",
+    kind = "BGPAdvertisement",
+    namespaced,
+    doc = "How the IPs of some pools are announced over BGP, from which nodes, to which peers. No spec: every pool, from every node, to every peer.",
+    printcolumn = r#"{"name":"IPAddressPools","type":"string","jsonPath":".spec.ipAddressPools"}"#,
+    printcolumn = r#"{"name":"IPAddressPool Selectors","type":"string","jsonPath":".spec.ipAddressPoolSelectors"}"#,
+    printcolumn = r#"{"name":"Peers","type":"string","jsonPath":".spec.peers"}"#,
+    printcolumn = r#"{"name":"Node Selectors","type":"string","jsonPath":".spec.nodeSelectors","priority":10}"#
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BgpAdvertisementSpec {
-    /// IPv4 aggregation length.
+    /// Prefix length IPv4 addresses are announced with (default 32: each address alone).
     pub aggregation_length: Option<u32>,
-    /// IPv6 aggregation length.
+    /// Prefix length IPv6 addresses are announced with (default 128).
     #[serde(rename = "aggregationLengthV6")]
     pub aggregation_length_v6: Option<u32>,
-    /// LOCAL_PREF.
+    /// LOCAL_PREF attribute, sent to iBGP peers only.
     pub local_pref: Option<u32>,
-    /// Community values or Community alias names.
+    /// Communities to attach: "65000:100", "large:1:2:3", or the name of a Community alias.
     #[serde(default)]
     pub communities: Vec<String>,
-    /// Pools by name.
+    /// Pools whose IPs are announced, by name; with ipAddressPoolSelectors empty too, every
+    /// pool.
     #[serde(default)]
     pub ip_address_pools: Vec<String>,
-    /// Pools by label.
+    /// Pools whose IPs are announced, by label.
     #[serde(default)]
     pub ip_address_pool_selectors: Vec<LabelSelector>,
-    /// Nodes that announce.
+    /// Nodes that announce; none means every node.
     #[serde(default)]
     pub node_selectors: Vec<LabelSelector>,
-    /// Peers by name.
+    /// BGPPeers announced to, by name; none means every peer.
     #[serde(default)]
     pub peers: Vec<String>,
+    /// Services whose IPs are announced, by label; none means every Service of the pools. Only
+    /// with the default aggregation lengths.
+    #[serde(default)]
+    pub service_selectors: Vec<LabelSelector>,
 }
 
 /// Community spec.
 #[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
-#[kube(group = "metallb.io", version = "v1beta1", kind = "Community", namespaced)]
+#[kube(
+    group = "metallb.io",
+    version = "v1beta1",
+    kind = "Community",
+    namespaced,
+    doc = "Names for BGP community values, usable in BGPAdvertisements."
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CommunitySpec {
-    /// Aliases.
+    /// The aliases.
     #[serde(default)]
     pub communities: Vec<CommunityAliasEntry>,
 }
@@ -165,32 +236,44 @@ pub struct CommunitySpec {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommunityAliasEntry {
-    /// Alias.
+    /// The alias, used in BGPAdvertisements' communities.
     pub name: String,
-    /// Value.
+    /// The value: "65000:100" or "large:1:2:3".
     pub value: String,
 }
 
 /// BFDProfile spec.
 #[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
-#[kube(group = "metallb.io", version = "v1beta1", kind = "BFDProfile", namespaced)]
+#[kube(
+    group = "metallb.io",
+    version = "v1beta1",
+    kind = "BFDProfile",
+    namespaced,
+    doc = "BFD settings a BGPPeer refers to, to detect a dead path in a second.",
+    printcolumn = r#"{"name":"Passive Mode","type":"boolean","jsonPath":".spec.passiveMode"}"#,
+    printcolumn = r#"{"name":"Transmit Interval","type":"integer","jsonPath":".spec.transmitInterval"}"#,
+    printcolumn = r#"{"name":"Receive Interval","type":"integer","jsonPath":".spec.receiveInterval"}"#,
+    printcolumn = r#"{"name":"Multiplier","type":"integer","jsonPath":".spec.detectMultiplier"}"#
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BfdProfileSpec {
-    /// ms.
+    /// Slowest interval, in milliseconds, at which we accept control packets (10..60000,
+    /// default 300).
     pub receive_interval: Option<u32>,
-    /// ms.
+    /// Fastest interval, in milliseconds, at which we send control packets (10..60000,
+    /// default 300).
     pub transmit_interval: Option<u32>,
-    /// Packets.
+    /// Control packets that may be lost before the path is declared down (2..255, default 3).
     pub detect_multiplier: Option<u32>,
-    /// ms.
+    /// Echo interval in milliseconds (10..60000, default 50); echo itself is refused.
     pub echo_interval: Option<u32>,
-    /// Echo mode.
+    /// Echo function: refused, BFD runs in asynchronous mode only.
     #[serde(default)]
     pub echo_mode: bool,
-    /// Passive mode.
+    /// Wait for the router to start the BFD session.
     #[serde(default)]
     pub passive_mode: bool,
-    /// TTL.
+    /// Lowest TTL accepted on multihop sessions (1..254, default 254).
     pub minimum_ttl: Option<u32>,
 }
 
@@ -264,6 +347,9 @@ impl Resources {
             object: &str,
             value: serde_json::Value,
         ) -> Result<S, FormatError> {
+            // A resource with no spec at all (MetalLB's simplest BGPAdvertisement) has every
+            // field at its default.
+            let value = if value.is_null() { serde_json::json!({}) } else { value };
             serde_json::from_value(value).map_err(|err| FormatError {
                 object: object.to_string(),
                 message: format!("spec: {err}"),
@@ -277,10 +363,8 @@ impl Resources {
                 self.peers.push(Resource { name, labels, spec: spec(&object, document.spec)? })
             }
             ("BGPPeer", "v1beta1") => {
-                return Err(FormatError {
-                    object,
-                    message: "metallb.io/v1beta1 BGPPeer is deprecated; use metallb.io/v1beta2 (the fields are the same apart from holdTime/keepaliveTime, which v1beta2 keeps)".into(),
-                });
+                let old: BgpPeerV1beta1Spec = spec(&object, document.spec)?;
+                self.peers.push(Resource { name, labels, spec: old.into() })
             }
             ("BGPAdvertisement", "v1beta1") => self.advertisements.push(Resource {
                 name,
@@ -347,15 +431,19 @@ impl Resources {
         for peer in &self.peers {
             let object = format!("BGPPeer/{}", peer.name);
             let spec = &peer.spec;
-            for (field, value) in [
-                ("vrf", &spec.vrf),
-                ("interface", &spec.interface),
-                ("dynamicASN", &spec.dynamic_asn),
-            ] {
+            let unsupported = [
+                ("vrf", &spec.vrf, "sessions run in the node's default VRF"),
+                (
+                    "interface",
+                    &spec.interface,
+                    "unnumbered peering is not implemented; set peerAddress to the router's address on that interface",
+                ),
+            ];
+            for (field, value, why) in unsupported {
                 if value.as_deref().is_some_and(|v| !v.is_empty()) {
                     errors.push(FormatError {
                         object: object.clone(),
-                        message: format!("spec.{field} is not supported"),
+                        message: format!("spec.{field} is not supported: {why}"),
                     });
                 }
             }
@@ -416,6 +504,10 @@ impl Resources {
                 enable_graceful_restart: spec.enable_graceful_restart,
                 connect_time_seconds,
                 bfd: None,
+                local_asn: spec.local_asn.unwrap_or(0),
+                dynamic_asn: spec.dynamic_asn.clone().unwrap_or_default(),
+                dual_stack_address_family: spec.dual_stack_address_family,
+                disable_mp: spec.disable_mp,
             });
         }
 
@@ -437,6 +529,7 @@ impl Resources {
                     .collect(),
                 node_selectors: ad.spec.node_selectors.iter().map(Into::into).collect(),
                 peers: ad.spec.peers.clone(),
+                service_selectors: ad.spec.service_selectors.iter().map(Into::into).collect(),
             })
             .collect();
         let communities = self
@@ -492,4 +585,39 @@ pub struct ConfigurationStateStatus {
     /// Every reason for the rejection, one per line; empty when valid.
     #[serde(default)]
     pub error_summary: String,
+}
+
+/// ServiceBGPStatus (metallb.io/v1beta1): which node announces which Service to which peers.
+/// The spec is empty; everything is in the status.
+#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[kube(
+    group = "metallb.io",
+    version = "v1beta1",
+    kind = "ServiceBGPStatus",
+    namespaced,
+    status = "ServiceBgpStatusStatus",
+    doc = "Which node announces a Service over BGP, and to which peers.",
+    printcolumn = r#"{"name":"Node","type":"string","jsonPath":".status.node"}"#,
+    printcolumn = r#"{"name":"Service Name","type":"string","jsonPath":".status.serviceName"}"#,
+    printcolumn = r#"{"name":"Service Namespace","type":"string","jsonPath":".status.serviceNamespace"}"#
+)]
+pub struct ServiceBgpStatusSpec {}
+
+/// The status of a ServiceBGPStatus.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceBgpStatusStatus {
+    /// The node announcing the Service.
+    #[serde(default)]
+    pub node: String,
+    /// The Service's name.
+    #[serde(default)]
+    pub service_name: String,
+    /// The Service's namespace.
+    #[serde(default)]
+    pub service_namespace: String,
+    /// The BGPPeers the Service is advertised to from that node (whether each session is up
+    /// is in the announcer's session report, not here).
+    #[serde(default)]
+    pub peers: Vec<String>,
 }

@@ -15,13 +15,14 @@ use metallb_tests::{
 };
 
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-const CRDS: [&str; 6] = [
+const CRDS: [&str; 7] = [
     "ipaddresspools.metallb.io",
     "bgppeers.metallb.io",
     "bgpadvertisements.metallb.io",
     "communities.metallb.io",
     "bfdprofiles.metallb.io",
     "configurationstates.metallb.io",
+    "servicebgpstatuses.metallb.io",
 ];
 
 #[test]
@@ -172,4 +173,116 @@ async fn the_watcher_configures_the_allocator_from_metallb_io_resources() {
         let misplaced = event_notes(&client, "metallb-system", good, "InvalidConfig").await;
         assert!(misplaced.is_empty(), "{good} got {misplaced:?}");
     }
+}
+
+/// What MetalLB 0.16 serves and this schema once refused or pruned.
+const METALLB_0_16_OBJECTS: &str = r#"
+apiVersion: metallb.io/v1beta1
+kind: BGPPeer
+metadata: {name: old-style, namespace: metallb-system}
+spec:
+  myASN: 64512
+  peerASN: 64500
+  peerAddress: 192.0.2.1
+  holdTime: 3.5s
+  nodeSelectors:
+  - matchLabels: {rack: a}
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {name: learnt-as, namespace: metallb-system}
+spec:
+  myASN: 64512
+  dynamicASN: external
+  localASN: 64999
+  peerAddress: 192.0.2.2
+  dualStackAddressFamily: true
+  disableMP: false
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: bare, namespace: metallb-system}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: web-only, namespace: metallb-system}
+spec:
+  serviceSelectors:
+  - matchLabels: {app: web}
+"#;
+
+#[tokio::test]
+async fn metallb_s_versions_fields_columns_and_descriptions_are_served() {
+    let control_plane = control_plane_with_crds_and_examples().await;
+    control_plane.apply_yaml(METALLB_0_16_OBJECTS).await.unwrap();
+    let get = |args: Vec<&'static str>| {
+        let control_plane = &control_plane;
+        async move { control_plane.kubectl(&args).await.unwrap() }
+    };
+    let ns = "metallb-system";
+    // The v1beta1 peer is stored as v1beta2, every field kept.
+    let old =
+        get(vec!["get", "bgppeers.v1beta2.metallb.io", "old-style", "-n", ns, "-o", "json"]).await;
+    let old: serde_json::Value = serde_json::from_str(&old).unwrap();
+    assert_eq!(old["apiVersion"], "metallb.io/v1beta2");
+    assert_eq!(old["spec"]["holdTime"], "3.5s");
+    assert_eq!(old["spec"]["nodeSelectors"][0]["matchLabels"]["rack"], "a");
+    // v1beta2's newer fields are not pruned.
+    let learnt = get(vec!["get", "bgppeers", "learnt-as", "-n", ns, "-o", "json"]).await;
+    let learnt: serde_json::Value = serde_json::from_str(&learnt).unwrap();
+    assert_eq!(learnt["spec"]["localASN"], 64999);
+    assert_eq!(learnt["spec"]["dynamicASN"], "external");
+    assert_eq!(learnt["spec"]["dualStackAddressFamily"], true);
+    let web = get(vec![
+        "get",
+        "bgpadvertisements",
+        "web-only",
+        "-n",
+        ns,
+        "-o",
+        "jsonpath={.spec.serviceSelectors[0].matchLabels.app}",
+    ])
+    .await;
+    assert_eq!(web, "web");
+    // Printer columns and descriptions as MetalLB's.
+    let peers = get(vec!["get", "bgppeers", "-n", ns]).await;
+    let header = peers.lines().next().unwrap_or_default().to_string();
+    for column in ["ADDRESS", "ASN", "BFD PROFILE", "MULTI HOPS"] {
+        assert!(header.contains(column), "{peers}");
+    }
+    let pools = get(vec!["get", "ipaddresspools", "-n", ns]).await;
+    assert!(pools.contains("AUTO ASSIGN") && pools.contains("AVOID BUGGY IPS"), "{pools}");
+    let explained = get(vec!["explain", "ipaddresspools.metallb.io"]).await;
+    assert!(explained.contains("LoadBalancer Services get their IPs from"), "{explained}");
+    let explained = get(vec!["explain", "bgppeers.metallb.io.spec.dynamicASN"]).await;
+    assert!(explained.contains("internal"), "{explained}");
+
+    // The watcher reads them all into a configuration the allocator accepts.
+    let client = control_plane.client().await;
+    let mut objects = Vec::new();
+    for (kind, version) in [("BGPPeer", "v1beta2"), ("BGPAdvertisement", "v1beta1")] {
+        let gvk = kube::api::GroupVersionKind::gvk("metallb.io", version, kind);
+        let resource = kube::api::ApiResource::from_gvk(&gvk);
+        let api: Api<kube::api::DynamicObject> =
+            Api::namespaced_with(client.clone(), ns, &resource);
+        let ours = ["old-style", "learnt-as", "bare", "web-only"];
+        objects.extend(
+            api.list(&Default::default())
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .filter(|object| ours.contains(&object.metadata.name.as_deref().unwrap_or(""))),
+        );
+    }
+    let config = metallb_watcher::translate::config(ns, None, &objects, &[]).unwrap();
+    let learnt = config.peers.iter().find(|peer| peer.name == "learnt-as").unwrap();
+    assert_eq!(
+        (learnt.peer_asn, learnt.dynamic_asn.as_str(), learnt.local_asn),
+        (0, "external", 64999)
+    );
+    let old = config.peers.iter().find(|peer| peer.name == "old-style").unwrap();
+    assert_eq!(old.hold_time_seconds, Some(3), "3.5s truncated to whole seconds, as MetalLB");
+    let bare = config.advertisements.iter().find(|ad| ad.name == "bare").unwrap();
+    assert!(bare.ip_address_pools.is_empty() && bare.peers.is_empty());
 }

@@ -18,8 +18,13 @@ pub fn local_pref_conflicts<'a>(
     for pool in config.pools.values() {
         let has_v4 = pool.ranges.iter().any(|range| range.family == Family::V4);
         let has_v6 = pool.ranges.iter().any(|range| range.family == Family::V6);
-        let of_pool: Vec<&Advertisement> =
-            config.advertisements.iter().filter(|ad| ad.pools.contains(&pool.name)).collect();
+        // Advertisements with service selectors are left out, as MetalLB leaves them out:
+        // which services they will carry is not known here.
+        let of_pool: Vec<&Advertisement> = config
+            .advertisements
+            .iter()
+            .filter(|ad| ad.pools.contains(&pool.name) && ad.service_selectors.is_empty())
+            .collect();
         for (index, later) in of_pool.iter().enumerate() {
             for earlier in &of_pool[..index] {
                 let same_update = !aggregation_differs(earlier, later, has_v4, has_v6);

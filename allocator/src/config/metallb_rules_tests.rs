@@ -186,3 +186,40 @@ fn addresses_are_read_as_metallb_reads_them() {
     .unwrap();
     assert_eq!(config.pools["p"].ranges.len(), 1);
 }
+
+#[test]
+fn the_peer_as_is_given_or_learnt_never_both() {
+    let with = |peer_asn: u32, dynamic: &str| {
+        errors(pb::Config {
+            peers: vec![pb::BgpPeer { peer_asn, dynamic_asn: dynamic.into(), ..peer("r") }],
+            ..Default::default()
+        })
+    };
+    assert!(with(0, "internal").is_empty() && with(0, "external").is_empty());
+    assert!(with(64500, "").is_empty());
+    assert!(with(0, "")[0].contains("BGPPeer/r peerASN: missing"), "{:?}", with(0, ""));
+    assert!(with(64500, "external")[0].contains("both set"));
+    assert!(with(0, "sideways")[0].contains("dynamicASN: \"sideways\""));
+}
+
+#[test]
+fn service_selectors_keep_the_default_aggregation() {
+    let mut a = ad("ad");
+    a.service_selectors = vec![selector(&[("app", "web")], &[])];
+    a.aggregation_length = Some(32);
+    let ok = pb::Config {
+        pools: vec![pool("p", &["192.0.2.0/24"])],
+        advertisements: vec![a.clone()],
+        ..Default::default()
+    };
+    assert!(validate(&ok).is_ok(), "32 is the default: {:?}", errors(ok));
+    a.aggregation_length = Some(24);
+    assert_refused(
+        pb::Config {
+            pools: vec![pool("p", &["192.0.2.0/24"])],
+            advertisements: vec![a],
+            ..Default::default()
+        },
+        "BGPAdvertisement/ad aggregationLength: serviceSelectors and aggregationLength are mutually exclusive",
+    );
+}

@@ -17,7 +17,11 @@ pub use local_pref::local_pref_conflicts;
 use metallb_proto::pb;
 pub use validate::{ConfigError, validate};
 
-use crate::{address::Address, address_range::AddressRange, selector::Selector};
+use crate::{
+    address::{Address, Family},
+    address_range::AddressRange,
+    selector::Selector,
+};
 
 /// A validated configuration.
 #[derive(Clone, Debug, Default)]
@@ -91,6 +95,18 @@ pub struct Peer {
     pub node_selectors: Vec<Selector>,
 }
 
+impl Peer {
+    /// Whether routes of `family` go to this peer: its own address's family, and the other
+    /// one too with dualStackAddressFamily (unless the deprecated disableMP says otherwise).
+    pub fn carries(&self, family: Family) -> bool {
+        let own = match self.spec.peer_address.parse::<std::net::IpAddr>() {
+            Ok(address) => Address::from_ip(address).family,
+            Err(_) => return false,
+        };
+        own == family || (self.spec.dual_stack_address_family && !self.spec.disable_mp)
+    }
+}
+
 /// A validated advertisement.
 #[derive(Clone, Debug)]
 pub struct Advertisement {
@@ -110,4 +126,6 @@ pub struct Advertisement {
     pub node_selectors: Vec<Selector>,
     /// Peers it announces to; empty: all.
     pub peers: Vec<String>,
+    /// Services it applies to; empty: all of its pools'.
+    pub service_selectors: Vec<Selector>,
 }

@@ -327,8 +327,21 @@ fn peers(
         if peer.my_asn == 0 {
             errors.add(&object, "myASN", "AS number 0 is reserved (RFC 7607); use 1..4294967295");
         }
-        if peer.peer_asn == 0 {
-            errors.add(&object, "peerASN", "AS number 0 is reserved (RFC 7607); use 1..4294967295");
+        match (peer.peer_asn, peer.dynamic_asn.as_str()) {
+            (0, "") => errors.add(
+                &object,
+                "peerASN",
+                "missing: set peerASN (1..4294967295) or dynamicASN (internal or external)",
+            ),
+            (0, "internal" | "external") | (_, "") => {}
+            (0, other) => errors.add(
+                &object,
+                "dynamicASN",
+                format!("{other:?} is neither \"internal\" nor \"external\""),
+            ),
+            (_, _) => {
+                errors.add(&object, "dynamicASN", "peerASN and dynamicASN are both set; use one")
+            }
         }
         if peer.peer_address.parse::<std::net::IpAddr>().is_err() {
             errors.add(
@@ -469,6 +482,23 @@ fn advertisements(
             }
         }
         let node_selectors = errors.selectors(&object, "nodeSelectors", &ad.node_selectors);
+        let service_selectors =
+            errors.selectors(&object, "serviceSelectors", &ad.service_selectors);
+        if !service_selectors.is_empty() {
+            // As MetalLB: which services share an aggregate could not be told apart.
+            for (field, value, default) in [
+                ("aggregationLength", ad.aggregation_length, 32),
+                ("aggregationLengthV6", ad.aggregation_length_v6, 128),
+            ] {
+                if value.is_some_and(|length| length != default) {
+                    errors.add(
+                        &object,
+                        field,
+                        format!("serviceSelectors and {field} are mutually exclusive: with serviceSelectors it must stay {default}"),
+                    );
+                }
+            }
+        }
         valid.push(Advertisement {
             name: ad.name.clone(),
             aggregation_length_v4: length_v4,
@@ -478,6 +508,7 @@ fn advertisements(
             pools: selected,
             node_selectors,
             peers: ad.peers.clone(),
+            service_selectors,
         });
     }
     valid

@@ -41,7 +41,9 @@ pub fn node_assignments(
                 continue;
             }
             for ad in &config.advertisements {
-                if !ad.pools.contains(&lease.pool) || !any_matches(&ad.node_selectors, &node.labels)
+                if !ad.pools.contains(&lease.pool)
+                    || !any_matches(&ad.node_selectors, &node.labels)
+                    || !any_matches(&ad.service_selectors, &service.labels)
                 {
                     continue;
                 }
@@ -51,6 +53,9 @@ pub fn node_assignments(
                     }
                     for ip in &lease.ips {
                         let address = Address::from_ip(*ip);
+                        if !peer.carries(address.family) {
+                            continue;
+                        }
                         let length = match address.family {
                             Family::V4 => ad.aggregation_length_v4,
                             Family::V6 => ad.aggregation_length_v6,

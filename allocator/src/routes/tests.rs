@@ -174,6 +174,8 @@ fn attributes_aggregation_and_family_lengths_come_from_the_advertisement() {
         communities: vec!["no-export".into(), "large:64512:1:2".into()],
         ..Default::default()
     }];
+    // An IPv4 peer that takes IPv6 routes too.
+    config.peers[0].dual_stack_address_family = true;
     let mut world = World::new(config);
     let mut dual = service("dual", false, &["n1"]);
     dual.ip_family_policy = pb::IpFamilyPolicy::RequireDualStack as i32;
@@ -189,6 +191,50 @@ fn attributes_aggregation_and_family_lengths_come_from_the_advertisement() {
     assert_eq!(routes[0].communities, ["65535:65281"]);
     assert_eq!(routes[0].large_communities, ["64512:1:2"]);
     assert_eq!(routes[0].services.len(), 2);
+}
+
+#[test]
+fn routes_of_the_other_family_go_only_to_dual_stack_peers() {
+    let mut config = base_config();
+    let dual_stack =
+        pb::BgpPeer { dual_stack_address_family: true, ..peer("both", "198.51.100.3") };
+    let not_mp = pb::BgpPeer { disable_mp: true, ..dual_stack.clone() };
+    config.peers = vec![
+        peer("v4", "198.51.100.1"),
+        peer("v6", "2001:db8:ffff::1"),
+        dual_stack,
+        pb::BgpPeer { name: "disable-mp".into(), ..not_mp },
+    ];
+    let mut world = World::new(config);
+    let mut dual = service("dual", false, &["n1"]);
+    dual.ip_family_policy = pb::IpFamilyPolicy::RequireDualStack as i32;
+    world.add(dual);
+    let routes = world.routes(&node("n1", &[]));
+    let families_of = |peer: &str| -> Vec<bool> {
+        routes.iter().filter(|(p, _)| p == peer).map(|(_, prefix)| prefix.contains(':')).collect()
+    };
+    assert_eq!(families_of("v4"), [false], "{routes:?}");
+    assert_eq!(families_of("v6"), [true]);
+    assert_eq!(families_of("both"), [false, true]);
+    assert_eq!(families_of("disable-mp"), [false], "disableMP: one family per session");
+}
+
+#[test]
+fn service_selectors_narrow_an_advertisement_to_the_services_they_match() {
+    let mut config = base_config();
+    config.advertisements[0].service_selectors = vec![pb::LabelSelector {
+        match_labels: [("app".to_string(), "web".to_string())].into(),
+        ..Default::default()
+    }];
+    let mut world = World::new(config);
+    let mut web = service("web", false, &["n1"]);
+    web.labels = [("app".to_string(), "web".to_string())].into();
+    world.add(web);
+    world.add(service("other", false, &["n1"]));
+    let routes =
+        node_assignments(&world.config, &world.leases, &world.services, &node("n1", &[])).routes;
+    assert_eq!(routes.len(), 1, "{routes:?}");
+    assert_eq!(routes[0].services[0].name, "web");
 }
 
 #[test]

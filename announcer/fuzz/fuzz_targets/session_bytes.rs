@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((sizes, stream)) = data.split_first_chunk::<2>() else { return };
     let mut fsm = Fsm::new(SessionConfig {
         local_asn: 64512,
-        peer_asn: 64500,
+        peer_asn: 64500.into(),
         router_id: Ipv4Addr::new(192, 0, 2, 1),
         hold_time: 90,
         keepalive: None,

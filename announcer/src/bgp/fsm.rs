@@ -36,13 +36,30 @@ pub enum State {
     Established,
 }
 
+/// Which AS the peer may have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerAs {
+    /// Exactly this one.
+    Fixed(u32),
+    /// Ours (iBGP), whichever it is (MetalLB's dynamicASN: internal).
+    Internal,
+    /// Any other than ours (MetalLB's dynamicASN: external).
+    External,
+}
+
+impl From<u32> for PeerAs {
+    fn from(asn: u32) -> Self {
+        Self::Fixed(asn)
+    }
+}
+
 /// What the session is configured with.
 #[derive(Clone, Debug)]
 pub struct SessionConfig {
     /// Our AS.
     pub local_asn: u32,
     /// The AS the peer must have.
-    pub peer_asn: u32,
+    pub peer_asn: PeerAs,
     /// Our BGP identifier.
     pub router_id: Ipv4Addr,
     /// Proposed hold time (0 or at least 3).
@@ -369,10 +386,15 @@ impl Fsm {
     }
 
     fn negotiate(&self, open: &Open) -> Result<Negotiated, OpenError> {
-        if open.asn() != self.config.peer_asn {
+        let acceptable = match self.config.peer_asn {
+            PeerAs::Fixed(asn) => open.asn() == asn,
+            PeerAs::Internal => open.asn() == self.config.local_asn,
+            PeerAs::External => open.asn() != self.config.local_asn,
+        };
+        if !acceptable {
             return Err(OpenError::BadPeerAs(open.asn()));
         }
-        let internal = self.config.peer_asn == self.config.local_asn;
+        let internal = open.asn() == self.config.local_asn;
         // RFC 6286 section 2.1: on an iBGP session the identifiers must differ.
         if internal && open.identifier == self.config.router_id {
             return Err(OpenError::BadBgpIdentifier(open.identifier));

@@ -141,7 +141,7 @@ async fn main() -> ExitCode {
     };
     let config = SessionConfig {
         local_asn: args.local_asn,
-        peer_asn: args.peer_asn,
+        peer_asn: args.peer_asn.into(),
         router_id: args.router_id,
         hold_time: args.hold_time,
         keepalive: None,

@@ -8,7 +8,7 @@ use crate::bgp::packet::{capability::Capability, notification::Notification};
 fn config(local_asn: u32, peer_asn: u32) -> SessionConfig {
     SessionConfig {
         local_asn,
-        peer_asn,
+        peer_asn: peer_asn.into(),
         router_id: Ipv4Addr::new(192, 0, 2, 1),
         hold_time: 90,
         keepalive: None,
@@ -271,6 +271,36 @@ fn stop_sends_cease_and_does_not_restart() {
     assert_eq!(notification(&actions), Some((6, 2)));
     assert!(actions.contains(&Action::StopTimer(Timer::ConnectRetry)));
     assert_eq!(fsm.state(), State::Idle);
+}
+
+#[test]
+fn a_dynamic_peer_as_accepts_only_its_kind() {
+    for (peer_as, open_as, accepted, internal) in [
+        (PeerAs::Internal, 64512, true, true),
+        (PeerAs::Internal, 64500, false, false),
+        (PeerAs::External, 64500, true, false),
+        (PeerAs::External, 64512, false, false),
+    ] {
+        let mut fsm = Fsm::new(SessionConfig { peer_asn: peer_as, ..config(64512, 0) });
+        fsm.event(Event::Start);
+        fsm.event(Event::TcpConnected);
+        let actions = fsm.event(Event::Message(Message::Open(peer_open(open_as, 90, true))));
+        if accepted {
+            assert_eq!(fsm.state(), State::OpenConfirm, "{peer_as:?} AS {open_as}");
+            let up = fsm.event(Event::Message(Message::Keepalive));
+            let negotiated = up.iter().find_map(|a| match a {
+                Action::Up(negotiated) => Some(negotiated.clone()),
+                _ => None,
+            });
+            assert_eq!(negotiated.expect("Up").internal, internal);
+        } else {
+            assert_eq!(
+                notification(&actions),
+                Some((2, 2)),
+                "{peer_as:?} AS {open_as}: Bad Peer AS"
+            );
+        }
+    }
 }
 
 #[test]
