@@ -155,19 +155,35 @@ impl ServiceSpec {
             Ok(pb::IpFamilyPolicy::RequireDualStack) => FamilyPolicy::RequireDualStack,
             _ => FamilyPolicy::SingleStack,
         };
+        if family_policy == FamilyPolicy::SingleStack && families.len() > 1 {
+            // Kubernetes refuses this too; narrowing it silently would hide the mistake.
+            return Err(invalid(
+                "ipFamilyPolicy SingleStack allows one family, but ipFamilies lists two".into(),
+            ));
+        }
         check_requested_families(&requested_ips, family_policy).map_err(invalid)?;
 
-        let mut ports: Vec<Port> = service
-            .ports
-            .iter()
-            .map(|port| {
-                let protocol = match pb::Protocol::try_from(port.protocol) {
-                    Ok(pb::Protocol::Unspecified) | Err(_) => pb::Protocol::Tcp as i32,
-                    Ok(protocol) => protocol as i32,
-                };
-                (protocol, port.port)
-            })
-            .collect();
+        let mut ports: Vec<Port> = Vec::with_capacity(service.ports.len());
+        for (index, port) in service.ports.iter().enumerate() {
+            let protocol = match pb::Protocol::try_from(port.protocol) {
+                // Kubernetes' default.
+                Ok(pb::Protocol::Unspecified) => pb::Protocol::Tcp as i32,
+                Ok(protocol) => protocol as i32,
+                Err(_) => {
+                    return Err(invalid(format!(
+                        "ports[{index}]: protocol {} is not TCP, UDP or SCTP",
+                        port.protocol
+                    )));
+                }
+            };
+            if !(1..=65535).contains(&port.port) {
+                return Err(invalid(format!(
+                    "ports[{index}]: port {} is outside 1..65535",
+                    port.port
+                )));
+            }
+            ports.push((protocol, port.port));
+        }
         ports.sort_unstable();
         ports.dedup();
 
@@ -233,5 +249,41 @@ fn check_requested_families(requested: &[IpAddr], policy: FamilyPolicy) -> Resul
             Err("ipFamilyPolicy RequireDualStack needs one IPv4 and one IPv6 address, one was requested".into())
         }
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service() -> pb::Service {
+        pb::Service {
+            key: Some(pb::ServiceKey { namespace: "default".into(), name: "web".into() }),
+            ip_families: vec![pb::IpFamily::Ipv4 as i32],
+            ..Default::default()
+        }
+    }
+
+    fn refusal(service: pb::Service) -> String {
+        ServiceSpec::from_pb(&service).expect_err("refused").message
+    }
+
+    #[test]
+    fn contradictions_are_refused_not_narrowed() {
+        let two_families = pb::Service {
+            ip_families: vec![pb::IpFamily::Ipv4 as i32, pb::IpFamily::Ipv6 as i32],
+            ip_family_policy: pb::IpFamilyPolicy::SingleStack as i32,
+            ..service()
+        };
+        assert!(refusal(two_families).contains("SingleStack allows one family"));
+        let port = |port: u32, protocol: i32| pb::Service {
+            ports: vec![pb::ServicePort { port, protocol }],
+            ..service()
+        };
+        assert!(refusal(port(0, pb::Protocol::Tcp as i32)).contains("ports[0]: port 0"));
+        assert!(refusal(port(70000, pb::Protocol::Udp as i32)).contains("outside 1..65535"));
+        assert!(refusal(port(80, 42)).contains("protocol 42 is not TCP, UDP or SCTP"));
+        let fine = ServiceSpec::from_pb(&port(80, pb::Protocol::Unspecified as i32)).unwrap();
+        assert_eq!(fine.ports, [(pb::Protocol::Tcp as i32, 80)], "TCP by default");
     }
 }

@@ -140,6 +140,14 @@ pub fn parse(object: &str, text: &str) -> Result<pb::Config, FormatError> {
     let mut pools = Vec::new();
     let mut advertisements = Vec::new();
     for (index, pool) in file.address_pools.iter().enumerate() {
+        // Caught here, naming the entries: the allocator would also see the advertisements
+        // this reader names after the pool collide, names the user never wrote.
+        if let Some(first) = file.address_pools[..index].iter().position(|p| p.name == pool.name) {
+            return Err(error(format!(
+                "address-pools[{index}]: another pool (address-pools[{first}]) is also named {:?}",
+                pool.name
+            )));
+        }
         match pool.protocol.as_deref() {
             None | Some("bgp") => {}
             Some(other) => {

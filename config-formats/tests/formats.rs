@@ -92,6 +92,15 @@ fn configmap_errors_are_precise() {
     )
     .unwrap_err();
     assert!(layer2.message.contains("BGP only"), "{layer2}");
+    let twice = configmap::parse(
+        "cm",
+        "address-pools:\n- name: p\n  cidr: [192.0.2.0/28]\n- name: p\n  cidr: [192.0.2.16/28]\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        twice.message,
+        "address-pools[1]: another pool (address-pools[0]) is also named \"p\""
+    );
     let hold = configmap::parse(
         "cm",
         "peers:\n- my-asn: 1\n  peer-asn: 2\n  peer-address: 192.0.2.1\n  hold-time: 90x\n",

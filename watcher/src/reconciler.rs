@@ -661,14 +661,13 @@ fn already_shown(service: &Service, outcome: &pb::ServiceOutcome) -> bool {
 }
 
 /// A reference to a metallb.io resource, for Events about the configuration it is part of.
-/// The metallb.io resource an allocator error names ("AddressPool/pool-a" is the IPAddressPool
-/// pool-a), if it is one of `resources`.
+/// The metallb.io resource an allocator error names ("IPAddressPool/pool-a"), if it is one of
+/// `resources`.
 fn object_named(
     object: &str,
     resources: &[kube::api::DynamicObject],
 ) -> Option<k8s_openapi::api::core::v1::ObjectReference> {
     let (kind, name) = object.split_once('/')?;
-    let kind = if kind == "AddressPool" { "IPAddressPool" } else { kind };
     resources
         .iter()
         .find(|resource| {

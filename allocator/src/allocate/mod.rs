@@ -36,6 +36,19 @@ pub fn assign(
     spec: &ServiceSpec,
     now: SystemTime,
 ) -> Result<Lease, Failure> {
+    assign_while_waiting(config, None, leases, spec, now)
+}
+
+/// As `assign`, while `waiting` (a configuration that waits for Services to let go of IPs it
+/// would take) is not in force yet: fresh IPs are only ones it offers too, so that no new
+/// Service comes to block it (and starve it) meanwhile.
+pub fn assign_while_waiting(
+    config: Option<&Config>,
+    waiting: Option<&Config>,
+    leases: &Leases,
+    spec: &ServiceSpec,
+    now: SystemTime,
+) -> Result<Lease, Failure> {
     let config = config.ok_or_else(|| {
         Failure::new(FailureReason::NoConfig, "no configuration has been applied yet")
     })?;
@@ -59,8 +72,66 @@ pub fn assign(
     {
         return Ok(lease_for(spec, pool, ips, now));
     }
-    let (pool, ips) = fresh(config, leases, spec)?;
+    let picker = Picker { leases, spec, waiting };
+    let (pool, ips) = fresh(config, &picker).map_err(|mut failure| {
+        if waiting.is_some() && failure.reason == FailureReason::PoolExhausted {
+            failure.message.push_str(
+                " that a waiting configuration keeps too (it takes effect once the Services holding the others let go)",
+            );
+        }
+        failure
+    })?;
     Ok(lease_for(spec, pool, ips, now))
+}
+
+/// The pool of `config` that would hold `ips` for `spec` as they are: one pool offering every
+/// one of them (avoidBuggyIPs respected) that may serve the Service, is the one its annotation
+/// names if any, and hands out addresses unasked (autoAssign) unless the Service asked for
+/// these IPs. A pool renamed or split keeps its Services' IPs this way.
+pub fn home_for<'a>(config: &'a Config, spec: &ServiceSpec, ips: &[IpAddr]) -> Option<&'a Pool> {
+    let pool = config
+        .pools
+        .values()
+        .find(|pool| ips.iter().all(|ip| pool.offers(Address::from_ip(*ip))))?;
+    let serves = pool.serves(&spec.key.namespace, &spec.namespace_labels, &spec.labels);
+    let named = spec.pool.as_ref().is_none_or(|wanted| *wanted == pool.name);
+    let may_give = pool.auto_assign || spec.pool.is_some() || !spec.requested_ips.is_empty();
+    (serves && named && may_give).then_some(pool)
+}
+
+/// Picks fresh addresses for one Service.
+struct Picker<'a> {
+    leases: &'a Leases,
+    spec: &'a ServiceSpec,
+    waiting: Option<&'a Config>,
+}
+
+impl Picker<'_> {
+    /// An address of `family` in `pool`: one the Service may share first (so Services with one
+    /// sharing key end up together), otherwise the first free one; with a waiting
+    /// configuration, only one it offers too.
+    fn pick(&self, pool: &Pool, family: Family) -> Option<IpAddr> {
+        let (leases, spec) = (self.leases, self.spec);
+        let kept = |address: Address| {
+            pool.offers(address)
+                && self
+                    .waiting
+                    .is_none_or(|waiting| waiting.pools.values().any(|other| other.offers(address)))
+        };
+        let ranges = pool.ranges.iter().filter(|range| range.family == family);
+        if spec.sharing_key.is_some() {
+            for range in ranges.clone() {
+                let shareable = leases.held_in(range).find(|address| {
+                    kept(*address)
+                        && leases.holders(*address).all(|holder| may_share(spec, holder).is_ok())
+                });
+                if let Some(address) = shareable {
+                    return Some(address.to_ip());
+                }
+            }
+        }
+        ranges.filter_map(|range| leases.first_free(range, kept)).map(Address::to_ip).next()
+    }
 }
 
 /// Whether `lease` still satisfies `spec` under `config`, so keeping it is right.
@@ -105,6 +176,10 @@ fn allowed_families(spec: &ServiceSpec) -> Vec<Family> {
 fn fresh_families_satisfied(spec: &ServiceSpec, ips: &[IpAddr]) -> bool {
     let families = families_of(ips);
     let (required, optional) = spec.wanted_families();
+    if optional.is_some() {
+        // PreferDualStack takes either family alone when no pool offered both.
+        return !families.is_empty();
+    }
     required.iter().all(|family| families.contains(family))
         && families.iter().all(|family| required.contains(family) || optional == Some(*family))
 }
@@ -203,28 +278,40 @@ fn requested(
 }
 
 /// Fresh IPs from the first pool, in priority order, that can give every required family.
-fn fresh(
-    config: &Config,
-    leases: &Leases,
-    spec: &ServiceSpec,
-) -> Result<(String, Vec<IpAddr>), Failure> {
+fn fresh(config: &Config, picker: &Picker) -> Result<(String, Vec<IpAddr>), Failure> {
+    let spec = picker.spec;
     let pools = candidate_pools(config, spec)?;
     let (required, optional) = spec.wanted_families();
+    if let Some(secondary) = optional {
+        // PreferDualStack, as MetalLB: the first pool that gives both families wins, then
+        // the first that gives the primary, then the first that gives the secondary.
+        let primary = required[0];
+        let from = |pool: &Pool, family| picker.pick(pool, family);
+        let both = pools
+            .iter()
+            .find_map(|pool| Some((pool, vec![from(pool, primary)?, from(pool, secondary)?])));
+        let one = || {
+            [primary, secondary].into_iter().find_map(|family| {
+                pools.iter().find_map(|pool| Some((pool, vec![from(pool, family)?])))
+            })
+        };
+        if let Some((pool, ips)) = both.or_else(one) {
+            return Ok((pool.name.clone(), ips));
+        }
+    }
     let mut families_offered = false;
     for pool in &pools {
         if !required.iter().all(|family| pool.has_family(*family)) {
             continue;
         }
         families_offered = true;
-        let Some(mut ips) = required
-            .iter()
-            .map(|family| pick(pool, *family, leases, spec))
-            .collect::<Option<Vec<_>>>()
+        let Some(mut ips) =
+            required.iter().map(|family| picker.pick(pool, *family)).collect::<Option<Vec<_>>>()
         else {
             continue;
         };
         if let Some(family) = optional
-            && let Some(ip) = pick(pool, family, leases, spec)
+            && let Some(ip) = picker.pick(pool, family)
         {
             ips.push(ip);
         }
@@ -279,30 +366,13 @@ fn candidate_pools<'a>(config: &'a Config, spec: &ServiceSpec) -> Result<Vec<&'a
             ),
         ));
     }
-    // Lower priority numbers first; pools without a priority last; then by name.
-    pools.sort_by_key(|pool| (pool.priority.is_none(), pool.priority, pool.name.clone()));
+    // MetalLB's order: pools with a serviceAllocation that serve the service (lower priority
+    // numbers first, those without a priority after them), then every other pool; by name
+    // within a rank, so that the order never depends on the configuration's order.
+    pools.sort_by_key(|pool| {
+        (!pool.selective, pool.priority.is_none(), pool.priority, pool.name.clone())
+    });
     Ok(pools)
-}
-
-/// An address of `family` in `pool` for `spec`: one it may share first (so services with one
-/// sharing key end up together), otherwise the first free one.
-fn pick(pool: &Pool, family: Family, leases: &Leases, spec: &ServiceSpec) -> Option<IpAddr> {
-    let ranges = pool.ranges.iter().filter(|range| range.family == family);
-    if spec.sharing_key.is_some() {
-        for range in ranges.clone() {
-            let shareable = leases.held_in(range).find(|address| {
-                pool.offers(*address)
-                    && leases.holders(*address).all(|holder| may_share(spec, holder).is_ok())
-            });
-            if let Some(address) = shareable {
-                return Some(address.to_ip());
-            }
-        }
-    }
-    ranges
-        .filter_map(|range| leases.first_free(range, |address| pool.offers(address)))
-        .map(Address::to_ip)
-        .next()
 }
 
 fn describe_pools(config: &Config) -> String {

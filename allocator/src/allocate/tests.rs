@@ -157,6 +157,51 @@ fn pools_are_tried_by_priority_then_unprioritised() {
 }
 
 #[test]
+fn pools_with_a_service_allocation_come_before_general_ones_whatever_their_names() {
+    // MetalLB: the pools whose serviceAllocation matches (by priority, unprioritised last),
+    // and only then the pools without one.
+    let mut selective = pool("zzz-selective", &["192.0.2.32/32"]);
+    selective.service_allocation =
+        Some(pb::ServiceAllocation { namespaces: vec!["default".into()], ..Default::default() });
+    let mut prioritised = pool("zzz-first", &["192.0.2.48/32"]);
+    prioritised.service_allocation =
+        Some(pb::ServiceAllocation { priority: 3, ..Default::default() });
+    let config = config(vec![pool("aaa-general", &["192.0.2.0/32"]), selective, prioritised]);
+    let mut leases = Leases::default();
+    let order: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|n| give(&config, &mut leases, &service(n)).unwrap().pool)
+        .collect();
+    assert_eq!(order, ["zzz-first", "zzz-selective", "aaa-general"]);
+}
+
+#[test]
+fn prefer_dual_stack_prefers_a_pool_with_both_families() {
+    let config = config(vec![
+        pool("a-v4", &["192.0.2.0/28"]),
+        pool("b-dual", &["192.0.2.16/28", "2001:db8::/64"]),
+        pool("c-v6", &["2001:db8:1::/126"]),
+    ]);
+    let mut prefer = service("prefer");
+    prefer.ip_families = vec![pb::IpFamily::Ipv4 as i32, pb::IpFamily::Ipv6 as i32];
+    prefer.ip_family_policy = pb::IpFamilyPolicy::PreferDualStack as i32;
+    let lease = give(&config, &mut Leases::default(), &prefer).unwrap();
+    assert_eq!(
+        (lease.pool.as_str(), ips(&lease)),
+        ("b-dual", vec!["192.0.2.16".into(), "2001:db8::".into()])
+    );
+    // No pool with both: the first with the primary family; with none, the secondary alone.
+    let v6_only = self::config(vec![pool("c-v6", &["2001:db8:1::/126"])]);
+    let lease = give(&v6_only, &mut Leases::default(), &prefer).unwrap();
+    assert_eq!(ips(&lease), ["2001:db8:1::"]);
+    // Holding only the secondary is a valid lease: it is not moved on re-evaluation.
+    let mut leases = Leases::default();
+    let first = give(&v6_only, &mut leases, &prefer).unwrap();
+    let again = assign(Some(&v6_only), &leases, &spec(&prefer), SystemTime::now()).unwrap();
+    assert_eq!(again.ips, first.ips);
+}
+
+#[test]
 fn namespaces_and_selectors_restrict_a_pool() {
     let mut team = pool("team", &["192.0.2.0/28"]);
     team.service_allocation = Some(pb::ServiceAllocation {

@@ -6,26 +6,10 @@ use std::collections::HashMap;
 
 use metallb_proto::pb;
 
-use super::validate;
-
-fn pool(name: &str, addresses: &[&str]) -> pb::AddressPool {
-    pb::AddressPool {
-        name: name.into(),
-        addresses: addresses.iter().map(|a| a.to_string()).collect(),
-        auto_assign: true,
-        ..Default::default()
-    }
-}
-
-fn peer(name: &str) -> pb::BgpPeer {
-    pb::BgpPeer {
-        name: name.into(),
-        my_asn: 64512,
-        peer_asn: 64500,
-        peer_address: "192.0.2.254".into(),
-        ..Default::default()
-    }
-}
+use super::{
+    tests::{peer, pool},
+    validate,
+};
 
 fn ad(name: &str) -> pb::BgpAdvertisement {
     pb::BgpAdvertisement { name: name.into(), ..Default::default() }
@@ -65,7 +49,7 @@ fn a_namespace_listed_twice_in_a_pools_allocation_is_refused() {
     });
     assert_refused(
         pb::Config { pools: vec![p], ..Default::default() },
-        "AddressPool/p serviceAllocation.namespaces[2]: \"a\" is listed twice",
+        "IPAddressPool/p serviceAllocation.namespaces[2]: \"a\" is listed twice",
     );
 }
 
@@ -90,8 +74,8 @@ fn duplicate_selectors_expressions_and_values_are_refused_wherever_selectors_are
         ..Default::default()
     });
     for expected in [
-        "AddressPool/p serviceAllocation.namespaceSelectors[1]: duplicate of serviceAllocation.namespaceSelectors[0]",
-        "AddressPool/p serviceAllocation.serviceSelectors[1]: duplicate of",
+        "IPAddressPool/p serviceAllocation.namespaceSelectors[1]: duplicate of serviceAllocation.namespaceSelectors[0]",
+        "IPAddressPool/p serviceAllocation.serviceSelectors[1]: duplicate of",
         "BGPPeer/r nodeSelectors[0].matchExpressions[0].values[1]: \"a\" is listed twice",
         "BGPAdvertisement/ad nodeSelectors[1]: duplicate of nodeSelectors[0]",
         "BGPAdvertisement/ad ipAddressPoolSelectors[0].matchExpressions[0].values[1]",
@@ -176,7 +160,7 @@ fn a_range_pool_is_aggregated_up_to_its_widest_piece() {
 fn addresses_are_read_as_metallb_reads_them() {
     assert_refused(
         pb::Config { pools: vec![pool("p", &[" 192.0.2.0/24"])], ..Default::default() },
-        "AddressPool/p addresses[0]",
+        "IPAddressPool/p addresses[0]",
     );
     // Spaces around a range's ends are fine; a range across families means no addresses.
     let config = validate(&pb::Config {

@@ -51,6 +51,9 @@ pub struct Pool {
     pub avoid_buggy_ips: bool,
     /// Lower goes first; `None` (0 in the contract) after every prioritised pool.
     pub priority: Option<i32>,
+    /// Has a serviceAllocation: tried, by priority, before every pool without one (MetalLB's
+    /// "pinned" pools), whatever the names.
+    pub selective: bool,
     /// Namespaces it serves; empty: all.
     pub namespaces: Vec<String>,
     /// Namespace label selectors; empty: all.

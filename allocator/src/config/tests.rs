@@ -4,7 +4,7 @@ use metallb_proto::pb;
 
 use super::validate;
 
-fn pool(name: &str, addresses: &[&str]) -> pb::AddressPool {
+pub(super) fn pool(name: &str, addresses: &[&str]) -> pb::AddressPool {
     pb::AddressPool {
         name: name.into(),
         addresses: addresses.iter().map(|a| a.to_string()).collect(),
@@ -13,7 +13,7 @@ fn pool(name: &str, addresses: &[&str]) -> pb::AddressPool {
     }
 }
 
-fn peer(name: &str) -> pb::BgpPeer {
+pub(super) fn peer(name: &str) -> pb::BgpPeer {
     pb::BgpPeer {
         name: name.into(),
         my_asn: 64512,
@@ -74,7 +74,7 @@ fn overlapping_pools_are_rejected() {
             pools: vec![pool("a", &["192.0.2.0/24"]), pool("b", &["192.0.2.128/25"])],
             ..Default::default()
         },
-        "AddressPool/b addresses[0]: 192.0.2.128/25 overlaps pool \"a\" (192.0.2.0/24)",
+        "IPAddressPool/b addresses[0]: 192.0.2.128/25 overlaps pool \"a\" (192.0.2.0/24)",
     );
     assert_rejected(
         pb::Config {
@@ -190,7 +190,7 @@ fn duplicate_names_are_rejected() {
             pools: vec![pool("a", &["192.0.2.0/28"]), pool("a", &["192.0.2.16/28"])],
             ..Default::default()
         },
-        "another AddressPool is also named \"a\"",
+        "another IPAddressPool is also named \"a\"",
     );
     assert_rejected(
         pb::Config { peers: vec![peer("r"), peer("r")], ..Default::default() },

@@ -15,7 +15,7 @@ use crate::{
 /// One reason a configuration is rejected.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
-    /// "AddressPool/default", "BGPPeer/router1", ...
+    /// "IPAddressPool/default", "BGPPeer/router1", ...
     pub object: String,
     /// Field path inside the object, e.g. "addresses[1]".
     pub field: String,
@@ -237,7 +237,7 @@ fn pools(pools: &[pb::AddressPool], errors: &mut Errors) -> BTreeMap<String, Poo
     // Every parsed range with its owner, to find overlaps within and across pools.
     let mut all_ranges: Vec<(String, usize, AddressRange)> = Vec::new();
     for pool in pools {
-        let Some(object) = unique_name(&mut seen, "AddressPool", &pool.name, errors) else {
+        let Some(object) = unique_name(&mut seen, "IPAddressPool", &pool.name, errors) else {
             continue;
         };
         if pool.addresses.is_empty() {
@@ -294,6 +294,7 @@ fn pools(pools: &[pb::AddressPool], errors: &mut Errors) -> BTreeMap<String, Poo
                 auto_assign: pool.auto_assign,
                 avoid_buggy_ips: pool.avoid_buggy_ips,
                 priority: (allocation.priority > 0).then_some(allocation.priority),
+                selective: pool.service_allocation.is_some(),
                 namespaces: allocation.namespaces,
                 namespace_selectors,
                 service_selectors,

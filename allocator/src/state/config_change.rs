@@ -9,7 +9,9 @@ use metallb_proto::pb;
 use super::{AllocatorState, PendingConfig, outcome_to_pb};
 use crate::{
     address::Address,
+    allocate::home_for,
     config::{Config, local_pref_conflicts, validate},
+    leases::Lease,
     service_spec::ServiceKey,
 };
 
@@ -84,6 +86,10 @@ impl AllocatorState {
     fn blocking(&self, config: &Config) -> Vec<(ServiceKey, pb::ConfigError)> {
         let mut blocking = Vec::new();
         for lease in self.leases.iter() {
+            if self.new_home(config, lease).is_some() {
+                // A renamed or split pool still offers the IPs to this Service.
+                continue;
+            }
             let pool = config.pools.get(&lease.pool);
             let lost: Vec<String> = lease
                 .ips
@@ -109,7 +115,7 @@ impl AllocatorState {
                 ),
             };
             let error = pb::ConfigError {
-                object: format!("AddressPool/{}", lease.pool),
+                object: format!("IPAddressPool/{}", lease.pool),
                 field: "addresses".into(),
                 message,
             };
@@ -121,6 +127,20 @@ impl AllocatorState {
     /// Puts `config` in force and re-evaluates every service; returns those whose outcome
     /// changed.
     fn install(&mut self, config: Config, now: SystemTime) -> Vec<pb::ServiceOutcome> {
+        // Leases whose pool was renamed or split move to the pool that offers their IPs now,
+        // so that re-evaluating them keeps the IPs.
+        let moved: Vec<Lease> = self
+            .leases
+            .iter()
+            .filter_map(|lease| {
+                let home = self.new_home(&config, lease)?;
+                (home.name != lease.pool)
+                    .then(|| Lease { pool: home.name.clone(), ..lease.clone() })
+            })
+            .collect();
+        for lease in moved {
+            self.leases.insert(lease);
+        }
         self.config = Some(config);
         self.pending = None;
         self.last_config_rejected = false;
@@ -139,6 +159,19 @@ impl AllocatorState {
             }
         }
         changed
+    }
+
+    /// The pool of `config` that keeps `lease`'s IPs for its Service: its own pool if it still
+    /// offers them, else a pool that now does (renamed or split), as `home_for` decides.
+    fn new_home<'a>(&self, config: &'a Config, lease: &Lease) -> Option<&'a crate::config::Pool> {
+        let offers_all = |pool: &crate::config::Pool| {
+            lease.ips.iter().all(|ip| pool.offers(Address::from_ip(*ip)))
+        };
+        if let Some(own) = config.pools.get(&lease.pool).filter(|pool| offers_all(pool)) {
+            return Some(own);
+        }
+        let spec = self.services.get(&lease.service)?;
+        home_for(config, spec, &lease.ips)
     }
 
     fn current_outcome(&self, key: &ServiceKey) -> super::Outcome {

@@ -15,7 +15,7 @@ use metallb_proto::pb;
 pub use self::views::{family_size_and_use, lease_to_pb, outcome_to_pb};
 use crate::{
     address::Address,
-    allocate::{Failure, assign},
+    allocate::{Failure, assign_while_waiting},
     config::Config,
     leases::{Lease, Leases},
     nodes::NodeInfo,
@@ -308,7 +308,8 @@ impl AllocatorState {
 
     fn evaluate(&mut self, spec: ServiceSpec, now: SystemTime) -> Outcome {
         let key = spec.key.clone();
-        let outcome = assign(self.config.as_ref(), &self.leases, &spec, now);
+        let waiting = self.pending.as_ref().map(|pending| &pending.config);
+        let outcome = assign_while_waiting(self.config.as_ref(), waiting, &self.leases, &spec, now);
         match &outcome {
             Ok(lease) => {
                 self.leases.insert(lease.clone());

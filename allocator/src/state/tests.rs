@@ -56,7 +56,7 @@ fn an_invalid_configuration_changes_nothing() {
     let response =
         state.apply_config(&config(vec![pool("a", &["192.0.2.0/33"], false)]), "test", now());
     assert!(!response.accepted);
-    assert_eq!(response.errors[0].object, "AddressPool/a");
+    assert_eq!(response.errors[0].object, "IPAddressPool/a");
     assert_eq!(state.config().unwrap().pools["a"].addresses, ["192.0.2.0/24"]);
     assert!(state.config_is_stale());
 }
@@ -117,6 +117,47 @@ fn the_tutorial_configuration_waits_for_the_service_holding_dot_zero_then_applie
     assert_eq!(deferred.expect("the waiting configuration applies").source, "cm");
     assert!(state.config().unwrap().pools["my-ip-space"].avoid_buggy_ips);
     assert!(!state.config_is_stale());
+}
+
+#[test]
+fn renaming_or_splitting_a_pool_keeps_every_ip_and_is_not_blocked() {
+    let mut state = AllocatorState::default();
+    state.apply_config(&config(vec![pool("old", &["192.0.2.0/24"], false)]), "t", now());
+    state.sync(vec![Ok(spec(&service("a"))), Ok(spec(&service("b")))], now());
+    state.upsert(spec(&service("c")), now());
+    let before: Vec<_> = ["a", "b", "c"].map(|name| ip_of(&state, name)).to_vec();
+    // Renamed, and split in two halves: every IP is still offered.
+    let split = config(vec![
+        pool("low-half", &["192.0.2.0/25"], false),
+        pool("high-half", &["192.0.2.128/25"], false),
+    ]);
+    let response = state.apply_config(&split, "t", now());
+    assert!(response.accepted, "{:?}", response.errors);
+    let after: Vec<_> = ["a", "b", "c"].map(|name| ip_of(&state, name)).to_vec();
+    assert_eq!(after, before, "no Service moved");
+    assert_eq!(state.lease(&key("a")).unwrap().pool, "low-half");
+    // A split that leaves an IP out, or a pool that avoids it now, still waits.
+    let narrowed = config(vec![pool("only-high", &["192.0.2.128/25"], false)]);
+    assert!(!state.apply_config(&narrowed, "t", now()).accepted);
+    let buggy = config(vec![pool("buggy", &["192.0.2.0/24"], true)]);
+    assert!(!state.apply_config(&buggy, "t", now()).accepted, ".0 held, avoidBuggyIPs on");
+}
+
+#[test]
+fn a_waiting_configuration_is_not_starved_by_services_that_arrive_meanwhile() {
+    let mut state = AllocatorState::default();
+    state.apply_config(&config(vec![pool("a", &["192.0.2.0/29"], false)]), "t", now());
+    state.sync(vec![Ok(spec(&service("holder")))], now());
+    // The new configuration drops .0-.3, which "holder" (.0) still has: it waits.
+    let waiting = config(vec![pool("a", &["192.0.2.4-192.0.2.7"], false)]);
+    assert!(!state.apply_config(&waiting, "t", now()).accepted);
+    // A Service arriving meanwhile gets an IP the waiting configuration keeps (.4), not .1.
+    state.upsert(spec(&service("newcomer")), now());
+    assert_eq!(ip_of(&state, "newcomer").as_deref(), Some("192.0.2.4"));
+    // The holder goes: the waiting configuration applies, the newcomer keeps its IP.
+    let change = state.delete(&key("holder"), now());
+    assert!(change.deferred.is_some(), "the waiting configuration took effect");
+    assert_eq!(ip_of(&state, "newcomer").as_deref(), Some("192.0.2.4"));
 }
 
 #[test]
@@ -262,6 +303,68 @@ mod sync_never_cascades {
             }
             prop_assert!(moved <= conflicts, "{moved} moved for {conflicts} conflicts");
             prop_assert!(holders.values().all(|count| *count == 1), "an IP with two holders: {holders:?}");
+        }
+
+        /// Splitting (and renaming) the pool at any boundaries is accepted at once and moves
+        /// no Service.
+        #[test]
+        fn a_split_pool_keeps_every_service_where_it_is(
+            services in 1usize..60,
+            cuts in proptest::collection::btree_set(1u8..255, 0..6),
+        ) {
+            let mut state = AllocatorState::default();
+            state.apply_config(&config(vec![pool("whole", &["192.0.2.0/24"], false)]), "t", now());
+            state.sync(vec![], now());
+            for n in 0..services {
+                state.upsert(spec(&service(&format!("s{n}"))), now());
+            }
+            let before: Vec<_> = (0..services).map(|n| ip_of(&state, &format!("s{n}"))).collect();
+            let mut bounds: Vec<u8> = cuts.into_iter().collect();
+            bounds.insert(0, 0);
+            let pieces: Vec<pb::AddressPool> = bounds
+                .iter()
+                .enumerate()
+                .map(|(i, first)| {
+                    let last = bounds.get(i + 1).map_or(255, |next| next - 1);
+                    pool(&format!("piece-{i}"), &[&format!("192.0.2.{first}-192.0.2.{last}")], false)
+                })
+                .collect();
+            let response = state.apply_config(&config(pieces), "t", now());
+            prop_assert!(response.accepted, "{:?}", response.errors);
+            let after: Vec<_> = (0..services).map(|n| ip_of(&state, &format!("s{n}"))).collect();
+            prop_assert_eq!(after, before);
+        }
+
+        /// While a configuration waits for Services to let go of the IPs it drops, Services that
+        /// arrive get only IPs it keeps; once the holders go, it applies and nobody moves.
+        #[test]
+        fn a_waiting_configuration_always_takes_effect_once_its_blockers_go(
+            holders in 1usize..8,
+            newcomers in 0usize..20,
+        ) {
+            let mut state = AllocatorState::default();
+            state.apply_config(&config(vec![pool("a", &["192.0.2.0/24"], false)]), "t", now());
+            state.sync(vec![], now());
+            for n in 0..holders {
+                state.upsert(spec(&service(&format!("holder{n}"))), now());
+            }
+            // Drops the first 16 addresses, which the holders have.
+            let waiting = config(vec![pool("a", &["192.0.2.16-192.0.2.255"], false)]);
+            prop_assert!(!state.apply_config(&waiting, "t", now()).accepted);
+            for n in 0..newcomers {
+                state.upsert(spec(&service(&format!("new{n}"))), now());
+                let ip = ip_of(&state, &format!("new{n}")).expect("an IP the waiting config keeps");
+                let last: u8 = ip.rsplit('.').next().unwrap().parse().unwrap();
+                prop_assert!(last >= 16, "new{n} got {ip}, which the waiting configuration drops");
+            }
+            let kept: Vec<_> = (0..newcomers).map(|n| ip_of(&state, &format!("new{n}"))).collect();
+            let mut applied = false;
+            for n in 0..holders {
+                applied |= state.delete(&key(&format!("holder{n}")), now()).deferred.is_some();
+            }
+            prop_assert!(applied, "the waiting configuration never took effect");
+            let after: Vec<_> = (0..newcomers).map(|n| ip_of(&state, &format!("new{n}"))).collect();
+            prop_assert_eq!(after, kept);
         }
     }
 }

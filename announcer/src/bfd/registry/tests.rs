@@ -37,6 +37,22 @@ fn pair() -> (BfdRegistry, BfdRegistry, u16) {
     (first, second, a)
 }
 
+/// A valid Down packet naming nobody, as a peer starting its session sends.
+fn starting_packet() -> ControlPacket {
+    ControlPacket {
+        diagnostic: Diagnostic::None,
+        state: State::Down,
+        poll: false,
+        final_: false,
+        detect_mult: 3,
+        my_discriminator: 42,
+        your_discriminator: 0,
+        desired_min_tx: Duration::from_secs(1),
+        required_min_rx: Duration::from_millis(50),
+        required_min_echo_rx: Duration::ZERO,
+    }
+}
+
 async fn wait_for(
     watch: &BfdWatch,
     what: &str,
@@ -137,19 +153,8 @@ async fn watchers_of_one_address_share_a_session() {
 async fn a_packet_that_crossed_a_router_is_discarded() {
     let (first, _second, listen) = pair();
     let ours = first.watch(&peer(fast()));
-    // A valid Down packet naming nobody, as a peer starting its session sends, but with TTL 64.
-    let packet = ControlPacket {
-        diagnostic: Diagnostic::None,
-        state: State::Down,
-        poll: false,
-        final_: false,
-        detect_mult: 3,
-        my_discriminator: 42,
-        your_discriminator: 0,
-        desired_min_tx: Duration::from_secs(1),
-        required_min_rx: Duration::from_millis(50),
-        required_min_echo_rx: Duration::ZERO,
-    };
+    // A peer starting its session, but with TTL 64.
+    let packet = starting_packet();
     let sender = StdUdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
     sender.set_ttl(64).unwrap();
     sender.send_to(&packet.encode(), (Ipv4Addr::LOCALHOST, listen)).unwrap();
@@ -182,18 +187,7 @@ async fn a_multihop_session_accepts_packets_down_to_its_minimum_ttl() {
     let multihop = BfdPeer { hops: Hops::Multi, minimum_ttl: 250, ..peer(fast()) };
     let ours = registry.watch(&multihop);
     let sender = StdUdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    let packet = ControlPacket {
-        diagnostic: Diagnostic::None,
-        state: State::Down,
-        poll: false,
-        final_: false,
-        detect_mult: 3,
-        my_discriminator: 42,
-        your_discriminator: 0,
-        desired_min_tx: Duration::from_secs(1),
-        required_min_rx: Duration::from_millis(50),
-        required_min_echo_rx: Duration::ZERO,
-    };
+    let packet = starting_packet();
     // One hop more than the profile allows (TTL below its minimum): discarded.
     sender.set_ttl(249).unwrap();
     sender.send_to(&packet.encode(), (Ipv4Addr::LOCALHOST, multi.listen)).unwrap();
