@@ -344,6 +344,18 @@ impl Allocator for AllocatorApi {
         Ok(Response::new(pb::DeleteNodeResponse {}))
     }
 
+    async fn check_config(
+        &self,
+        request: Request<pb::ApplyConfigRequest>,
+    ) -> RpcResult<pb::ApplyConfigResponse> {
+        let request = request.into_inner();
+        let config =
+            request.config.ok_or_else(|| Error::InvalidArgument("config is required".into()))?;
+        limits::check_config(&config)?;
+        let validated = validate(&config);
+        Ok(Response::new(self.core.read(|state| state.check_validated(validated))))
+    }
+
     async fn list_pools(
         &self,
         _: Request<pb::ListPoolsRequest>,

@@ -137,6 +137,15 @@ async fn every_call_needs_tls_and_a_valid_token_of_the_right_role() {
     assert_refused(&out, PERMISSION_DENIED, "may not call");
     assert_refused(&call(&reader, "SyncServices", "{}"), PERMISSION_DENIED, "reader");
     assert_refused(&call(&reader, "UpdateServices", "{}"), PERMISSION_DENIED, "reader");
+    // A dry run changes nothing: the reader may ask what a configuration would do.
+    let checked = call(&reader, "CheckConfig", r#"{"config": {"pools": [{"name": "p"}]}}"#);
+    assert_eq!(checked.code, 0, "{checked:?}");
+    assert!(checked.stdout.contains("a pool needs at least one"), "{checked:?}");
+    assert_refused(
+        &call(&writer.with_token(None), "CheckConfig", "{}"),
+        UNAUTHENTICATED,
+        "no token",
+    );
 
     // The writer writes, and its mutating calls are logged with who made them.
     assert_eq!(call(&writer, "SyncServices", "{}").code, 0);
@@ -212,6 +221,12 @@ async fn an_announcer_acts_for_its_own_node_and_only_its_stream_carries_the_pass
     let batch = pb::UpdateServicesRequest::default();
     assert_eq!(
         announcer.update_services(batch).await.unwrap_err().code(),
+        tonic::Code::PermissionDenied
+    );
+    let check =
+        pb::ApplyConfigRequest { config: Some(pb::Config::default()), ..Default::default() };
+    assert_eq!(
+        announcer.check_config(check).await.unwrap_err().code(),
         tonic::Code::PermissionDenied
     );
 

@@ -55,7 +55,7 @@ pub fn access(path: &str) -> Option<Access> {
     Some(match method {
         "ApplyConfig" | "UpsertService" | "DeleteService" | "UpdateServices" | "SyncServices"
         | "UpdateNode" | "DeleteNode" => Access::Write,
-        "ListPools" | "ListLeases" | "GetLease" | "ListSessions" => Access::Read,
+        "ListPools" | "ListLeases" | "GetLease" | "ListSessions" | "CheckConfig" => Access::Read,
         "WatchAssignments" | "ReportSessions" => Access::OwnNode,
         "GetNodeAssignments" => Access::NodeRead,
         _ => return None,
@@ -92,6 +92,7 @@ mod tests {
             ("/metallb.v1.Allocator/DeleteService", [true, false, false]),
             ("/metallb.v1.Allocator/UpdateServices", [true, false, false]),
             ("/metallb.v1.Allocator/ListPools", [true, false, true]),
+            ("/metallb.v1.Allocator/CheckConfig", [true, false, true]),
             ("/metallb.v1.Allocator/GetLease", [true, false, true]),
             ("/metallb.v1.Allocator/WatchAssignments", [false, true, false]),
             ("/metallb.v1.Allocator/ReportSessions", [false, true, false]),

@@ -34,37 +34,55 @@ impl AllocatorState {
         source: &str,
         now: SystemTime,
     ) -> pb::ApplyConfigResponse {
+        match self.judge(validated) {
+            Verdict::Invalid(errors) => {
+                // A newer configuration supersedes one that was waiting.
+                self.pending = None;
+                self.last_config_rejected = true;
+                invalid_response(errors)
+            }
+            Verdict::Waits(config, blocking) => {
+                self.pending = Some(PendingConfig { config, source: source.to_string() });
+                self.last_config_rejected = true;
+                waiting_response(&blocking)
+            }
+            Verdict::Ready(config) => {
+                let changed = self.install(config, now);
+                pb::ApplyConfigResponse { accepted: true, changed, ..Default::default() }
+            }
+        }
+    }
+
+    /// What `apply_validated` would answer, changing nothing (a dry run: for admission
+    /// webhooks, and for operators before they apply).
+    pub fn check_validated(
+        &self,
+        validated: Result<Config, Vec<crate::config::ConfigError>>,
+    ) -> pb::ApplyConfigResponse {
+        match self.judge(validated) {
+            Verdict::Invalid(errors) => invalid_response(errors),
+            Verdict::Waits(_, blocking) => waiting_response(&blocking),
+            Verdict::Ready(_) => pb::ApplyConfigResponse { accepted: true, ..Default::default() },
+        }
+    }
+
+    fn judge(&self, validated: Result<Config, Vec<crate::config::ConfigError>>) -> Verdict {
         // MetalLB's LOCAL_PREF rule depends on which nodes the advertisements cover.
         let validated = validated.and_then(|config| {
             let conflicts = local_pref_conflicts(&config, self.nodes.values());
             if conflicts.is_empty() { Ok(config) } else { Err(conflicts) }
         });
-        let validated = match validated {
-            Ok(validated) => validated,
-            Err(errors) => {
-                // A newer configuration supersedes one that was waiting.
-                self.pending = None;
-                self.last_config_rejected = true;
-                return pb::ApplyConfigResponse {
-                    accepted: false,
-                    errors: errors.into_iter().map(Into::into).collect(),
-                    ..Default::default()
-                };
+        match validated {
+            Err(errors) => Verdict::Invalid(errors),
+            Ok(config) => {
+                let blocking = self.blocking(&config);
+                if blocking.is_empty() {
+                    Verdict::Ready(config)
+                } else {
+                    Verdict::Waits(config, blocking)
+                }
             }
-        };
-        let blocking = self.blocking(&validated);
-        if !blocking.is_empty() {
-            self.pending = Some(PendingConfig { config: validated, source: source.to_string() });
-            self.last_config_rejected = true;
-            return pb::ApplyConfigResponse {
-                accepted: false,
-                errors: blocking.iter().map(|(_, error)| error.clone()).collect(),
-                blocking_services: blocking.iter().map(|(key, _)| key.to_pb()).collect(),
-                changed: Vec::new(),
-            };
         }
-        let changed = self.install(validated, now);
-        pb::ApplyConfigResponse { accepted: true, changed, ..Default::default() }
     }
 
     /// Puts the waiting configuration in force if nothing blocks it any more.
@@ -183,5 +201,32 @@ impl AllocatorState {
                 message: String::new(),
             }),
         }
+    }
+}
+
+/// What a configuration would do if applied now.
+enum Verdict {
+    /// Refused, with every reason.
+    Invalid(Vec<crate::config::ConfigError>),
+    /// Valid, but it would take IPs these Services hold: it waits for them.
+    Waits(Config, Vec<(ServiceKey, pb::ConfigError)>),
+    /// Takes effect at once.
+    Ready(Config),
+}
+
+fn invalid_response(errors: Vec<crate::config::ConfigError>) -> pb::ApplyConfigResponse {
+    pb::ApplyConfigResponse {
+        accepted: false,
+        errors: errors.into_iter().map(Into::into).collect(),
+        ..Default::default()
+    }
+}
+
+fn waiting_response(blocking: &[(ServiceKey, pb::ConfigError)]) -> pb::ApplyConfigResponse {
+    pb::ApplyConfigResponse {
+        accepted: false,
+        errors: blocking.iter().map(|(_, error)| error.clone()).collect(),
+        blocking_services: blocking.iter().map(|(key, _)| key.to_pb()).collect(),
+        changed: Vec::new(),
     }
 }

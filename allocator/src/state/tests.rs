@@ -120,6 +120,25 @@ fn the_tutorial_configuration_waits_for_the_service_holding_dot_zero_then_applie
 }
 
 #[test]
+fn a_dry_run_answers_as_applying_would_and_changes_nothing() {
+    let mut state = AllocatorState::default();
+    state.apply_config(&config(vec![pool("a", &["192.0.2.0/28"], false)]), "t", now());
+    state.sync(vec![Ok(spec(&service("s")))], now());
+    let check = |state: &AllocatorState, config: &pb::Config| {
+        state.check_validated(crate::config::validate(config))
+    };
+    let invalid = check(&state, &config(vec![pool("a", &["192.0.2.0/33"], false)]));
+    assert!(!invalid.accepted && invalid.blocking_services.is_empty());
+    let waits = check(&state, &config(vec![pool("b", &["198.51.100.0/28"], false)]));
+    assert_eq!(waits.blocking_services, [key("s").to_pb()]);
+    let ready = check(&state, &config(vec![pool("a", &["192.0.2.0/27"], false)]));
+    assert!(ready.accepted);
+    // None of it reached the state: the configuration in force is the first, nothing waits.
+    assert_eq!(state.config().unwrap().pools["a"].addresses, ["192.0.2.0/28"]);
+    assert!(!state.config_is_stale());
+}
+
+#[test]
 fn renaming_or_splitting_a_pool_keeps_every_ip_and_is_not_blocked() {
     let mut state = AllocatorState::default();
     state.apply_config(&config(vec![pool("old", &["192.0.2.0/24"], false)]), "t", now());
