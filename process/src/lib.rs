@@ -12,6 +12,7 @@ pub mod propagation;
 pub mod secure_metrics;
 pub mod service_account_token;
 pub mod shutdown;
+pub mod tls_listener;
 pub mod tracing_setup;
 
 pub use admin::{AdminServer, Readiness};

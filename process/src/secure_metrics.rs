@@ -7,7 +7,7 @@
 //! authenticate the endpoint by the network path they use, and the endpoint authenticates
 //! them by their token.
 
-use std::{collections::HashSet, net::SocketAddr, sync::Arc, time::Duration};
+use std::{collections::HashSet, net::SocketAddr, sync::Arc};
 
 use axum::{
     Router,
@@ -19,12 +19,13 @@ use axum::{
 use clap::Args;
 use prometheus_client::registry::Registry;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::{TlsAcceptor, rustls::ServerConfig, server::TlsStream};
+use tokio::net::TcpListener;
+use tokio_rustls::{TlsAcceptor, rustls::ServerConfig};
 
-use crate::{admin::encode_metrics, issuer_args::IssuerArgs, service_account_token::TokenVerifier};
-
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+use crate::{
+    admin::encode_metrics, issuer_args::IssuerArgs, service_account_token::TokenVerifier,
+    tls_listener::TlsListener,
+};
 
 /// Flags of the HTTPS metrics endpoint.
 #[derive(Args, Clone, Debug)]
@@ -93,7 +94,7 @@ impl SecureMetrics {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let app = Router::new().route("/metrics", get(metrics)).with_state((registry, self.gate));
-        let listener = TlsListener { tcp: self.listener, acceptor: self.acceptor };
+        let listener = TlsListener::new(self.listener, self.acceptor);
         axum::serve(listener, app).with_graceful_shutdown(shutdown).await
     }
 }
@@ -133,36 +134,4 @@ fn self_signed_acceptor() -> anyhow::Result<TlsAcceptor> {
             PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
         )?;
     Ok(TlsAcceptor::from(Arc::new(config)))
-}
-
-/// Accepted connections that completed a TLS handshake. Handshakes run one at a time, each
-/// bounded: a scrape endpoint sees a connection every few seconds.
-struct TlsListener {
-    tcp: TcpListener,
-    acceptor: TlsAcceptor,
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            let Ok((stream, peer)) = self.tcp.accept().await else {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            };
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => return (tls, peer),
-                Ok(Err(err)) => {
-                    tracing::debug!(%peer, error = %err, "metrics TLS handshake failed")
-                }
-                Err(_) => tracing::debug!(%peer, "metrics TLS handshake timed out"),
-            }
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.tcp.local_addr()
-    }
 }

@@ -73,6 +73,20 @@ pub struct Args {
           value_parser = clap::value_parser!(u64).range(1..=299))]
     pub leader_renew_before_seconds: u64,
 
+    /// Serve the validating admission webhook (`POST /validate`, HTTPS) here. Unset: no
+    /// webhook.
+    #[arg(long, env = "METALLB_WEBHOOK_ADDR")]
+    pub webhook_addr: Option<std::net::SocketAddr>,
+
+    /// The webhook's serving certificate (PEM), with the chain the API server's caBundle
+    /// verifies.
+    #[arg(long, env = "METALLB_WEBHOOK_CERT_FILE", requires = "webhook_addr")]
+    pub webhook_cert_file: Option<PathBuf>,
+
+    /// The webhook's private key (PEM).
+    #[arg(long, env = "METALLB_WEBHOOK_KEY_FILE", requires = "webhook_addr")]
+    pub webhook_key_file: Option<PathBuf>,
+
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -87,7 +101,25 @@ impl Args {
                 self.leader_renew_before_seconds, self.leader_lease_seconds
             ));
         }
+        if self.webhook_addr.is_some()
+            && (self.webhook_cert_file.is_none() || self.webhook_key_file.is_none())
+        {
+            return Err("--webhook-addr needs --webhook-cert-file and --webhook-key-file".into());
+        }
         Ok(())
+    }
+
+    /// The webhook's address and its certificate and key in PEM, when it is served.
+    pub fn webhook(&self) -> anyhow::Result<Option<(std::net::SocketAddr, Vec<u8>, Vec<u8>)>> {
+        let (Some(addr), Some(cert), Some(key)) =
+            (self.webhook_addr, &self.webhook_cert_file, &self.webhook_key_file)
+        else {
+            return Ok(None);
+        };
+        let read = |path: &PathBuf| {
+            std::fs::read(path).map_err(|err| anyhow::anyhow!("{}: {err}", path.display()))
+        };
+        Ok(Some((addr, read(cert)?, read(key)?)))
     }
 
     /// This replica's identity in the election.

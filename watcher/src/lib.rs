@@ -2,6 +2,7 @@
 //! EndpointSlices, Nodes and the configuration, forwards what changed to the allocator, and
 //! writes the results back to the objects.
 
+pub mod admission;
 pub mod allocator_tls;
 pub mod args;
 pub mod desired;

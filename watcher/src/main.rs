@@ -6,6 +6,7 @@ use metallb_process::{
     AdminServer, AllocatorConnector, Readiness, parse_args_or_exit, run_until_shutdown,
 };
 use metallb_watcher::{
+    admission::{Reviewer, Webhook},
     allocator_tls::{self, TlsSettings},
     args::Args,
     kube_connection,
@@ -41,6 +42,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "watcher starting"
     );
     let identity = args.identity();
+    let webhook = args.webhook()?;
     run_until_shutdown(&args.common, admin, |shutdown| async move {
         let mut election = None;
         let work = async {
@@ -62,6 +64,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let sources = Sources::start(&client, &args.config_namespace, changed.clone()).await;
             sources.wait_until_ready().await?;
             tracing::info!("initial lists read");
+            if let Some((addr, cert, key)) = webhook {
+                // Every replica answers reviews (they read, never write): the leader need not
+                // be the one the API server reaches.
+                let webhook = Webhook::bind(addr, &cert, &key).await?;
+                tracing::info!(webhook_addr = %webhook.local_addr()?, "serving the admission webhook");
+                let reviewer =
+                    Reviewer::new(sources.clone(), args.config_namespace.clone(), connector.clone());
+                tokio::spawn(webhook.serve(Arc::new(reviewer)));
+            }
             let leading = if args.leader_election {
                 let settings = ElectionSettings {
                     namespace: args.config_namespace.clone(),

@@ -426,11 +426,7 @@ impl Reconciler {
             tracing::info!(source, "configuration accepted");
             self.report_sent_config_state(true, String::new()).await?;
         } else {
-            let reasons: Vec<String> = response
-                .errors
-                .iter()
-                .map(|e| format!("{} {}: {}", e.object, e.field, e.message))
-                .collect();
+            let reasons = translate::config_error_lines(&response.errors);
             tracing::warn!(source, errors = ?reasons, "configuration rejected; the previous one stays in force");
             // Each error's Event goes to the resource it is about; errors about no resource of
             // ours (a ConfigMap's pool, a community alias) to the configuration's own object.

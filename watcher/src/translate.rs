@@ -180,6 +180,12 @@ pub fn config_source(namespace: &str, has_config_map: bool, resources: usize) ->
     }
 }
 
+/// The allocator's configuration errors as people read them ("IPAddressPool/p addresses[0]:
+/// ..."), one per line of the ConfigurationState and of an admission refusal.
+pub fn config_error_lines(errors: &[pb::ConfigError]) -> Vec<String> {
+    errors.iter().map(|e| format!("{} {}: {}", e.object, e.field, e.message)).collect()
+}
+
 /// The configuration the ConfigMap and the metallb.io resources describe together.
 pub fn config(
     namespace: &str,
@@ -194,8 +200,16 @@ pub fn config(
         let object = format!("ConfigMap {namespace}/{CONFIG_MAP_NAME}");
         config = configmap::parse(&object, text).map_err(|err| vec![err])?;
     }
+    // In one order whatever the stores' (by kind, then name), so that one set of objects always
+    // reads the same and draws the same errors: the admission webhook's and the
+    // ConfigurationState's messages agree.
+    let mut sorted: Vec<&DynamicObject> = resources.iter().collect();
+    sorted.sort_by_key(|object| {
+        let kind = object.types.as_ref().map(|types| types.kind.clone()).unwrap_or_default();
+        (kind, object.metadata.name.clone())
+    });
     let documents: Vec<String> =
-        resources.iter().filter_map(|object| serde_json::to_string(object).ok()).collect();
+        sorted.iter().filter_map(|object| serde_json::to_string(object).ok()).collect();
     let parsed = Resources::from_yaml(&documents.join("\n---\n"))?;
     let passwords: BTreeMap<SecretReference, String> = secrets
         .iter()

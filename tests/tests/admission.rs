@@ -1,0 +1,167 @@
+//! The validating admission webhook, called by the real kube-apiserver: an object that would
+//! make the configuration invalid is refused at `kubectl apply` time, with the message the
+//! ConfigurationState shows when the same object gets in without the webhook; a valid one is
+//! admitted.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use metallb_tests::{
+    daemons::{Allocator, Daemon},
+    kube_control_plane::ControlPlane,
+    ports::free_loopback_addr,
+    trust::Trust,
+};
+use metallb_watcher::pki;
+
+const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+const NS: &str = "metallb-system";
+
+fn pool(name: &str, address: &str) -> String {
+    format!(
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: {name}, namespace: {NS}}}\nspec:\n  addresses: [\"{address}\"]\n"
+    )
+}
+
+/// The webhook configuration the test registers: every metallb.io object, `Fail` so that a
+/// webhook that is not called or does not answer shows as a failure here.
+fn webhook_configuration(url: &str, ca_bundle: &str) -> String {
+    format!(
+        r#"apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {{name: metallb-rs-webhook-test}}
+webhooks:
+- name: validate.metallb.io
+  admissionReviewVersions: ["v1"]
+  sideEffects: None
+  failurePolicy: Fail
+  timeoutSeconds: 5
+  clientConfig: {{url: "{url}", caBundle: "{ca_bundle}"}}
+  rules:
+  - apiGroups: ["metallb.io"]
+    apiVersions: ["*"]
+    resources: ["ipaddresspools", "bgppeers", "bgpadvertisements", "communities", "bfdprofiles"]
+    operations: ["CREATE", "UPDATE", "DELETE"]
+    scope: Namespaced
+"#
+    )
+}
+
+async fn config_state(control_plane: &ControlPlane, field: &str) -> String {
+    control_plane
+        .kubectl(&[
+            "get",
+            "configurationstates.metallb.io",
+            "metallb-watcher",
+            "-n",
+            NS,
+            "-o",
+            &format!("jsonpath={{.status.{field}}}"),
+        ])
+        .await
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn kubectl_apply_of_an_invalid_object_is_refused_with_the_configuration_states_message() {
+    let logs = tempfile::tempdir().unwrap();
+    let control_plane = ControlPlane::start().await.unwrap();
+    control_plane
+        .apply_file(std::path::Path::new(&format!("{REPO}/deploy/crds.yaml")))
+        .await
+        .unwrap();
+    control_plane.wait_for_crd("ipaddresspools.metallb.io").await.unwrap();
+    control_plane.kubectl(&["create", "namespace", NS]).await.unwrap();
+    control_plane.apply_yaml(&pool("first", "192.0.2.0/24")).await.unwrap();
+
+    // The webhook's certificate, for the address the API server calls.
+    let now = time::OffsetDateTime::now_utc();
+    let day = Duration::from_secs(86_400);
+    let authority = pki::new_authority("webhook test CA", now, day).unwrap();
+    let address = free_loopback_addr();
+    let serving = pki::issue_serving(&authority, &[], &[address.ip()], now, day).unwrap();
+    let (cert, key) = (logs.path().join("webhook.crt"), logs.path().join("webhook.key"));
+    std::fs::write(&cert, &serving.cert).unwrap();
+    std::fs::write(&key, &serving.key).unwrap();
+
+    let trust = Trust::new(&control_plane, &[]).await.unwrap();
+    let allocator = Allocator::start(&trust, &[], logs.path()).await.unwrap();
+    let mut args: Vec<String> = [
+        "--kubeconfig",
+        &control_plane.kubeconfig_path().to_string_lossy(),
+        "--allocator-endpoint",
+        &allocator.grpc_url(),
+        "--manage-allocator-tls=false",
+        "--webhook-addr",
+        &address.to_string(),
+        "--webhook-cert-file",
+        &cert.to_string_lossy(),
+        "--webhook-key-file",
+        &key.to_string_lossy(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(trust.watcher_args().await.unwrap());
+    let watcher = Daemon::start("metallb-watcher", &args, &[], logs.path()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !watcher.log().contains("serving the admission webhook")
+        || config_state(&control_plane, "result").await != "Valid"
+    {
+        assert!(Instant::now() < deadline, "watcher not ready:\n{}", watcher.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let bundle = base64::engine::general_purpose::STANDARD.encode(&authority.cert);
+    let url = format!("https://{address}/validate");
+    control_plane.apply_yaml(&webhook_configuration(&url, &bundle)).await.unwrap();
+
+    // A valid pool is admitted (retried briefly: the API server reads the new webhook
+    // configuration a moment after it is created).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match control_plane.apply_yaml(&pool("second", "198.51.100.0/24")).await {
+            Ok(()) => break,
+            Err(err) => {
+                assert!(Instant::now() < deadline, "{err}\nwatcher:\n{}", watcher.log());
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    // One overlapping the first is refused by the API server, naming the object and field.
+    let overlapping = pool("overlapping", "192.0.2.128/25");
+    let refused = control_plane.apply_yaml(&overlapping).await.unwrap_err().to_string();
+    assert!(refused.contains("denied the request"), "{refused}");
+    let expected = "IPAddressPool/overlapping addresses[0]: 192.0.2.128/25 overlaps pool \"first\" (192.0.2.0/24)";
+    assert!(refused.contains(expected), "{refused}");
+    let pools =
+        control_plane.kubectl(&["get", "ipaddresspools", "-n", NS, "-o", "name"]).await.unwrap();
+    assert!(!pools.contains("overlapping"), "{pools}");
+    // An unreadable object is refused with the reader's reason.
+    let unreadable = pool("bad-cidr", "192.0.2.0/33");
+    let refused = control_plane.apply_yaml(&unreadable).await.unwrap_err().to_string();
+    assert!(refused.contains("prefix length 33 is longer than 32"), "{refused}");
+
+    // Without the webhook the same object gets in, and the ConfigurationState says the same.
+    control_plane
+        .kubectl(&["delete", "validatingwebhookconfiguration", "metallb-rs-webhook-test"])
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while control_plane.apply_yaml(&overlapping).await.is_err() {
+        assert!(Instant::now() < deadline, "still refused without the webhook");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let summary = config_state(&control_plane, "errorSummary").await;
+        if summary.contains(expected) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ConfigurationState says {summary:?}\n{}",
+            watcher.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
