@@ -165,3 +165,66 @@ async fn kubectl_apply_of_an_invalid_object_is_refused_with_the_configuration_st
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn the_watcher_signs_the_webhooks_certificate_and_keeps_the_ca_bundle_current() {
+    let logs = tempfile::tempdir().unwrap();
+    let control_plane = ControlPlane::start().await.unwrap();
+    control_plane
+        .apply_file(std::path::Path::new(&format!("{REPO}/deploy/crds.yaml")))
+        .await
+        .unwrap();
+    control_plane.wait_for_crd("ipaddresspools.metallb.io").await.unwrap();
+    control_plane.kubectl(&["create", "namespace", NS]).await.unwrap();
+    control_plane.apply_yaml(&pool("first", "192.0.2.0/24")).await.unwrap();
+    // Registered with no caBundle at all: the watcher fills it in.
+    let address = free_loopback_addr();
+    let url = format!("https://{address}/validate");
+    let registered = webhook_configuration(&url, "").replace(", caBundle: \"\"", "");
+    control_plane.apply_yaml(&registered).await.unwrap();
+
+    let trust = Trust::new(&control_plane, &[]).await.unwrap();
+    let allocator = Allocator::start(&trust, &[], logs.path()).await.unwrap();
+    let mut args: Vec<String> = [
+        "--kubeconfig",
+        &control_plane.kubeconfig_path().to_string_lossy(),
+        "--allocator-endpoint",
+        &allocator.grpc_url(),
+        "--webhook-addr",
+        &address.to_string(),
+        "--webhook-configuration",
+        "metallb-rs-webhook-test",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(trust.watcher_args().await.unwrap());
+    let watcher = Daemon::start("metallb-watcher", &args, &[], logs.path()).unwrap();
+
+    // Until the bundle is in and the certificate issued, the webhook fails (Fail policy here);
+    // then the overlapping pool is refused by the webhook's verdict.
+    let overlapping = pool("overlapping", "192.0.2.128/25");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let refused = loop {
+        let err = control_plane.apply_yaml(&overlapping).await.expect_err("never admitted");
+        let err = err.to_string();
+        if err.contains("denied the request") {
+            break err;
+        }
+        assert!(Instant::now() < deadline, "{err}\nwatcher:\n{}", watcher.log());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert!(refused.contains("IPAddressPool/overlapping addresses[0]"), "{refused}");
+    let bundle = control_plane
+        .kubectl(&[
+            "get",
+            "validatingwebhookconfiguration",
+            "metallb-rs-webhook-test",
+            "-o",
+            "jsonpath={.webhooks[0].clientConfig.caBundle}",
+        ])
+        .await
+        .unwrap();
+    let bundle = base64::engine::general_purpose::STANDARD.decode(bundle.trim()).unwrap();
+    assert!(String::from_utf8_lossy(&bundle).contains("BEGIN CERTIFICATE"));
+}

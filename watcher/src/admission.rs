@@ -28,13 +28,13 @@ use kube::{
 };
 use metallb_process::{AllocatorConnector, tls_listener::TlsListener};
 use metallb_proto::pb;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use tokio::net::TcpListener;
 use tokio_rustls::{TlsAcceptor, rustls::ServerConfig};
 
 use crate::{
     sources::Sources,
     translate::{self, CONFIG_MAP_NAME},
+    webhook_tls::CurrentCertificate,
 };
 
 /// How long the webhook waits for the allocator: well under the API server's timeout for the
@@ -152,15 +152,16 @@ pub struct Webhook {
 }
 
 impl Webhook {
-    /// Binds `addr`, serving the certificate and key in PEM.
-    pub async fn bind(addr: SocketAddr, cert_pem: &[u8], key_pem: &[u8]) -> anyhow::Result<Self> {
-        let certs = CertificateDer::pem_slice_iter(cert_pem).collect::<Result<Vec<_>, _>>()?;
-        let key = PrivateKeyDer::from_pem_slice(key_pem)?;
+    /// Binds `addr`, serving whatever certificate `certificate` holds at each handshake.
+    pub async fn bind(
+        addr: SocketAddr,
+        certificate: Arc<CurrentCertificate>,
+    ) -> anyhow::Result<Self> {
         let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
         let config = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
-            .with_single_cert(certs, key)?;
+            .with_cert_resolver(certificate);
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|err| anyhow::anyhow!("cannot listen for the webhook on {addr}: {err}"))?;

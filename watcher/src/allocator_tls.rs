@@ -193,7 +193,8 @@ pub async fn ensure(
     Ok(rotation)
 }
 
-fn read_authority(secret: &Secret) -> Option<(PemPair, Option<(String, i64)>)> {
+/// The CA in `secret`, and the previous one with its notAfter when there is one.
+pub fn read_authority(secret: &Secret) -> Option<(PemPair, Option<(String, i64)>)> {
     let data = secret.data.as_ref()?;
     let text = |key: &str| data.get(key).and_then(|value| String::from_utf8(value.0.clone()).ok());
     let authority = PemPair {

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use clap::Parser;
 use metallb_process::{AllocatorClientArgs, CommonArgs};
 
+use crate::webhook_tls::WebhookTlsSettings;
+
 /// The metallb-rs watcher: the only component that talks to Kubernetes. Forwards services,
 /// endpoints, nodes and configuration to the allocator; writes status, annotations and events
 /// back.
@@ -78,14 +80,24 @@ pub struct Args {
     #[arg(long, env = "METALLB_WEBHOOK_ADDR")]
     pub webhook_addr: Option<std::net::SocketAddr>,
 
-    /// The webhook's serving certificate (PEM), with the chain the API server's caBundle
-    /// verifies.
-    #[arg(long, env = "METALLB_WEBHOOK_CERT_FILE", requires = "webhook_addr")]
+    /// The webhook's serving certificate (PEM) and its key. Unset: the watcher signs one itself
+    /// with the CA it keeps for the allocator, and keeps the webhook configuration's caBundle
+    /// equal to that CA's bundle.
+    #[arg(long, env = "METALLB_WEBHOOK_CERT_FILE", requires = "webhook_key_file")]
     pub webhook_cert_file: Option<PathBuf>,
 
-    /// The webhook's private key (PEM).
-    #[arg(long, env = "METALLB_WEBHOOK_KEY_FILE", requires = "webhook_addr")]
+    /// The webhook's private key (PEM), with --webhook-cert-file.
+    #[arg(long, env = "METALLB_WEBHOOK_KEY_FILE", requires = "webhook_cert_file")]
     pub webhook_key_file: Option<PathBuf>,
+
+    /// The Service the API server calls the webhook through (its DNS names go in the
+    /// certificate the watcher signs).
+    #[arg(long, env = "METALLB_WEBHOOK_SERVICE", default_value = "metallb-watcher-webhook")]
+    pub webhook_service: String,
+
+    /// The ValidatingWebhookConfiguration whose caBundle the watcher keeps current.
+    #[arg(long, env = "METALLB_WEBHOOK_CONFIGURATION", default_value = "metallb-rs-webhook")]
+    pub webhook_configuration: String,
 
     #[command(flatten)]
     pub common: CommonArgs,
@@ -102,24 +114,43 @@ impl Args {
             ));
         }
         if self.webhook_addr.is_some()
-            && (self.webhook_cert_file.is_none() || self.webhook_key_file.is_none())
+            && self.webhook_cert_file.is_none()
+            && !self.manage_allocator_tls
         {
-            return Err("--webhook-addr needs --webhook-cert-file and --webhook-key-file".into());
+            return Err(
+                "--webhook-addr without --webhook-cert-file needs --manage-allocator-tls (its CA signs the webhook's certificate)"
+                    .into(),
+            );
         }
         Ok(())
     }
 
-    /// The webhook's address and its certificate and key in PEM, when it is served.
-    pub fn webhook(&self) -> anyhow::Result<Option<(std::net::SocketAddr, Vec<u8>, Vec<u8>)>> {
-        let (Some(addr), Some(cert), Some(key)) =
-            (self.webhook_addr, &self.webhook_cert_file, &self.webhook_key_file)
-        else {
-            return Ok(None);
+    /// How the webhook is served, when it is.
+    pub fn webhook(&self) -> anyhow::Result<Option<WebhookPlan>> {
+        let Some(addr) = self.webhook_addr else { return Ok(None) };
+        let tls = match (&self.webhook_cert_file, &self.webhook_key_file) {
+            (Some(cert), Some(key)) => {
+                let read = |path: &PathBuf| {
+                    std::fs::read(path).map_err(|err| anyhow::anyhow!("{}: {err}", path.display()))
+                };
+                WebhookTls::Files { cert: read(cert)?, key: read(key)? }
+            }
+            _ => {
+                let (service, namespace) = (&self.webhook_service, &self.config_namespace);
+                WebhookTls::FromCa(WebhookTlsSettings {
+                    namespace: namespace.clone(),
+                    dns_names: vec![
+                        service.clone(),
+                        format!("{service}.{namespace}"),
+                        format!("{service}.{namespace}.svc"),
+                        format!("{service}.{namespace}.svc.cluster.local"),
+                    ],
+                    ips: (!addr.ip().is_unspecified()).then_some(addr.ip()).into_iter().collect(),
+                    configuration: self.webhook_configuration.clone(),
+                })
+            }
         };
-        let read = |path: &PathBuf| {
-            std::fs::read(path).map_err(|err| anyhow::anyhow!("{}: {err}", path.display()))
-        };
-        Ok(Some((addr, read(cert)?, read(key)?)))
+        Ok(Some(WebhookPlan { addr, tls }))
     }
 
     /// This replica's identity in the election.
@@ -131,4 +162,27 @@ impl Args {
             format!("{host}-{}", std::process::id())
         })
     }
+}
+
+/// Where the webhook listens and where its certificate comes from.
+#[derive(Clone, Debug)]
+pub struct WebhookPlan {
+    /// The listening address.
+    pub addr: std::net::SocketAddr,
+    /// The certificate.
+    pub tls: WebhookTls,
+}
+
+/// The webhook's certificate source.
+#[derive(Clone, Debug)]
+pub enum WebhookTls {
+    /// Given as PEM files (read at start).
+    Files {
+        /// The certificate chain.
+        cert: Vec<u8>,
+        /// Its key.
+        key: Vec<u8>,
+    },
+    /// Signed by the watcher with the allocator's CA, and kept current.
+    FromCa(WebhookTlsSettings),
 }

@@ -14,5 +14,6 @@ pub mod reconciler;
 pub mod replica;
 pub mod sources;
 pub mod translate;
+pub mod webhook_tls;
 pub mod write_queue;
 pub mod writeback;

@@ -8,11 +8,12 @@ use metallb_process::{
 use metallb_watcher::{
     admission::{Reviewer, Webhook},
     allocator_tls::{self, TlsSettings},
-    args::Args,
+    args::{Args, WebhookTls},
     kube_connection,
     leadership::{Election, ElectionSettings},
     reconciler::{Reconciler, Settings},
     sources::Sources,
+    webhook_tls::{self, CurrentCertificate},
     writeback::Writer,
 };
 use prometheus_client::registry::Registry;
@@ -64,10 +65,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let sources = Sources::start(&client, &args.config_namespace, changed.clone()).await;
             sources.wait_until_ready().await?;
             tracing::info!("initial lists read");
-            if let Some((addr, cert, key)) = webhook {
+            if let Some(plan) = webhook {
                 // Every replica answers reviews (they read, never write): the leader need not
                 // be the one the API server reaches.
-                let webhook = Webhook::bind(addr, &cert, &key).await?;
+                let certificate = Arc::new(CurrentCertificate::default());
+                match plan.tls {
+                    WebhookTls::Files { cert, key } => certificate.install(&cert, &key)?,
+                    WebhookTls::FromCa(settings) => {
+                        let keeper = webhook_tls::keep_current(client.clone(), settings, certificate.clone());
+                        tokio::spawn(keeper);
+                    }
+                }
+                let webhook = Webhook::bind(plan.addr, certificate).await?;
                 tracing::info!(webhook_addr = %webhook.local_addr()?, "serving the admission webhook");
                 let reviewer =
                     Reviewer::new(sources.clone(), args.config_namespace.clone(), connector.clone());
