@@ -72,6 +72,11 @@ fn flags_of(binary: &str) -> Vec<(&'static str, &'static str)> {
             ("--leader-identity", "METALLB_LEADER_IDENTITY"),
             ("--leader-lease-seconds", "METALLB_LEADER_LEASE_SECONDS"),
             ("--leader-renew-before-seconds", "METALLB_LEADER_RENEW_BEFORE_SECONDS"),
+            ("--webhook-addr", "METALLB_WEBHOOK_ADDR"),
+            ("--webhook-cert-file", "METALLB_WEBHOOK_CERT_FILE"),
+            ("--webhook-key-file", "METALLB_WEBHOOK_KEY_FILE"),
+            ("--webhook-service", "METALLB_WEBHOOK_SERVICE"),
+            ("--webhook-configuration", "METALLB_WEBHOOK_CONFIGURATION"),
         ],
         other => panic!("unknown binary {other}"),
     };

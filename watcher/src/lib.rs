@@ -9,6 +9,7 @@ pub mod desired;
 pub mod events;
 pub mod kube_connection;
 pub mod leadership;
+pub mod leftovers;
 pub mod pki;
 pub mod reconciler;
 pub mod replica;

@@ -11,6 +11,7 @@ use metallb_watcher::{
     args::{Args, WebhookTls},
     kube_connection,
     leadership::{Election, ElectionSettings},
+    leftovers,
     reconciler::{Reconciler, Settings},
     sources::Sources,
     webhook_tls::{self, CurrentCertificate},
@@ -49,6 +50,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let work = async {
             let version = kube_connection::wait_until_reachable(&client, &readiness).await;
             tracing::info!(version, "Kubernetes API reachable");
+            leftovers::warn_about_metallb_webhook(&client).await;
             if args.manage_allocator_tls {
                 let settings = TlsSettings {
                     namespace: args.config_namespace.clone(),
