@@ -135,6 +135,28 @@ async fn the_watcher_configures_the_allocator_from_metallb_io_resources() {
                 .await
                 .unwrap();
             assert_eq!(state, "Valid");
+            // The pool's status counts the address, as MetalLB's does.
+            let counted = Instant::now() + Duration::from_secs(20);
+            loop {
+                let assigned = control_plane
+                    .kubectl(&[
+                        "get",
+                        "ipaddresspools.metallb.io",
+                        "first-pool",
+                        "-n",
+                        "metallb-system",
+                        "-o",
+                        "jsonpath={.status.assignedIPv4}/{.status.availableIPv4}",
+                    ])
+                    .await
+                    .unwrap();
+                // 192.168.10.0/24 and 192.168.9.1-5: 261 addresses, one assigned.
+                if assigned == "1/260" {
+                    break;
+                }
+                assert!(Instant::now() < counted, "status {assigned:?}\n{}", watcher.log());
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             break;
         }
         assert!(

@@ -73,6 +73,8 @@ pub struct Reconciler {
     /// What the allocator made of the configuration sent last (valid, error summary): the
     /// state to report again when the configuration comes back to it after an unreadable spell.
     sent_config_state: Option<(bool, String)>,
+    /// The IPAddressPool statuses last written, by pool.
+    pool_statuses: BTreeMap<String, metallb_config_formats::resources::IpAddressPoolStatus>,
     /// Idle probes since the last comparison of leases with status.
     probes_since_compare: u32,
 }
@@ -94,6 +96,7 @@ impl Reconciler {
             rewrite: Default::default(),
             reported_state: None,
             sent_config_state: None,
+            pool_statuses: BTreeMap::new(),
             probes_since_compare: 0,
         }
     }
@@ -351,6 +354,33 @@ impl Reconciler {
         self.send_nodes().await?;
         self.send_services().await?;
         self.feed_standbys().await;
+        self.report_pool_statuses().await
+    }
+
+    /// Writes each IPAddressPool's usage to its status when it changed. Pools of the ConfigMap
+    /// have no object to write to.
+    async fn report_pool_statuses(&mut self) -> anyhow::Result<()> {
+        let pools: Vec<String> = self
+            .sources
+            .resources
+            .iter()
+            .filter(|(kind, _)| kind == "IPAddressPool")
+            .flat_map(|(_, store)| store.state())
+            .filter_map(|pool| pool.metadata.name.clone())
+            .collect();
+        if pools.is_empty() || !self.replicas[0].synced() {
+            return Ok(());
+        }
+        let usage = self.replicas[0].client().await?.list_pools(pb::ListPoolsRequest {}).await?;
+        for pool in usage.into_inner().pools.iter().filter(|usage| pools.contains(&usage.name)) {
+            let status = crate::pool_status::status_of(pool);
+            if self.pool_statuses.get(&pool.name) == Some(&status) {
+                continue;
+            }
+            let namespace = &self.settings.config_namespace;
+            self.writer.set_pool_status(namespace, &pool.name, &status).await?;
+            self.pool_statuses.insert(pool.name.clone(), status);
+        }
         Ok(())
     }
 

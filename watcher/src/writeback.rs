@@ -180,6 +180,20 @@ impl Writer {
         Ok(())
     }
 
+    /// Writes the status of the IPAddressPool `name` of `namespace`.
+    pub async fn set_pool_status(
+        &self,
+        namespace: &str,
+        name: &str,
+        status: &metallb_config_formats::resources::IpAddressPoolStatus,
+    ) -> anyhow::Result<()> {
+        let api: Api<metallb_config_formats::resources::IPAddressPool> =
+            Api::namespaced(self.client.clone(), namespace);
+        api.patch_status(name, &PatchParams::default(), &Patch::Merge(json!({"status": status})))
+            .await?;
+        Ok(())
+    }
+
     fn api(&self, service: &Service) -> Api<Service> {
         Api::namespaced(
             self.client.clone(),
