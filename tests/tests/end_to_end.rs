@@ -39,6 +39,8 @@ async fn a_service_is_routed_over_eligible_nodes_and_reached_through_the_router(
     let local = serde_json::json!({"spec": {"externalTrafficPolicy": "Local"}});
     stack.patch_service(SERVICE, local).await.unwrap();
     stack.wait_for_router_next_hops(SERVICE_IP, &["node-1", "node-2"]).await.unwrap();
+    // ServiceBGPStatus, as MetalLB keeps it: one per announcing node, with its peers.
+    wait_for_bgp_statuses(&stack, &["node-1", "node-2"]).await;
 
     // Real traffic from the client, through the router's ECMP route, to both nodes.
     let addr = SocketAddr::new(SERVICE_IP.parse().unwrap(), 80);
@@ -59,7 +61,48 @@ async fn a_service_is_routed_over_eligible_nodes_and_reached_through_the_router(
     }
     assert_eq!(answered, BTreeSet::from(["node-1".to_string(), "node-2".to_string()]));
 
-    // Deleting the Service withdraws its route.
+    // Deleting the Service withdraws its route, and its ServiceBGPStatus objects go.
     stack.delete_service(SERVICE).await.unwrap();
     stack.wait_for_router_next_hops(SERVICE_IP, &[]).await.unwrap();
+    wait_for_bgp_statuses(&stack, &[]).await;
+}
+
+/// Waits until the ServiceBGPStatus objects of the Service name exactly `nodes`, each with a
+/// peer.
+async fn wait_for_bgp_statuses(stack: &Stack, nodes: &[&str]) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let listed = stack
+            .control_plane
+            .kubectl(&[
+                "get",
+                "servicebgpstatuses.metallb.io",
+                "-n",
+                "metallb-system",
+                "-o",
+                "json",
+            ])
+            .await
+            .unwrap();
+        let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+        let mut found: Vec<String> = listed["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|item| item["status"]["serviceName"] == SERVICE)
+            .filter(|item| {
+                item["status"]["peers"].as_array().is_some_and(|peers| !peers.is_empty())
+            })
+            .filter_map(|item| item["status"]["node"].as_str().map(String::from))
+            .collect();
+        found.sort();
+        if found == nodes {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ServiceBGPStatus nodes {found:?}, not {nodes:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }

@@ -5,6 +5,7 @@
 pub mod admission;
 pub mod allocator_tls;
 pub mod args;
+pub mod bgp_status;
 pub mod desired;
 pub mod events;
 pub mod kube_connection;

@@ -75,6 +75,10 @@ pub struct Reconciler {
     sent_config_state: Option<(bool, String)>,
     /// The IPAddressPool statuses last written, by pool.
     pool_statuses: BTreeMap<String, metallb_config_formats::resources::IpAddressPoolStatus>,
+    /// The ServiceBGPStatus objects as last written; `None` until the existing ones are read.
+    bgp_statuses: Option<crate::bgp_status::Announcements>,
+    /// The cluster serves the ServiceBGPStatus kind (false once a list said it does not).
+    bgp_statuses_served: bool,
     /// Idle probes since the last comparison of leases with status.
     probes_since_compare: u32,
 }
@@ -97,6 +101,8 @@ impl Reconciler {
             reported_state: None,
             sent_config_state: None,
             pool_statuses: BTreeMap::new(),
+            bgp_statuses: None,
+            bgp_statuses_served: true,
             probes_since_compare: 0,
         }
     }
@@ -173,6 +179,8 @@ impl Reconciler {
         self.rewrite.clear();
         self.reported_state = None;
         self.sent_config_state = None;
+        self.pool_statuses.clear();
+        self.bgp_statuses = None;
         while !*leading.borrow_and_update() {
             if leading.changed().await.is_err() {
                 // The election ended (shutdown): wait to be stopped.
@@ -354,7 +362,47 @@ impl Reconciler {
         self.send_nodes().await?;
         self.send_services().await?;
         self.feed_standbys().await;
-        self.report_pool_statuses().await
+        self.report_pool_statuses().await?;
+        self.report_bgp_statuses().await
+    }
+
+    /// Brings the ServiceBGPStatus objects in line with what the allocator tells each node,
+    /// after every pass (a pass is what changes it). One call per node: the scale work
+    /// (incremental views) is to make this a delta.
+    async fn report_bgp_statuses(&mut self) -> anyhow::Result<()> {
+        if !self.replicas[0].synced() || !self.bgp_statuses_served {
+            return Ok(());
+        }
+        let namespace = self.settings.config_namespace.clone();
+        let previous = match self.bgp_statuses.take() {
+            Some(previous) => previous,
+            None => match self.writer.existing_bgp_statuses(&namespace).await? {
+                Some(existing) => existing,
+                None => {
+                    tracing::debug!("no ServiceBGPStatus CRD; not reporting announcements");
+                    self.bgp_statuses_served = false;
+                    return Ok(());
+                }
+            },
+        };
+        let nodes: Vec<String> = self
+            .sources
+            .nodes
+            .state()
+            .iter()
+            .filter_map(|node| node.metadata.name.clone())
+            .collect();
+        let client = self.replicas[0].client().await?;
+        let mut per_node = Vec::with_capacity(nodes.len());
+        for node in &nodes {
+            let request = pb::GetNodeAssignmentsRequest { node_name: node.clone() };
+            per_node
+                .push((node.as_str(), client.get_node_assignments(request).await?.into_inner()));
+        }
+        let desired = crate::bgp_status::announcements(per_node.iter().map(|(node, a)| (*node, a)));
+        self.writer.sync_bgp_statuses(&namespace, &desired, &previous).await?;
+        self.bgp_statuses = Some(desired);
+        Ok(())
     }
 
     /// Writes each IPAddressPool's usage to its status when it changed. Pools of the ConfigMap

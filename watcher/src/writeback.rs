@@ -8,7 +8,9 @@ use kube::{
     api::{Patch, PatchParams},
     runtime::events::{Event, EventType},
 };
-use metallb_config_formats::resources::{ConfigurationState, ConfigurationStateStatus};
+use metallb_config_formats::resources::{
+    ConfigurationState, ConfigurationStateStatus, ServiceBGPStatus, ServiceBgpStatusStatus,
+};
 use metallb_proto::pb;
 use serde_json::json;
 
@@ -194,6 +196,90 @@ impl Writer {
         Ok(())
     }
 
+    /// The ServiceBGPStatus objects this watcher made earlier (by their labels), each with no
+    /// peers: compared with what should be, every one is rewritten or deleted. `None` when the
+    /// kind is not served (no such CRD).
+    pub async fn existing_bgp_statuses(
+        &self,
+        namespace: &str,
+    ) -> anyhow::Result<Option<crate::bgp_status::Announcements>> {
+        let api: Api<ServiceBGPStatus> = Api::namespaced(self.client.clone(), namespace);
+        let params = kube::api::ListParams::default().labels(BGP_STATUS_SELECTOR);
+        let listed = match api.list(&params).await {
+            Err(kube::Error::Api(status)) if status.code == 404 => return Ok(None),
+            listed => listed?,
+        };
+        let label = |object: &ServiceBGPStatus, key: &str| {
+            object.metadata.labels.as_ref().and_then(|labels| labels.get(key)).cloned()
+        };
+        Ok(Some(
+            listed
+                .items
+                .iter()
+                .filter_map(|object| {
+                    Some(crate::bgp_status::Announcement {
+                        namespace: label(object, "metallb.io/service-namespace")?,
+                        service: label(object, "metallb.io/service-name")?,
+                        node: label(object, "metallb.io/node")?,
+                    })
+                })
+                .map(|announcement| (announcement, Default::default()))
+                .collect(),
+        ))
+    }
+
+    /// Makes the ServiceBGPStatus objects say `desired`, given that they said `previous`.
+    pub async fn sync_bgp_statuses(
+        &self,
+        namespace: &str,
+        desired: &crate::bgp_status::Announcements,
+        previous: &crate::bgp_status::Announcements,
+    ) -> anyhow::Result<()> {
+        let api: Api<ServiceBGPStatus> = Api::namespaced(self.client.clone(), namespace);
+        for (announcement, peers) in desired {
+            if previous.get(announcement) == Some(peers) {
+                continue;
+            }
+            let name = announcement.object_name();
+            let object = json!({
+                "apiVersion": "metallb.io/v1beta1",
+                "kind": "ServiceBGPStatus",
+                "metadata": {
+                    "name": name,
+                    "labels": {
+                        "app.kubernetes.io/managed-by": FIELD_MANAGER,
+                        "metallb.io/node": announcement.node,
+                        "metallb.io/service-name": announcement.service,
+                        "metallb.io/service-namespace": announcement.namespace,
+                    },
+                },
+                "spec": {},
+            });
+            api.patch(&name, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(&object)).await?;
+            let status = ServiceBgpStatusStatus {
+                node: announcement.node.clone(),
+                service_name: announcement.service.clone(),
+                service_namespace: announcement.namespace.clone(),
+                peers: peers.iter().cloned().collect(),
+            };
+            api.patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": status})),
+            )
+            .await?;
+        }
+        for announcement in previous.keys().filter(|key| !desired.contains_key(*key)) {
+            match api.delete(&announcement.object_name(), &Default::default()).await {
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                result => {
+                    result?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn api(&self, service: &Service) -> Api<Service> {
         Api::namespaced(
             self.client.clone(),
@@ -205,3 +291,6 @@ impl Writer {
 fn name(service: &Service) -> String {
     service.metadata.name.clone().unwrap_or_default()
 }
+
+/// The label selector of the ServiceBGPStatus objects the watcher makes.
+const BGP_STATUS_SELECTOR: &str = "app.kubernetes.io/managed-by=metallb-watcher";
