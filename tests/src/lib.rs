@@ -5,6 +5,7 @@
 
 pub mod bgp_routers;
 pub mod child;
+pub mod configuration;
 pub mod daemons;
 pub mod grpcurl;
 pub mod jaeger;

@@ -7,15 +7,14 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use metallb_tests::{
-    daemons::{Allocator, Daemon},
-    kube_control_plane::ControlPlane,
+    configuration::{
+        CONFIG_NAMESPACE as NS, configuration_state, control_plane_with_crds, start_watcher,
+    },
+    daemons::Allocator,
     ports::free_loopback_addr,
     trust::Trust,
 };
 use metallb_watcher::pki;
-
-const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-const NS: &str = "metallb-system";
 
 fn pool(name: &str, address: &str) -> String {
     format!(
@@ -47,31 +46,10 @@ webhooks:
     )
 }
 
-async fn config_state(control_plane: &ControlPlane, field: &str) -> String {
-    control_plane
-        .kubectl(&[
-            "get",
-            "configurationstates.metallb.io",
-            "metallb-watcher",
-            "-n",
-            NS,
-            "-o",
-            &format!("jsonpath={{.status.{field}}}"),
-        ])
-        .await
-        .unwrap_or_default()
-}
-
 #[tokio::test]
 async fn kubectl_apply_of_an_invalid_object_is_refused_with_the_configuration_states_message() {
     let logs = tempfile::tempdir().unwrap();
-    let control_plane = ControlPlane::start().await.unwrap();
-    control_plane
-        .apply_file(std::path::Path::new(&format!("{REPO}/deploy/crds.yaml")))
-        .await
-        .unwrap();
-    control_plane.wait_for_crd("ipaddresspools.metallb.io").await.unwrap();
-    control_plane.kubectl(&["create", "namespace", NS]).await.unwrap();
+    let control_plane = control_plane_with_crds().await.unwrap();
     control_plane.apply_yaml(&pool("first", "192.0.2.0/24")).await.unwrap();
 
     // The webhook's certificate, for the address the API server calls.
@@ -86,11 +64,7 @@ async fn kubectl_apply_of_an_invalid_object_is_refused_with_the_configuration_st
 
     let trust = Trust::new(&control_plane, &[]).await.unwrap();
     let allocator = Allocator::start(&trust, &[], logs.path()).await.unwrap();
-    let mut args: Vec<String> = [
-        "--kubeconfig",
-        &control_plane.kubeconfig_path().to_string_lossy(),
-        "--allocator-endpoint",
-        &allocator.grpc_url(),
+    let extra = [
         "--manage-allocator-tls=false",
         "--webhook-addr",
         &address.to_string(),
@@ -98,15 +72,12 @@ async fn kubectl_apply_of_an_invalid_object_is_refused_with_the_configuration_st
         &cert.to_string_lossy(),
         "--webhook-key-file",
         &key.to_string_lossy(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(trust.watcher_args().await.unwrap());
-    let watcher = Daemon::start("metallb-watcher", &args, &[], logs.path()).unwrap();
+    ];
+    let kubeconfig = control_plane.kubeconfig_path();
+    let watcher = start_watcher(kubeconfig, &allocator, &trust, &extra, logs.path()).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !watcher.log().contains("serving the admission webhook")
-        || config_state(&control_plane, "result").await != "Valid"
+        || configuration_state(&control_plane, "{.status.result}").await != "Valid"
     {
         assert!(Instant::now() < deadline, "watcher not ready:\n{}", watcher.log());
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -153,7 +124,7 @@ async fn kubectl_apply_of_an_invalid_object_is_refused_with_the_configuration_st
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let summary = config_state(&control_plane, "errorSummary").await;
+        let summary = configuration_state(&control_plane, "{.status.errorSummary}").await;
         if summary.contains(expected) {
             break;
         }
@@ -169,13 +140,7 @@ async fn kubectl_apply_of_an_invalid_object_is_refused_with_the_configuration_st
 #[tokio::test]
 async fn the_watcher_signs_the_webhooks_certificate_and_keeps_the_ca_bundle_current() {
     let logs = tempfile::tempdir().unwrap();
-    let control_plane = ControlPlane::start().await.unwrap();
-    control_plane
-        .apply_file(std::path::Path::new(&format!("{REPO}/deploy/crds.yaml")))
-        .await
-        .unwrap();
-    control_plane.wait_for_crd("ipaddresspools.metallb.io").await.unwrap();
-    control_plane.kubectl(&["create", "namespace", NS]).await.unwrap();
+    let control_plane = control_plane_with_crds().await.unwrap();
     control_plane.apply_yaml(&pool("first", "192.0.2.0/24")).await.unwrap();
     // Registered with no caBundle at all: the watcher fills it in.
     let address = free_loopback_addr();
@@ -185,21 +150,14 @@ async fn the_watcher_signs_the_webhooks_certificate_and_keeps_the_ca_bundle_curr
 
     let trust = Trust::new(&control_plane, &[]).await.unwrap();
     let allocator = Allocator::start(&trust, &[], logs.path()).await.unwrap();
-    let mut args: Vec<String> = [
-        "--kubeconfig",
-        &control_plane.kubeconfig_path().to_string_lossy(),
-        "--allocator-endpoint",
-        &allocator.grpc_url(),
+    let extra = [
         "--webhook-addr",
         &address.to_string(),
         "--webhook-configuration",
         "metallb-rs-webhook-test",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(trust.watcher_args().await.unwrap());
-    let watcher = Daemon::start("metallb-watcher", &args, &[], logs.path()).unwrap();
+    ];
+    let kubeconfig = control_plane.kubeconfig_path();
+    let watcher = start_watcher(kubeconfig, &allocator, &trust, &extra, logs.path()).await.unwrap();
 
     // Until the bundle is in and the certificate issued, the webhook fails (Fail policy here);
     // then the overlapping pool is refused by the webhook's verdict.

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Service;
 use kube::{Api, api::PostParams};
 use metallb_tests::{
-    daemons::{Allocator, Daemon},
+    configuration::{configuration_state, control_plane_with_crds, start_watcher},
+    daemons::Allocator,
     kube_control_plane::ControlPlane,
     stack::kube_objects::event_notes,
     tools::our_binary,
@@ -37,15 +38,10 @@ fn deploy_holds_the_crds_the_types_generate() {
 }
 
 async fn control_plane_with_crds_and_examples() -> ControlPlane {
-    let control_plane = ControlPlane::start().await.unwrap();
-    control_plane
-        .apply_file(std::path::Path::new(&format!("{REPO}/deploy/crds.yaml")))
-        .await
-        .unwrap();
+    let control_plane = control_plane_with_crds().await.unwrap();
     for crd in CRDS {
         control_plane.wait_for_crd(crd).await.unwrap();
     }
-    control_plane.kubectl(&["create", "namespace", "metallb-system"]).await.unwrap();
     let examples = format!("{REPO}/config-formats/tests/examples/metallb-io.yaml");
     control_plane.apply_file(std::path::Path::new(&examples)).await.unwrap();
     // The example asks for BFD echo, which the allocator refuses by name (its own test covers
@@ -89,19 +85,10 @@ async fn the_watcher_configures_the_allocator_from_metallb_io_resources() {
         .unwrap();
     let trust = Trust::new(&control_plane, &[]).await.unwrap();
     let allocator = Allocator::start(&trust, &[], logs.path()).await.unwrap();
-    let mut args: Vec<String> = [
-        "--kubeconfig",
-        &kubeconfig.to_string_lossy(),
-        "--allocator-endpoint",
-        &allocator.grpc_url(),
-        // The Trust stands in for the Secret and ConfigMap the watcher would issue.
-        "--manage-allocator-tls=false",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(trust.watcher_args().await.unwrap());
-    let watcher = Daemon::start("metallb-watcher", &args, &[], logs.path()).unwrap();
+    // The Trust stands in for the Secret and ConfigMap the watcher would issue.
+    let extra = ["--manage-allocator-tls=false"];
+    let watcher =
+        start_watcher(&kubeconfig, &allocator, &trust, &extra, logs.path()).await.unwrap();
     let client = control_plane.client().await;
     let services: Api<Service> = Api::namespaced(client, "default");
     let service: Service = serde_json::from_value(serde_json::json!({
@@ -122,18 +109,7 @@ async fn the_watcher_configures_the_allocator_from_metallb_io_resources() {
         if let Some(pool) = pool {
             assert_eq!(pool, "first-pool");
             assert_eq!(metallb_watcher::translate::ingress_ips(&web), ["192.168.10.0"]);
-            let state = control_plane
-                .kubectl(&[
-                    "get",
-                    "configurationstates.metallb.io",
-                    "metallb-watcher",
-                    "-n",
-                    "metallb-system",
-                    "-o",
-                    "jsonpath={.status.result}",
-                ])
-                .await
-                .unwrap();
+            let state = configuration_state(&control_plane, "{.status.result}").await;
             assert_eq!(state, "Valid");
             // The pool's status counts the address, as MetalLB's does.
             let counted = Instant::now() + Duration::from_secs(20);

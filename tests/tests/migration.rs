@@ -7,13 +7,13 @@
 use std::time::{Duration, Instant};
 
 use metallb_tests::{
-    daemons::{Allocator, Daemon},
+    configuration::{CONFIG_NAMESPACE as NS, configuration_state, start_watcher},
+    daemons::Allocator,
     kube_control_plane::ControlPlane,
     trust::Trust,
 };
 
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-const NS: &str = "metallb-system";
 
 /// The kinds MetalLB 0.16 serves that hold configuration, as (plural, kind, versions).
 const KINDS: [(&str, &str, &[&str]); 5] = [
@@ -157,33 +157,14 @@ async fn a_metallb_install_switches_without_losing_an_object_a_field_or_an_ip() 
     control_plane.wait_for_crd("servicebgpstatuses.metallb.io").await.unwrap();
     let trust = Trust::new(&control_plane, &[]).await.unwrap();
     let allocator = Allocator::start(&trust, &[], logs.path()).await.unwrap();
-    let mut args: Vec<String> = [
-        "--kubeconfig",
-        &control_plane.kubeconfig_path().to_string_lossy(),
-        "--allocator-endpoint",
-        &allocator.grpc_url(),
-        "--manage-allocator-tls=false",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(trust.watcher_args().await.unwrap());
-    let watcher = Daemon::start("metallb-watcher", &args, &[], logs.path()).unwrap();
+    let kubeconfig = control_plane.kubeconfig_path();
+    let extra = ["--manage-allocator-tls=false"];
+    let watcher = start_watcher(kubeconfig, &allocator, &trust, &extra, logs.path()).await.unwrap();
 
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let state = control_plane
-            .kubectl(&[
-                "get",
-                "configurationstates.metallb.io",
-                "metallb-watcher",
-                "-n",
-                NS,
-                "-o",
-                "jsonpath={.status.result}/{.status.errorSummary}",
-            ])
-            .await
-            .unwrap_or_default();
+        let state =
+            configuration_state(&control_plane, "{.status.result}/{.status.errorSummary}").await;
         if state == "Valid/" && watcher.log().contains("full sync done") {
             break;
         }

@@ -1,0 +1,63 @@
+//! What the configuration tests share: a control plane serving `deploy/`'s metallb.io CRDs
+//! with the configuration namespace, a watcher process on it, and the ConfigurationState it
+//! reports.
+
+use std::path::Path;
+
+use crate::{
+    daemons::{Allocator, Daemon},
+    kube_control_plane::ControlPlane,
+    trust::Trust,
+};
+
+/// Where the configuration lives.
+pub const CONFIG_NAMESPACE: &str = "metallb-system";
+
+const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+/// A control plane with `deploy/crds.yaml` served and the configuration namespace made.
+pub async fn control_plane_with_crds() -> anyhow::Result<ControlPlane> {
+    let control_plane = ControlPlane::start().await?;
+    control_plane.apply_file(&Path::new(REPO).join("deploy/crds.yaml")).await?;
+    for crd in ["ipaddresspools.metallb.io", "servicebgpstatuses.metallb.io"] {
+        control_plane.wait_for_crd(crd).await?;
+    }
+    control_plane.kubectl(&["create", "namespace", CONFIG_NAMESPACE]).await?;
+    Ok(control_plane)
+}
+
+/// A watcher reaching the API server through `kubeconfig` and `allocator` with `trust`'s
+/// credentials, with `extra` flags.
+pub async fn start_watcher(
+    kubeconfig: &Path,
+    allocator: &Allocator,
+    trust: &Trust,
+    extra: &[&str],
+    logs: &Path,
+) -> anyhow::Result<Daemon> {
+    let mut args: Vec<String> = ["--kubeconfig", &kubeconfig.to_string_lossy()]
+        .into_iter()
+        .chain(["--allocator-endpoint", &allocator.grpc_url()])
+        .chain(extra.iter().copied())
+        .map(String::from)
+        .collect();
+    args.extend(trust.watcher_args().await?);
+    Daemon::start("metallb-watcher", &args, &[], logs)
+}
+
+/// `jsonpath` (e.g. "{.status.result}") of the watcher's ConfigurationState; empty while there
+/// is none.
+pub async fn configuration_state(control_plane: &ControlPlane, jsonpath: &str) -> String {
+    control_plane
+        .kubectl(&[
+            "get",
+            "configurationstates.metallb.io",
+            "metallb-watcher",
+            "-n",
+            CONFIG_NAMESPACE,
+            "-o",
+            &format!("jsonpath={jsonpath}"),
+        ])
+        .await
+        .unwrap_or_default()
+}
