@@ -126,12 +126,12 @@ mod tests {
         };
         let config = validate(&pb::Config {
             pools: vec![pool],
-            peers: ["r1", "r2"]
-                .map(|name| pb::BgpPeer {
+            peers: [("r1", "192.0.2.253"), ("r2", "192.0.2.254")]
+                .map(|(name, address)| pb::BgpPeer {
                     name: name.into(),
                     my_asn: 64512,
                     peer_asn: 64512,
-                    peer_address: "192.0.2.254".into(),
+                    peer_address: address.into(),
                     ..Default::default()
                 })
                 .to_vec(),

@@ -207,3 +207,16 @@ fn service_selectors_keep_the_default_aggregation() {
         "BGPAdvertisement/ad aggregationLength: serviceSelectors and aggregationLength are mutually exclusive",
     );
 }
+
+#[test]
+fn a_peer_identical_to_another_but_for_its_name_is_refused() {
+    let twin = pb::BgpPeer { name: "r2".into(), ..peer("r1") };
+    assert_refused(
+        pb::Config { peers: vec![peer("r1"), twin], ..Default::default() },
+        "BGPPeer/r2 spec: identical to BGPPeer \"r1\"",
+    );
+    let other_port = pb::BgpPeer { name: "r3".into(), peer_port: 1179, ..peer("r1") };
+    assert!(
+        validate(&pb::Config { peers: vec![peer("r1"), other_port], ..Default::default() }).is_ok()
+    );
+}

@@ -321,10 +321,16 @@ fn peers(
 ) -> BTreeMap<String, Peer> {
     let mut seen = BTreeSet::new();
     let mut valid = BTreeMap::new();
-    for peer in peers {
+    for (index, peer) in peers.iter().enumerate() {
         let Some(object) = unique_name(&mut seen, "BGPPeer", &peer.name, errors) else {
             continue;
         };
+        // As MetalLB: a peer that is another one under a second name would be a second session
+        // with identical settings to one router.
+        let unnamed = |p: &pb::BgpPeer| pb::BgpPeer { name: String::new(), ..p.clone() };
+        if let Some(twin) = peers[..index].iter().find(|other| unnamed(other) == unnamed(peer)) {
+            errors.add(&object, "spec", format!("identical to BGPPeer {:?}", twin.name));
+        }
         if peer.my_asn == 0 {
             errors.add(&object, "myASN", "AS number 0 is reserved (RFC 7607); use 1..4294967295");
         }
