@@ -1,7 +1,7 @@
 //! The validating admission webhook, called by the real kube-apiserver: an object that would
 //! make the configuration invalid is refused at `kubectl apply` time, with the message the
 //! ConfigurationState shows when the same object gets in without the webhook; a valid one is
-//! admitted.
+//! admitted; one that would take a Service's IP is admitted with a warning naming the Service.
 
 use std::time::{Duration, Instant};
 
@@ -12,6 +12,7 @@ use metallb_tests::{
     },
     daemons::Allocator,
     ports::free_loopback_addr,
+    tools::cached_tool,
     trust::Trust,
 };
 use metallb_watcher::pki;
@@ -185,4 +186,40 @@ async fn the_watcher_signs_the_webhooks_certificate_and_keeps_the_ca_bundle_curr
         .unwrap();
     let bundle = base64::engine::general_purpose::STANDARD.decode(bundle.trim()).unwrap();
     assert!(String::from_utf8_lossy(&bundle).contains("BEGIN CERTIFICATE"));
+
+    // A change that would take a Service's IP is valid: admitted, with a warning naming it.
+    control_plane
+        .apply_yaml("apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\nspec:\n  type: LoadBalancer\n  ports: [{port: 80}]\n")
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ip = control_plane
+            .kubectl(&[
+                "get",
+                "service",
+                "web",
+                "-o",
+                "jsonpath={.status.loadBalancer.ingress[0].ip}",
+            ])
+            .await
+            .unwrap();
+        if ip == "192.0.2.0" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no IP for web ({ip:?}):\n{}", watcher.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let moved = logs.path().join("moved-pool.yaml");
+    std::fs::write(&moved, pool("first", "203.0.113.0/24")).unwrap();
+    let applied = std::process::Command::new(cached_tool("kubectl"))
+        .arg("--kubeconfig")
+        .arg(control_plane.kubeconfig_path())
+        .args(["apply", "-f"])
+        .arg(&moved)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&applied.stderr);
+    assert!(applied.status.success(), "refused: {stderr}");
+    assert!(stderr.contains("Warning") && stderr.contains("default/web"), "{stderr}");
 }
