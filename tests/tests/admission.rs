@@ -112,6 +112,15 @@ async fn kubectl_apply_of_an_invalid_object_is_refused_with_the_configuration_st
     let unreadable = pool("bad-cidr", "192.0.2.0/33");
     let refused = control_plane.apply_yaml(&unreadable).await.unwrap_err().to_string();
     assert!(refused.contains("prefix length 33 is longer than 32"), "{refused}");
+    // A field metallb-rs does not implement is refused at admission, naming it and why.
+    let in_vrf = format!(
+        "apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: in-vrf, namespace: {NS}}}\nspec:\n  myASN: 64512\n  peerASN: 64512\n  peerAddress: 172.30.0.3\n  vrf: red\n"
+    );
+    let refused = control_plane.apply_yaml(&in_vrf).await.unwrap_err().to_string();
+    assert!(
+        refused.contains("spec.vrf is not supported: sessions run in the node's default VRF"),
+        "{refused}"
+    );
 
     // Without the webhook the same object gets in, and the ConfigurationState says the same.
     control_plane
