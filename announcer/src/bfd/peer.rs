@@ -100,6 +100,9 @@ pub struct PeerLink {
     pub hops: Hops,
     /// The lowest TTL accepted (255 for single hop).
     pub minimum_ttl: u8,
+    /// Why packets for this session cannot be received (the listening port could not be
+    /// opened), which no send clears.
+    pub receive_problem: Option<String>,
 }
 
 /// Runs `session` until `stop` (or until its inbox closes), then says AdminDown to the peer.
@@ -199,7 +202,9 @@ impl Driver {
         });
     }
 
-    fn set_problem(&self, problem: Option<String>) {
+    /// Records why sending fails (`None`: it works); a receiving problem always shows first.
+    fn set_problem(&self, send_problem: Option<String>) {
+        let problem = self.link.receive_problem.clone().or(send_problem);
         self.status.send_if_modified(|status| {
             let changed = status.problem != problem;
             status.problem = problem;

@@ -151,7 +151,8 @@ impl BfdRegistry {
                 break candidate;
             }
         };
-        let initial = BfdStatus { problem: listening.err(), ..BfdStatus::default() };
+        let receive_problem = listening.err();
+        let initial = BfdStatus { problem: receive_problem.clone(), ..BfdStatus::default() };
         let (status_sender, status) = watch::channel(initial);
         let (inbox, arrivals) = mpsc::channel(INBOX);
         let (stop, stopped) = oneshot::channel();
@@ -167,6 +168,7 @@ impl BfdRegistry {
                 Hops::Single => socket::SENT_TTL as u8,
                 Hops::Multi => peer.minimum_ttl,
             },
+            receive_problem,
         };
         let session = BfdSession::new(peer.config.clone(), discriminator, Instant::now());
         let task = tokio::spawn(peer::run(session, link, arrivals, status_sender, stopped));

@@ -177,6 +177,12 @@ async fn a_port_already_taken_is_reported_in_the_status() {
     let watch = registry.watch(&peer(fast()));
     let problem = watch.current().problem.expect("the bind failure");
     assert!(problem.contains(&format!("UDP port {port}")), "{problem}");
+    // Packets go out (to the port taken, here) every second: sending works, yet the session
+    // still cannot hear its peer, and says so.
+    wait_for(&watch, "a packet sent", |s| s.packets_sent > 0).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let still = watch.current().problem.expect("still unable to receive");
+    assert!(still.contains(&format!("UDP port {port}")), "{still}");
 }
 
 #[tokio::test]
