@@ -122,6 +122,41 @@ async fn kubectl_apply_of_an_invalid_object_is_refused_with_the_configuration_st
         "{refused}"
     );
 
+    // The endpoint itself, called directly: garbage is refused, an oversized body is refused
+    // before it is read whole, and an object of another namespace is admitted unexamined.
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(authority.cert.as_bytes()).unwrap())
+        // A connection the server closed after a refusal is not reused.
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let garbage = http.post(&url).body("not json").send().await.unwrap();
+    assert_eq!(garbage.status(), 400, "{:?}", garbage.text().await);
+    // Refused as too large (413), or cut off while still sending: never read and judged.
+    match http.post(&url).body(vec![b' '; 2 * 1024 * 1024]).send().await {
+        Ok(huge) => assert_eq!(huge.status(), 413),
+        Err(err) => assert!(err.is_request(), "{err:?}"),
+    }
+    let elsewhere = serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "1",
+            "kind": {"group": "metallb.io", "version": "v1beta1", "kind": "IPAddressPool"},
+            "resource": {"group": "metallb.io", "version": "v1beta1", "resource": "ipaddresspools"},
+            "name": "x",
+            "namespace": "somewhere-else",
+            "operation": "CREATE",
+            "userInfo": {},
+            "object": {"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
+                       "metadata": {"name": "x", "namespace": "somewhere-else"},
+                       "spec": {"addresses": ["192.0.2.0/33"]}},
+        },
+    });
+    let answer: serde_json::Value =
+        http.post(&url).json(&elsewhere).send().await.unwrap().json().await.unwrap();
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+
     // Without the webhook the same object gets in, and the ConfigurationState says the same.
     control_plane
         .kubectl(&["delete", "validatingwebhookconfiguration", "metallb-rs-webhook-test"])

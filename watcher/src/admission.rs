@@ -40,6 +40,8 @@ use crate::{
 /// How long the webhook waits for the allocator: well under the API server's timeout for the
 /// webhook (`timeoutSeconds: 5` in `deploy/`).
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+/// Largest review body accepted.
+const MAX_REVIEW_BYTES: usize = 1024 * 1024;
 
 /// What a review needs: the stores and the allocator.
 pub struct Reviewer {
@@ -175,7 +177,12 @@ impl Webhook {
 
     /// Serves `POST /validate` until the process ends.
     pub async fn serve(self, reviewer: Arc<Reviewer>) -> std::io::Result<()> {
-        let app = Router::new().route("/validate", post(validate)).with_state(reviewer);
+        // An AdmissionReview holds one object: 1 MiB is far above any configuration object
+        // (etcd refuses objects over 1.5 MiB anyway).
+        let app = Router::new()
+            .route("/validate", post(validate))
+            .layer(axum::extract::DefaultBodyLimit::max(MAX_REVIEW_BYTES))
+            .with_state(reviewer);
         axum::serve(TlsListener::new(self.listener, self.acceptor), app).await
     }
 }
