@@ -93,11 +93,13 @@ async fn services_get_ips_events_and_keep_them_across_restarts() {
 
     let ip = eventually("given an IP", &watcher, || ingress(&client, "web")).await;
     assert_eq!(ip, "203.0.113.0");
-    let web = services.get("web").await.unwrap();
-    assert_eq!(
-        web.metadata.annotations.unwrap()["metallb.io/ip-allocated-from-pool"],
-        "my-ip-space"
-    );
+    // The status is written first (it is what users wait for), the annotation right after.
+    let pool = eventually("annotated with its pool", &watcher, || async {
+        let web = services.get("web").await.ok()?;
+        web.metadata.annotations?.get("metallb.io/ip-allocated-from-pool").cloned()
+    })
+    .await;
+    assert_eq!(pool, "my-ip-space");
     let note = eventually("IPAllocated", &watcher, || {
         event_note(&client, "default", "web", "IPAllocated")
     })
