@@ -61,3 +61,23 @@ pub async fn configuration_state(control_plane: &ControlPlane, jsonpath: &str) -
         .await
         .unwrap_or_default()
 }
+
+/// Takes `echoMode` out of the BFDProfile `name`: MetalLB's documented example asks for BFD
+/// echo, which metallb-rs refuses by name (`docs/migrating.md`); the rest of it must then be
+/// accepted.
+pub async fn remove_echo_mode(control_plane: &ControlPlane, name: &str) -> anyhow::Result<()> {
+    let patch = r#"[{"op":"remove","path":"/spec/echoMode"}]"#;
+    control_plane
+        .kubectl(&[
+            "patch",
+            "bfdprofiles.metallb.io",
+            name,
+            "-n",
+            CONFIG_NAMESPACE,
+            "--type=json",
+            "-p",
+            patch,
+        ])
+        .await
+        .map(drop)
+}

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Service;
 use kube::{Api, api::PostParams};
 use metallb_tests::{
-    configuration::{configuration_state, control_plane_with_crds, start_watcher},
+    configuration::{
+        configuration_state, control_plane_with_crds, remove_echo_mode, start_watcher,
+    },
     daemons::Allocator,
     kube_control_plane::ControlPlane,
     stack::kube_objects::event_notes,
@@ -44,21 +46,7 @@ async fn control_plane_with_crds_and_examples() -> ControlPlane {
     }
     let examples = format!("{REPO}/config-formats/tests/examples/metallb-io.yaml");
     control_plane.apply_file(std::path::Path::new(&examples)).await.unwrap();
-    // The example asks for BFD echo, which the allocator refuses by name (its own test covers
-    // that); the rest of the example must then be Valid.
-    control_plane
-        .kubectl(&[
-            "patch",
-            "bfdprofiles.metallb.io",
-            "full1",
-            "-n",
-            "metallb-system",
-            "--type=json",
-            "-p",
-            r#"[{"op":"remove","path":"/spec/echoMode"}]"#,
-        ])
-        .await
-        .unwrap();
+    remove_echo_mode(&control_plane, "full1").await.unwrap();
     control_plane
 }
 

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use metallb_tests::{
-    configuration::{CONFIG_NAMESPACE as NS, configuration_state, start_watcher},
+    configuration::{CONFIG_NAMESPACE as NS, configuration_state, remove_echo_mode, start_watcher},
     daemons::Allocator,
     kube_control_plane::ControlPlane,
     trust::Trust,
@@ -107,20 +107,7 @@ async fn a_metallb_install_switches_without_losing_an_object_a_field_or_an_ip() 
     }
     let examples = format!("{REPO}/config-formats/tests/examples/metallb-io.yaml");
     control_plane.apply_file(std::path::Path::new(&examples)).await.unwrap();
-    // The example asks for BFD echo, which metallb-rs refuses by name (docs/migrating.md).
-    control_plane
-        .kubectl(&[
-            "patch",
-            "bfdprofiles.metallb.io",
-            "full1",
-            "-n",
-            NS,
-            "--type=json",
-            "-p",
-            r#"[{"op":"remove","path":"/spec/echoMode"}]"#,
-        ])
-        .await
-        .unwrap();
+    remove_echo_mode(&control_plane, "full1").await.unwrap();
     control_plane.apply_yaml(LEFTOVER_WEBHOOK).await.unwrap();
     for (name, ip) in [("web", "192.168.10.7"), ("db", "192.168.9.3")] {
         control_plane

@@ -20,7 +20,6 @@ use axum::{
     response::{IntoResponse, Response},
     routing::post,
 };
-use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{
     ResourceExt,
     api::DynamicObject,
@@ -31,11 +30,7 @@ use metallb_proto::pb;
 use tokio::net::TcpListener;
 use tokio_rustls::{TlsAcceptor, rustls::ServerConfig};
 
-use crate::{
-    sources::Sources,
-    translate::{self, CONFIG_MAP_NAME},
-    webhook_tls::CurrentCertificate,
-};
+use crate::{sources::Sources, translate, webhook_tls::CurrentCertificate};
 
 /// How long the webhook waits for the allocator: well under the API server's timeout for the
 /// webhook (`timeoutSeconds: 5` in `deploy/`).
@@ -115,28 +110,18 @@ impl Reviewer {
         request: &AdmissionRequest<DynamicObject>,
     ) -> Result<pb::Config, String> {
         let changed_kind = request.kind.kind.as_str();
-        let mut resources: Vec<DynamicObject> = self
-            .sources
-            .resources
-            .iter()
-            .flat_map(|(_, store)| store.state())
-            .map(|object| (*object).clone())
-            .filter(|object| {
-                let kind = object.types.as_ref().map(|types| types.kind.as_str());
-                !(kind == Some(changed_kind) && object.name_any() == request.name)
-            })
-            .collect();
+        let mut objects = self.sources.config_objects(&self.namespace);
+        objects.resources.retain(|object| {
+            let kind = object.types.as_ref().map(|types| types.kind.as_str());
+            !(kind == Some(changed_kind) && object.name_any() == request.name)
+        });
         if request.operation != Operation::Delete
             && let Some(object) = &request.object
         {
-            resources.push(object.clone());
+            objects.resources.push(object.clone());
         }
-        let config_map: Option<Arc<ConfigMap>> = self.sources.config_maps.get(
-            &kube::runtime::reflector::ObjectRef::new(CONFIG_MAP_NAME).within(&self.namespace),
-        );
-        let secrets = self.sources.secrets.state();
-        let secrets: Vec<_> = secrets.iter().map(|secret| secret.as_ref()).collect();
-        translate::config(&self.namespace, config_map.as_deref(), &resources, &secrets)
+        objects
+            .read(&self.namespace)
             .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
     }
 }

@@ -21,7 +21,7 @@ use crate::{
     desired::DesiredServices,
     replica::Replica,
     sources::Sources,
-    translate::{self, CONFIG_MAP_NAME},
+    translate,
     write_queue::{Key, Write, WriteQueue},
     writeback::Writer,
 };
@@ -75,6 +75,8 @@ pub struct Reconciler {
     sent_config_state: Option<(bool, String)>,
     /// The IPAddressPool statuses last written, by pool.
     pool_statuses: BTreeMap<String, metallb_config_formats::resources::IpAddressPoolStatus>,
+    /// The primary (endpoint, changes told) the statuses were last derived from.
+    statuses_derived_from: Option<(String, u64)>,
     /// The ServiceBGPStatus objects as last written; `None` until the existing ones are read.
     bgp_statuses: Option<crate::bgp_status::Announcements>,
     /// The cluster serves the ServiceBGPStatus kind (false once a list said it does not).
@@ -101,6 +103,7 @@ impl Reconciler {
             reported_state: None,
             sent_config_state: None,
             pool_statuses: BTreeMap::new(),
+            statuses_derived_from: None,
             bgp_statuses: None,
             bgp_statuses_served: true,
             probes_since_compare: 0,
@@ -181,6 +184,7 @@ impl Reconciler {
         self.sent_config_state = None;
         self.pool_statuses.clear();
         self.bgp_statuses = None;
+        self.statuses_derived_from = None;
         while !*leading.borrow_and_update() {
             if leading.changed().await.is_err() {
                 // The election ended (shutdown): wait to be stopped.
@@ -362,12 +366,19 @@ impl Reconciler {
         self.send_nodes().await?;
         self.send_services().await?;
         self.feed_standbys().await;
-        self.report_pool_statuses().await?;
-        self.report_bgp_statuses().await
+        // Pool usage and announcements change only with what the primary is told: read them
+        // again only then, not on every pass.
+        let primary = (self.replicas[0].endpoint().to_string(), self.replicas[0].changes);
+        if self.statuses_derived_from.as_ref() != Some(&primary) {
+            self.report_pool_statuses().await?;
+            self.report_bgp_statuses().await?;
+            self.statuses_derived_from = Some(primary);
+        }
+        Ok(())
     }
 
     /// Brings the ServiceBGPStatus objects in line with what the allocator tells each node,
-    /// after every pass (a pass is what changes it). One call per node: the scale work
+    /// after a pass that told the primary something. One call per node: the scale work
     /// (incremental views) is to make this a delta.
     async fn report_bgp_statuses(&mut self) -> anyhow::Result<()> {
         if !self.replicas[0].synced() || !self.bgp_statuses_served {
@@ -456,30 +467,14 @@ impl Reconciler {
 
     async fn send_config(&mut self) -> anyhow::Result<()> {
         let namespace = self.settings.config_namespace.clone();
-        let config_map = self
-            .sources
-            .config_maps
-            .get(&kube::runtime::reflector::ObjectRef::new(CONFIG_MAP_NAME).within(&namespace));
-        let resources: Vec<_> = self
-            .sources
-            .resources
-            .iter()
-            .flat_map(|(_, store)| store.state())
-            .map(|o| (*o).clone())
-            .collect();
-        let secrets = self.sources.secrets.state();
-        let secret_refs: Vec<_> = secrets.iter().map(|s| s.as_ref()).collect();
+        let objects = self.sources.config_objects(&namespace);
+        let (config_map, resources) = (&objects.config_map, &objects.resources);
         let source = translate::config_source(&namespace, config_map.is_some(), resources.len());
         let reference = config_map
             .as_ref()
             .map(|cm| cm.object_ref(&()))
             .or_else(|| resources.first().map(dynamic_object_ref));
-        let config = match translate::config(
-            &namespace,
-            config_map.as_deref(),
-            &resources,
-            &secret_refs,
-        ) {
+        let config = match objects.read(&namespace) {
             Ok(config) => config,
             Err(errors) => {
                 let reasons: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -512,7 +507,7 @@ impl Reconciler {
                 Vec::new();
             for (error, reason) in response.errors.iter().zip(&reasons) {
                 let Some(target) =
-                    object_named(&error.object, &resources).or_else(|| reference.clone())
+                    object_named(&error.object, resources).or_else(|| reference.clone())
                 else {
                     continue;
                 };

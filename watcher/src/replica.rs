@@ -60,6 +60,9 @@ pub struct Replica {
     /// Retry pacing after failures (standbys only: the primary is paced by the loop).
     backoff: Backoff,
     retry_at: Option<Instant>,
+    /// Calls that changed its state (configuration, nodes, Services) since it was made: what
+    /// derives from that state (pool usage, announcements) needs reading again only after one.
+    pub changes: u64,
 }
 
 impl Replica {
@@ -75,6 +78,7 @@ impl Replica {
             suspected: BTreeSet::new(),
             backoff: retry_pace(),
             retry_at: None,
+            changes: 0,
         }
     }
 
@@ -178,6 +182,7 @@ impl Replica {
             trace: None,
         };
         let response = self.client().await?.apply_config(request).await?.into_inner();
+        self.changes += 1;
         self.told.config = Some(config.clone());
         Ok(Some(response))
     }
@@ -188,6 +193,7 @@ impl Replica {
             if self.told.nodes.get(name) != Some(node) {
                 let request = pb::UpdateNodeRequest { node: Some(node.clone()), trace: None };
                 self.client().await?.update_node(request).await?;
+                self.changes += 1;
                 self.told.nodes.insert(name.clone(), node.clone());
             }
         }
@@ -196,6 +202,7 @@ impl Replica {
         for name in gone {
             let request = pb::DeleteNodeRequest { name: name.clone(), trace: None };
             self.client().await?.delete_node(request).await?;
+            self.changes += 1;
             self.told.nodes.remove(&name);
         }
         Ok(())
@@ -212,6 +219,7 @@ impl Replica {
             trace: Some(metallb_process::propagation::trace_context_of(&span)),
         };
         let response = self.client().await?.sync_services(request).instrument(span).await?;
+        self.changes += 1;
         self.instance = instance_of(response.metadata());
         self.told.services = services;
         self.synced = true;
@@ -237,6 +245,7 @@ impl Replica {
                 .collect();
             let request = pb::UpdateServicesRequest { deletes, upserts: Vec::new() };
             let response = self.client().await?.update_services(request).await?.into_inner();
+            self.changes += 1;
             for key in keys {
                 self.told.services.remove(key);
             }
@@ -255,6 +264,7 @@ impl Replica {
                 .collect();
             let request = pb::UpdateServicesRequest { deletes: Vec::new(), upserts };
             let response = self.client().await?.update_services(request).await?.into_inner();
+            self.changes += 1;
             for (key, service, _) in batch {
                 self.told.services.insert(key, service);
             }

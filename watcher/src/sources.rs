@@ -104,6 +104,44 @@ impl Sources {
     }
 }
 
+/// What the configuration is read from, as the stores hold it now.
+pub struct ConfigObjects {
+    /// The ConfigMap `config` of the configuration namespace, if any.
+    pub config_map: Option<Arc<ConfigMap>>,
+    /// Every metallb.io resource of the namespace.
+    pub resources: Vec<DynamicObject>,
+    /// The namespace's Secrets (peer passwords).
+    pub secrets: Vec<Arc<Secret>>,
+}
+
+impl ConfigObjects {
+    /// The configuration these objects make.
+    pub fn read(
+        &self,
+        namespace: &str,
+    ) -> Result<metallb_proto::pb::Config, Vec<metallb_config_formats::FormatError>> {
+        let secrets: Vec<&Secret> = self.secrets.iter().map(|secret| secret.as_ref()).collect();
+        crate::translate::config(namespace, self.config_map.as_deref(), &self.resources, &secrets)
+    }
+}
+
+impl Sources {
+    /// The configuration objects of `namespace`.
+    pub fn config_objects(&self, namespace: &str) -> ConfigObjects {
+        let name = kube::runtime::reflector::ObjectRef::new(crate::translate::CONFIG_MAP_NAME);
+        ConfigObjects {
+            config_map: self.config_maps.get(&name.within(namespace)),
+            resources: self
+                .resources
+                .iter()
+                .flat_map(|(_, store)| store.state())
+                .map(|object| (*object).clone())
+                .collect(),
+            secrets: self.secrets.state(),
+        }
+    }
+}
+
 /// A reflector over `api`, with kube-runtime's default backoff on errors.
 fn watch<K>(api: Api<K>, dynamic_type: K::DynamicType, changed: Arc<Notify>) -> Store<K>
 where

@@ -23,8 +23,7 @@ use kube::{
 
 use crate::kube_control_plane::ControlPlane;
 
-/// Where MetalLB's configuration lives (the v0.1 ConfigMap and the metallb.io resources).
-pub const CONFIG_NAMESPACE: &str = "metallb-system";
+pub use crate::configuration::CONFIG_NAMESPACE;
 
 /// Where the tests' Services live.
 pub const SERVICE_NAMESPACE: &str = "default";
@@ -231,19 +230,8 @@ pub async fn event_note(
 /// The error summary of the watcher's ConfigurationState once its result is `result`
 /// ("Valid" or "Invalid").
 pub async fn configuration_state(control_plane: &ControlPlane, result: &str) -> Option<String> {
-    let path = "jsonpath={.status.result}|{.status.errorSummary}";
-    let out = control_plane
-        .kubectl(&[
-            "get",
-            "configurationstates.metallb.io",
-            "metallb-watcher",
-            "-n",
-            CONFIG_NAMESPACE,
-            "-o",
-            path,
-        ])
-        .await
-        .ok()?;
+    let path = "{.status.result}|{.status.errorSummary}";
+    let out = crate::configuration::configuration_state(control_plane, path).await;
     let (found, summary) = out.split_once('|')?;
     (found == result).then(|| summary.to_string())
 }
