@@ -223,9 +223,14 @@ pub(crate) mod tests {
                         routes.insert(route.key.clone().unwrap().prefix, route);
                     }
                 }
+                Update::Heartbeat(_) => {}
             }
         }
-        pb::NodeAssignments { peers: Vec::new(), routes: routes.into_values().collect() }
+        pb::NodeAssignments {
+            peers: Vec::new(),
+            routes: routes.into_values().collect(),
+            ..Default::default()
+        }
     }
 
     #[tokio::test]

@@ -100,6 +100,7 @@ mod tests {
         let assignments = Assignments::from_snapshot(pb::NodeAssignments {
             peers: vec![peer("r1")],
             routes: vec![route("r1", "192.0.2.1/32", None), route("r1", "2001:db8::1/128", None)],
+            ..Default::default()
         });
         assert_eq!(assignments.peers().keys().collect::<Vec<_>>(), ["r1"]);
         assert_eq!(assignments.routes().len(), 2);
@@ -110,6 +111,7 @@ mod tests {
         let mut assignments = Assignments::from_snapshot(pb::NodeAssignments {
             peers: vec![peer("r1")],
             routes: vec![route("r1", "192.0.2.1/32", None), route("r1", "192.0.2.2/32", None)],
+            ..Default::default()
         });
         assignments.apply(pb::AssignmentDelta {
             routes_upserted: vec![
@@ -135,6 +137,7 @@ mod tests {
         let mut assignments = Assignments::from_snapshot(pb::NodeAssignments {
             peers: vec![peer("r1"), peer("r2")],
             routes: vec![route("r1", "192.0.2.1/32", None), route("r2", "192.0.2.1/32", None)],
+            ..Default::default()
         });
         assignments
             .apply(pb::AssignmentDelta { peers_removed: vec!["r1".into()], ..Default::default() });

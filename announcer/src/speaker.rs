@@ -432,6 +432,7 @@ mod tests {
                 route("b", "192.0.2.1/32"),
                 route("a", "2001:db8::1/128"),
             ],
+            ..Default::default()
         });
         let grouped = routes_by_peer(&assignments);
         assert_eq!(grouped["a"].len(), 2);

@@ -87,6 +87,9 @@ async fn stream_once(
             );
         }
         last_sequence = Some(message.sequence);
+        if let Some(Update::Heartbeat(_)) = message.update {
+            continue;
+        }
 
         let span =
             tracing::info_span!("assignment.update", node = node_name, sequence = message.sequence);
@@ -119,6 +122,7 @@ async fn stream_once(
                     }
                     None => Err(anyhow::anyhow!("the allocator sent a delta before any snapshot")),
                 },
+                Some(Update::Heartbeat(_)) => Ok(()),
                 None => Err(anyhow::anyhow!("the allocator sent an empty update")),
             }
         }

@@ -226,5 +226,12 @@ pub fn parse(object: &str, text: &str) -> Result<pb::Config, FormatError> {
             minimum_ttl: profile.minimum_ttl,
         })
         .collect();
-    Ok(pb::Config { pools, peers, advertisements, communities, bfd_profiles })
+    Ok(pb::Config {
+        pools,
+        peers,
+        advertisements,
+        communities,
+        bfd_profiles,
+        l2_advertisements: Vec::new(),
+    })
 }

@@ -556,7 +556,14 @@ impl Resources {
             })
             .collect();
         if errors.is_empty() {
-            Ok(pb::Config { pools, peers, advertisements, communities, bfd_profiles })
+            Ok(pb::Config {
+                pools,
+                peers,
+                advertisements,
+                communities,
+                bfd_profiles,
+                l2_advertisements: Vec::new(),
+            })
         } else {
             Err(errors)
         }

@@ -86,10 +86,12 @@ mod tests {
                 route("r2", "192.0.2.1/32", &["web"]),
                 route("r1", "192.0.2.0/24", &["web", "db"]),
             ],
+            ..Default::default()
         };
         let b = pb::NodeAssignments {
             peers: vec![],
             routes: vec![route("r2", "192.0.2.0/24", &["db"])],
+            ..Default::default()
         };
         let found = announcements([("node-a", &a), ("node-b", &b)]);
         let key = |service: &str, node: &str| Announcement {

@@ -2,6 +2,7 @@
 //! what validation rejects (parsed ranges, resolved communities, compiled selectors).
 
 mod community;
+mod l2;
 mod local_pref;
 mod validate;
 
@@ -13,6 +14,7 @@ mod tests;
 use std::collections::{BTreeMap, HashMap};
 
 pub use community::Community;
+pub use l2::L2Advertisement;
 pub use local_pref::local_pref_conflicts;
 use metallb_proto::pb;
 pub use validate::{ConfigError, validate};
@@ -32,6 +34,8 @@ pub struct Config {
     pub peers: BTreeMap<String, Peer>,
     /// Advertisements, in the order given.
     pub advertisements: Vec<Advertisement>,
+    /// Layer 2 advertisements, in the order given.
+    pub l2_advertisements: Vec<L2Advertisement>,
     /// What was applied, for listing it back.
     pub source: pb::Config,
 }

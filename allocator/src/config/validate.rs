@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use metallb_proto::pb;
 
-use super::{Advertisement, Community, Config, Peer, Pool};
+use super::{Advertisement, Community, Config, Peer, Pool, l2::l2_advertisements};
 use crate::{
     address::Family,
     address_range::{AddressRange, mixes_families},
@@ -40,10 +40,15 @@ const MIN_NONZERO_HOLD_TIME: u32 = 3;
 const DEFAULT_HOLD_TIME: u32 = 90;
 
 #[derive(Default)]
-struct Errors(Vec<ConfigError>);
+pub(super) struct Errors(Vec<ConfigError>);
 
 impl Errors {
-    fn add(&mut self, object: &str, field: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn add(
+        &mut self,
+        object: &str,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         self.0.push(ConfigError {
             object: object.to_string(),
             field: field.into(),
@@ -53,7 +58,7 @@ impl Errors {
 
     /// Compiles `selectors`, refusing as MetalLB does a selector listed twice, an expression
     /// listed twice in one selector, and a value listed twice in one expression.
-    fn selectors(
+    pub(super) fn selectors(
         &mut self,
         object: &str,
         field: &str,
@@ -91,7 +96,7 @@ impl Errors {
     }
 
     /// Refuses an entry listed twice in `values` (MetalLB's rule for every list of names).
-    fn duplicates(&mut self, object: &str, field: &str, values: &[String]) {
+    pub(super) fn duplicates(&mut self, object: &str, field: &str, values: &[String]) {
         for (index, value) in values.iter().enumerate() {
             if let Some(first) = values[..index].iter().position(|other| other == value) {
                 self.add(
@@ -129,13 +134,14 @@ pub fn validate(config: &pb::Config) -> Result<Config, Vec<ConfigError>> {
     let pools = pools(&config.pools, &mut errors);
     let peers = peers(&config.peers, &bfd_profiles, &mut errors);
     let advertisements = advertisements(&config.advertisements, &pools, &aliases, &mut errors);
+    let l2_advertisements = l2_advertisements(&config.l2_advertisements, &pools, &mut errors);
     if !errors.0.is_empty() {
         return Err(errors.0);
     }
-    Ok(Config { pools, peers, advertisements, source: config.clone() })
+    Ok(Config { pools, peers, advertisements, l2_advertisements, source: config.clone() })
 }
 
-fn unique_name(
+pub(super) fn unique_name(
     seen: &mut BTreeSet<String>,
     kind: &str,
     name: &str,
@@ -438,17 +444,7 @@ fn advertisements(
         errors.duplicates(&object, "communities", &ad.communities);
         let pool_selectors =
             errors.selectors(&object, "ipAddressPoolSelectors", &ad.ip_address_pool_selectors);
-        let selected: Vec<String> = pools
-            .values()
-            .filter(|pool| {
-                let named = ad.ip_address_pools.contains(&pool.name);
-                let by_label = pool_selectors.iter().any(|selector| selector.matches(&pool.labels));
-                let everything =
-                    ad.ip_address_pools.is_empty() && ad.ip_address_pool_selectors.is_empty();
-                named || by_label || everything
-            })
-            .map(|pool| pool.name.clone())
-            .collect();
+        let selected = selected_pools(&ad.ip_address_pools, &pool_selectors, pools);
 
         let length_v4 = aggregation_length(
             &object,
@@ -519,6 +515,25 @@ fn advertisements(
         });
     }
     valid
+}
+
+/// The pools an advertisement applies to: those it names, those its selectors match, and
+/// every pool when it has neither.
+pub(super) fn selected_pools(
+    names: &[String],
+    selectors: &[Selector],
+    pools: &BTreeMap<String, Pool>,
+) -> Vec<String> {
+    let everything = names.is_empty() && selectors.is_empty();
+    pools
+        .values()
+        .filter(|pool| {
+            everything
+                || names.contains(&pool.name)
+                || selectors.iter().any(|selector| selector.matches(&pool.labels))
+        })
+        .map(|pool| pool.name.clone())
+        .collect()
 }
 
 fn aggregation_length(

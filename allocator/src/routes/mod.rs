@@ -76,6 +76,7 @@ pub fn node_assignments(
             .into_iter()
             .map(|((peer, prefix), route)| route.build(peer, prefix))
             .collect(),
+        l2_announcements: Vec::new(),
     }
 }
 
@@ -141,6 +142,8 @@ pub fn delta(before: &pb::NodeAssignments, after: &pb::NodeAssignments) -> pb::A
             })
             .map(|(peer, prefix)| pb::RouteKey { peer: peer.clone(), prefix: prefix.clone() })
             .collect(),
+        l2_upserted: Vec::new(),
+        l2_withdrawn: Vec::new(),
     }
 }
 

@@ -1,0 +1,78 @@
+//! Layer 2 advertisements: which pools are announced by ARP/NDP, from which nodes, on which
+//! interfaces. Validated as MetalLB validates L2Advertisement.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use metallb_proto::pb;
+
+use super::{
+    Pool,
+    validate::{Errors, selected_pools, unique_name},
+};
+use crate::selector::Selector;
+
+/// The longest Linux interface name (IFNAMSIZ less the terminating NUL).
+const MAX_INTERFACE_NAME: usize = 15;
+
+/// A validated layer 2 advertisement.
+#[derive(Clone, Debug)]
+pub struct L2Advertisement {
+    /// Name.
+    pub name: String,
+    /// Pools it applies to, by name (selectors already resolved against the pools).
+    pub pools: Vec<String>,
+    /// Nodes that may announce; empty: all.
+    pub node_selectors: Vec<Selector>,
+    /// Interfaces to answer on; empty: every interface whose addresses cover the IP.
+    pub interfaces: BTreeSet<String>,
+}
+
+pub(super) fn l2_advertisements(
+    advertisements: &[pb::L2Advertisement],
+    pools: &BTreeMap<String, Pool>,
+    errors: &mut Errors,
+) -> Vec<L2Advertisement> {
+    let mut seen = BTreeSet::new();
+    let mut valid = Vec::new();
+    for ad in advertisements {
+        let Some(object) = unique_name(&mut seen, "L2Advertisement", &ad.name, errors) else {
+            continue;
+        };
+        // A pool named here that does not exist is ignored, as MetalLB ignores it (it may be
+        // created later); a name listed twice is refused, as MetalLB refuses it.
+        errors.duplicates(&object, "ipAddressPools", &ad.ip_address_pools);
+        errors.duplicates(&object, "interfaces", &ad.interfaces);
+        for (index, interface) in ad.interfaces.iter().enumerate() {
+            if let Err(message) = interface_name(interface) {
+                errors.add(&object, format!("interfaces[{index}]"), message);
+            }
+        }
+        let pool_selectors =
+            errors.selectors(&object, "ipAddressPoolSelectors", &ad.ip_address_pool_selectors);
+        let pools = selected_pools(&ad.ip_address_pools, &pool_selectors, pools);
+        let node_selectors = errors.selectors(&object, "nodeSelectors", &ad.node_selectors);
+        valid.push(L2Advertisement {
+            name: ad.name.clone(),
+            pools,
+            node_selectors,
+            interfaces: ad.interfaces.iter().cloned().collect(),
+        });
+    }
+    valid
+}
+
+/// Whether `name` can be a Linux interface name: what the kernel's `dev_valid_name` accepts.
+fn interface_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name == "." || name == ".." {
+        return Err(format!("{name:?} is not an interface name"));
+    }
+    if name.len() > MAX_INTERFACE_NAME {
+        return Err(format!(
+            "{name:?} is longer than an interface name can be ({MAX_INTERFACE_NAME} bytes)"
+        ));
+    }
+    if let Some(bad) = name.chars().find(|c| *c == '/' || *c == ':' || c.is_whitespace()) {
+        return Err(format!("{name:?} cannot be an interface name: it contains {bad:?}"));
+    }
+    Ok(())
+}
