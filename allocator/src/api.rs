@@ -167,6 +167,28 @@ type RpcResult<T> = Result<Response<T>, Status>;
 
 /// A span for one operation, child of the caller's trace (from the message when it carries
 /// one, otherwise from the gRPC metadata through the request span).
+/// A node's open stream as layer 2 liveness counts it.
+struct Liveness {
+    core: Arc<Core>,
+    node: String,
+}
+
+impl Liveness {
+    fn begin(core: Arc<Core>, node: String) -> Self {
+        core.change(&pb::TraceContext::default(), |state| state.stream_opened(&node));
+        Self { core, node }
+    }
+}
+
+impl Drop for Liveness {
+    fn drop(&mut self) {
+        let now = std::time::Instant::now();
+        tracing::info!(node = self.node, "assignment stream closed");
+        self.core
+            .change(&pb::TraceContext::default(), |state| state.stream_closed(&self.node, now));
+    }
+}
+
 fn operation_span(name: &'static str, trace: Option<&pb::TraceContext>) -> Span {
     let span = tracing::info_span!("allocator.operation", otel.name = name);
     set_parent_from(&span, trace);
@@ -404,9 +426,11 @@ impl Allocator for AllocatorApi {
         let permit = self.streams_open.acquire(format!("{} on {node}", caller.subject))?;
         let receiver = self.core.read(|state| self.core.streams().open(&node, state));
         tracing::info!(node, caller = caller.subject, address = ?caller.address, "announcer subscribed");
-        // The permit lives in the closure, so it is released when the stream is dropped.
+        let alive = Liveness::begin(self.core.clone(), node);
+        // The permit and the liveness guard live in the closure, so both end when the stream
+        // is dropped: the client left, or its connection failed the keepalive.
         let stream = ReceiverStream::new(receiver).map(move |message| {
-            let _held = &permit;
+            let _held = (&permit, &alive);
             message
         });
         Ok(Response::new(Box::pin(stream)))

@@ -66,6 +66,36 @@ pub struct Args {
     #[arg(long, env = "METALLB_MAX_STREAMS_PER_CALLER", default_value_t = DEFAULT_MAX_STREAMS_PER_CALLER)]
     pub max_streams_per_caller: usize,
 
+    /// Layer 2 fencing interval: an announcer answers ARP/NDP only this long after the
+    /// allocator's latest heartbeat, and a node's layer 2 IPs go to another node only after
+    /// it has had no stream for this long plus 250 ms (docs/design.md, "Layer 2 fencing").
+    /// Shorter: faster failover; longer: an allocator outage stops layer 2 answers later.
+    #[arg(
+        long,
+        env = "METALLB_L2_FENCING_INTERVAL_MS",
+        default_value_t = 1000,
+        value_parser = clap::value_parser!(u64).range(100..=60_000)
+    )]
+    pub l2_fencing_interval_ms: u64,
+
+    /// HTTP/2 ping interval on every connection, so a vanished announcer is noticed.
+    #[arg(
+        long,
+        env = "METALLB_KEEPALIVE_INTERVAL_MS",
+        default_value_t = 1000,
+        value_parser = clap::value_parser!(u64).range(100..=300_000)
+    )]
+    pub keepalive_interval_ms: u64,
+
+    /// How long a ping may go unanswered before the connection (and its streams) is closed.
+    #[arg(
+        long,
+        env = "METALLB_KEEPALIVE_TIMEOUT_MS",
+        default_value_t = 1000,
+        value_parser = clap::value_parser!(u64).range(100..=300_000)
+    )]
+    pub keepalive_timeout_ms: u64,
+
     /// Local debugging only: plaintext, and every caller may call everything. Logs a warning.
     #[arg(long, env = "METALLB_INSECURE")]
     pub insecure: bool,

@@ -10,7 +10,7 @@
 
 use std::{
     sync::{Arc, Mutex, Weak},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use metallb_process::Readiness;
@@ -18,7 +18,7 @@ use metallb_proto::{ALLOCATOR_SERVICE_NAME, pb};
 use tokio::sync::Notify;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
-use crate::{metrics::Metrics, state::AllocatorState, streams::NodeStreams};
+use crate::{l2::L2Fencing, metrics::Metrics, state::AllocatorState, streams::NodeStreams};
 
 /// Shortest time between two publications of the nodes' views.
 const PUBLISH_INTERVAL: Duration = Duration::from_millis(20);
@@ -78,6 +78,15 @@ impl Core {
         result
     }
 
+    /// Sets the layer 2 fencing interval; ownership starts afresh from now (nobody owns
+    /// anything until a previous instance's word has run out).
+    pub fn configure_l2(&self, fencing: L2Fencing) {
+        self.streams.set_fencing(fencing);
+        self.change(&pb::TraceContext::default(), |state| {
+            state.configure_l2(fencing, Instant::now())
+        });
+    }
+
     /// Reads the state.
     pub fn read<R>(&self, read: impl FnOnce(&AllocatorState) -> R) -> R {
         read(&self.guarded.lock().expect("allocator state lock poisoned").state)
@@ -88,12 +97,18 @@ impl Core {
         &self.streams
     }
 
-    /// Publishes the views if a change has not been published yet.
-    fn publish_pending(&self) {
+    /// Decides layer 2 owners, and publishes the views if that or a change is not published
+    /// yet. Returns when layer 2 ownership must be looked at again (a node's grace running
+    /// out) if nothing else happens before.
+    fn publish_pending(&self) -> Option<Instant> {
         let mut guarded = self.guarded.lock().expect("allocator state lock poisoned");
-        if let Some(trace) = guarded.unpublished.take() {
+        let now = Instant::now();
+        let owners_changed = guarded.state.refresh_l2(now);
+        let trace = guarded.unpublished.take();
+        if let Some(trace) = trace.or_else(|| owners_changed.then(pb::TraceContext::default)) {
             self.streams.publish(&guarded.state, &trace);
         }
+        guarded.state.l2_deadline(now)
     }
 
     /// Marks the allocator ready (after the first full sync) for /readyz and grpc.health.
@@ -116,10 +131,17 @@ impl Drop for Core {
 /// Publishes views when woken, then rests for `PUBLISH_INTERVAL` so that the changes of a
 /// burst gather into the next publication.
 async fn publish_views(core: Weak<Core>, wake: Arc<Notify>) {
+    let mut deadline: Option<Instant> = None;
     loop {
-        wake.notified().await;
+        match deadline {
+            Some(at) => tokio::select! {
+                () = wake.notified() => {}
+                () = tokio::time::sleep_until(at.into()) => {}
+            },
+            None => wake.notified().await,
+        }
         let Some(core) = core.upgrade() else { return };
-        core.publish_pending();
+        deadline = core.publish_pending();
         drop(core);
         tokio::time::sleep(PUBLISH_INTERVAL).await;
     }

@@ -13,7 +13,7 @@ pub mod core;
 pub mod error;
 pub mod held_runs;
 pub mod instance;
-pub mod l2_owner;
+pub mod l2;
 pub mod leases;
 pub mod limits;
 pub mod metrics;

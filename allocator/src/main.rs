@@ -1,13 +1,14 @@
 //! `metallb-allocator`: see `metallb_allocator` for what it does.
 
-use std::{process::ExitCode, sync::Arc};
+use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use metallb_allocator::{
     args::Args,
     auth::{AuthMetrics, Authenticator, RoleBindings},
     core::Core,
+    l2::L2Fencing,
     metrics::Metrics,
-    server::{Security, Transport, serve_grpc},
+    server::{Keepalive, Security, Transport, serve_grpc},
     tls::{CertificateFiles, ReloadingCertificate},
 };
 use metallb_process::{AdminServer, Readiness, parse_args_or_exit, run_until_shutdown};
@@ -39,6 +40,7 @@ async fn run(args: Args, bindings: RoleBindings) -> anyhow::Result<()> {
     let security = security(&args, bindings, auth_metrics).await?;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let core = Core::new(metrics, readiness, health_reporter).await;
+    core.configure_l2(L2Fencing::new(Duration::from_millis(args.l2_fencing_interval_ms)));
     tracing::info!(
         grpc_addr = %grpc_listener.local_addr()?,
         admin_addr = %admin.local_addr()?,
@@ -69,6 +71,7 @@ async fn security(
         return Ok(Security {
             max_message_bytes: args.max_message_bytes,
             max_streams_per_caller: args.max_streams_per_caller,
+            keepalive: keepalive(args),
             ..Security::insecure()
         });
     }
@@ -83,5 +86,13 @@ async fn security(
         authenticator: Arc::new(Authenticator::Enforcing { verifier, bindings, metrics }),
         max_message_bytes: args.max_message_bytes,
         max_streams_per_caller: args.max_streams_per_caller,
+        keepalive: keepalive(args),
     })
+}
+
+fn keepalive(args: &Args) -> Keepalive {
+    Keepalive {
+        interval: Duration::from_millis(args.keepalive_interval_ms),
+        timeout: Duration::from_millis(args.keepalive_timeout_ms),
+    }
 }

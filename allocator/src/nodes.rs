@@ -16,6 +16,10 @@ pub struct NodeInfo {
     pub labels: HashMap<String, String>,
     /// Whether the node must announce nothing: excluded by label or with NetworkUnavailable.
     pub excluded: bool,
+    /// Whether the kubelet is posting Ready (a node that reports no Ready condition, as in
+    /// clusters without kubelets, counts as ready). Layer 2 needs it: a NotReady or Unknown
+    /// node may be gone, and a layer 2 IP must be answered by a node that is there.
+    pub ready: bool,
 }
 
 impl NodeInfo {
@@ -28,7 +32,11 @@ impl NodeInfo {
         let network_unavailable = node.conditions.iter().any(|condition| {
             condition.r#type == "NetworkUnavailable" && condition.status == "True"
         });
+        let not_ready = node.conditions.iter().any(|condition| {
+            condition.r#type == "Ready" && matches!(condition.status.as_str(), "False" | "Unknown")
+        });
         Ok(Self {
+            ready: !not_ready,
             name: node.name.clone(),
             labels: node.labels.clone(),
             excluded: network_unavailable || node.labels.contains_key(EXCLUDE_LABEL),
@@ -65,5 +73,13 @@ mod tests {
             !NodeInfo::from_pb(&node(&[], &[("NetworkUnavailable", "False")])).unwrap().excluded
         );
         assert!(NodeInfo::from_pb(&pb::Node::default()).is_err());
+    }
+
+    #[test]
+    fn ready_unless_the_kubelet_says_otherwise() {
+        assert!(NodeInfo::from_pb(&node(&[], &[])).unwrap().ready);
+        assert!(NodeInfo::from_pb(&node(&[], &[("Ready", "True")])).unwrap().ready);
+        assert!(!NodeInfo::from_pb(&node(&[], &[("Ready", "False")])).unwrap().ready);
+        assert!(!NodeInfo::from_pb(&node(&[], &[("Ready", "Unknown")])).unwrap().ready);
     }
 }

@@ -25,9 +25,22 @@ use crate::{
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Concurrent calls on one connection.
 const MAX_CONCURRENT_STREAMS: u32 = 128;
-/// HTTP/2 pings on idle connections, so a vanished announcer's stream is noticed.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// HTTP/2 pings, so that a vanished announcer's stream is noticed (its layer 2 IPs wait for
+/// that to move).
+#[derive(Clone, Copy, Debug)]
+pub struct Keepalive {
+    /// Between pings.
+    pub interval: Duration,
+    /// For the answer to a ping.
+    pub timeout: Duration,
+}
+
+impl Default for Keepalive {
+    fn default() -> Self {
+        Self { interval: Duration::from_secs(1), timeout: Duration::from_secs(1) }
+    }
+}
 
 /// How connections are secured.
 pub enum Transport {
@@ -47,6 +60,8 @@ pub struct Security {
     pub max_message_bytes: usize,
     /// Assignment streams one caller may hold open.
     pub max_streams_per_caller: usize,
+    /// Pings that close connections of callers that vanished.
+    pub keepalive: Keepalive,
 }
 
 impl Security {
@@ -57,6 +72,7 @@ impl Security {
             authenticator: Arc::new(Authenticator::Off),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             max_streams_per_caller: DEFAULT_MAX_STREAMS_PER_CALLER,
+            keepalive: Keepalive::default(),
         }
     }
 }
@@ -90,8 +106,8 @@ where
         .trace_fn(metallb_process::propagation::grpc_server_span)
         .timeout(REQUEST_TIMEOUT)
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
-        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
-        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .http2_keepalive_interval(Some(security.keepalive.interval))
+        .http2_keepalive_timeout(Some(security.keepalive.timeout))
         // Outermost, so that every answer says which allocator gave it, refusals included.
         .layer(instance_layer(new_instance()))
         .layer(AuthLayer::new(security.authenticator))

@@ -7,6 +7,7 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
+    time::Instant,
 };
 
 use metallb_proto::pb::{self, assignment_update::Update};
@@ -14,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tonic::Status;
 
 use crate::{
+    l2::L2Fencing,
     routes::{delta, is_empty},
     state::AllocatorState,
 };
@@ -36,9 +38,15 @@ type ViewSender = watch::Sender<Option<NodeView>>;
 #[derive(Debug, Default)]
 pub struct NodeStreams {
     senders: Mutex<HashMap<String, ViewSender>>,
+    fencing: Mutex<L2Fencing>,
 }
 
 impl NodeStreams {
+    /// Sets the heartbeat pace and fencing interval of streams opened from now on.
+    pub fn set_fencing(&self, fencing: L2Fencing) {
+        *self.fencing.lock().expect("node streams lock poisoned") = fencing;
+    }
+
     /// Recomputes every subscribed node's view after a change caused by `trace`; nodes whose
     /// view did not change are not woken.
     pub fn publish(&self, state: &AllocatorState, trace: &pb::TraceContext) {
@@ -79,7 +87,8 @@ impl NodeStreams {
             sender.subscribe()
         };
         let (sender, stream) = mpsc::channel(STREAM_BUFFER);
-        tokio::spawn(feed(receiver, sender, node.to_string()));
+        let fencing = *self.fencing.lock().expect("node streams lock poisoned");
+        tokio::spawn(feed(receiver, sender, node.to_string(), fencing));
         stream
     }
 
@@ -96,12 +105,17 @@ impl NodeStreams {
     }
 }
 
-/// Turns a node's views into snapshot-then-deltas until the client leaves.
+/// Turns a node's views into snapshot-then-deltas until the client leaves, with a heartbeat
+/// at the fencing pace once the snapshot is out (right after it, then regularly).
 async fn feed(
     mut views: watch::Receiver<Option<NodeView>>,
     out: mpsc::Sender<Result<pb::AssignmentUpdate, Status>>,
     node: String,
+    fencing: L2Fencing,
 ) {
+    let opened = Instant::now();
+    let mut heartbeats = tokio::time::interval(fencing.heartbeat_every());
+    heartbeats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sent: Option<Arc<pb::NodeAssignments>> = None;
     let mut sequence = 0u64;
     loop {
@@ -144,9 +158,27 @@ async fn feed(
                 }
             }
         }
-        tokio::select! {
-            changed = views.changed() => if changed.is_err() { return },
-            () = out.closed() => return,
+        loop {
+            tokio::select! {
+                changed = views.changed() => if changed.is_err() { return } else { break },
+                () = out.closed() => return,
+                _ = heartbeats.tick(), if sent.is_some() => {
+                    let heartbeat = pb::Heartbeat {
+                        stream_age_ms: opened.elapsed().as_millis() as u64,
+                        fence_after_ms: fencing.fence_after().as_millis() as u32,
+                    };
+                    let message = pb::AssignmentUpdate {
+                        sequence: sequence + 1,
+                        trace: None,
+                        update: Some(Update::Heartbeat(heartbeat)),
+                    };
+                    // A full buffer means the client is not reading: no heartbeat reaches it
+                    // and it fences itself, which is what must happen.
+                    if out.try_send(Ok(message)).is_ok() {
+                        sequence += 1;
+                    }
+                }
+            }
         }
     }
 }
@@ -182,6 +214,7 @@ pub(crate) mod tests {
             name: "n1".into(),
             labels: Default::default(),
             excluded: false,
+            ready: true,
         });
         state.sync(vec![], SystemTime::now());
         state

@@ -21,7 +21,7 @@ fn read(objects: &str) -> Result<Config, String> {
 
 fn node(name: &str) -> NodeInfo {
     let labels = [("kubernetes.io/hostname".to_string(), name.to_string())].into();
-    NodeInfo { name: name.into(), labels, excluded: false }
+    NodeInfo { name: name.into(), labels, excluded: false, ready: true }
 }
 
 #[test]

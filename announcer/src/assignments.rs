@@ -1,7 +1,11 @@
-//! What this node must announce, as the allocator last said: the peers to keep sessions with
-//! and the routes for each. A snapshot replaces it; a delta edits it.
+//! What this node must announce, as the allocator last said: the peers to keep sessions with,
+//! the routes for each, and the IPs it answers ARP/NDP for. A snapshot replaces it; a delta
+//! edits it.
 
-use std::collections::BTreeMap;
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
 
 use metallb_proto::pb;
 
@@ -10,6 +14,9 @@ use metallb_proto::pb;
 pub struct Assignments {
     peers: BTreeMap<String, pb::BgpPeer>,
     routes: BTreeMap<RouteKey, pb::Route>,
+    /// Layer 2 IPs this node owns, each with the interfaces it may answer on (empty: any
+    /// interface whose addresses cover it).
+    l2: BTreeMap<IpAddr, BTreeSet<String>>,
     /// The trace of the last change, so the UPDATEs it causes join that trace.
     cause: Option<pb::TraceContext>,
 }
@@ -26,6 +33,9 @@ impl Assignments {
         }
         for route in snapshot.routes {
             assignments.upsert_route(route);
+        }
+        for announcement in snapshot.l2_announcements {
+            assignments.upsert_l2(announcement);
         }
         assignments
     }
@@ -45,6 +55,19 @@ impl Assignments {
         for route in delta.routes_upserted {
             self.upsert_route(route);
         }
+        for withdrawn in &delta.l2_withdrawn {
+            if let Ok(ip) = withdrawn.parse::<IpAddr>() {
+                self.l2.remove(&ip);
+            }
+        }
+        for announcement in delta.l2_upserted {
+            self.upsert_l2(announcement);
+        }
+    }
+
+    /// Layer 2 IPs owned, with their interfaces.
+    pub fn l2(&self) -> &BTreeMap<IpAddr, BTreeSet<String>> {
+        &self.l2
     }
 
     /// Peers by name.
@@ -65,6 +88,12 @@ impl Assignments {
     /// Records the trace of the change being applied.
     pub fn set_cause(&mut self, cause: pb::TraceContext) {
         self.cause = Some(cause);
+    }
+
+    fn upsert_l2(&mut self, announcement: pb::L2Announcement) {
+        // An IP that does not parse cannot be answered for; the allocator never sends one.
+        let Ok(ip) = announcement.ip.parse::<IpAddr>() else { return };
+        self.l2.insert(ip, announcement.interfaces.into_iter().collect());
     }
 
     fn upsert_route(&mut self, route: pb::Route) {
@@ -93,6 +122,29 @@ mod tests {
 
     fn key(peer: &str, prefix: &str) -> RouteKey {
         (peer.into(), prefix.into())
+    }
+
+    #[test]
+    fn layer_2_ips_follow_snapshots_and_deltas() {
+        let l2 = |ip: &str, interfaces: &[&str]| pb::L2Announcement {
+            ip: ip.into(),
+            interfaces: interfaces.iter().map(|i| i.to_string()).collect(),
+            services: Vec::new(),
+        };
+        let mut assignments = Assignments::from_snapshot(pb::NodeAssignments {
+            l2_announcements: vec![l2("192.0.2.10", &[]), l2("2001:db8::10", &["eth1"])],
+            ..Default::default()
+        });
+        assert_eq!(assignments.l2().len(), 2);
+        assignments.apply(pb::AssignmentDelta {
+            l2_withdrawn: vec!["192.0.2.10".into()],
+            l2_upserted: vec![l2("2001:db8::10", &["eth0"]), l2("192.0.2.11", &[])],
+            ..Default::default()
+        });
+        let ips: Vec<String> = assignments.l2().keys().map(|ip| ip.to_string()).collect();
+        assert_eq!(ips, ["192.0.2.11", "2001:db8::10"]);
+        let v6: IpAddr = "2001:db8::10".parse().unwrap();
+        assert_eq!(assignments.l2()[&v6], BTreeSet::from(["eth0".to_string()]));
     }
 
     #[test]

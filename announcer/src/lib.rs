@@ -6,6 +6,7 @@ pub mod args;
 pub mod assignments;
 pub mod bfd;
 pub mod bgp;
+pub mod fence;
 pub mod l2;
 pub mod metrics;
 pub mod reporter;

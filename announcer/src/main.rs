@@ -42,7 +42,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "announcer starting"
     );
     run_until_shutdown(&args.common, admin, |mut shutdown| async move {
-        let (mut assignments, subscription) = subscribe(
+        let (mut assignments, _answer_until, subscription) = subscribe(
             connector.clone(),
             args.node_name.clone(),
             readiness,

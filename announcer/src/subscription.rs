@@ -3,17 +3,30 @@
 //! breaks, from the next allocator replica when there are several. What was last received stays
 //! in force while disconnected: the node keeps announcing it, and the next snapshot reconciles.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use metallb_process::{AllocatorConnector, Backoff, Readiness, ShutdownSignal, propagation};
 use metallb_proto::pb::{self, assignment_update::Update};
 use tokio::{sync::watch, task::JoinHandle};
 use tracing::{Instrument, Span};
 
-use crate::assignments::Assignments;
+use crate::{assignments::Assignments, fence::Fence};
 
 /// Latest assignments; `None` until the first snapshot arrives.
 pub type AssignmentsReceiver = watch::Receiver<Option<Arc<Assignments>>>;
+
+/// Until when the allocator's word lets this node answer ARP/NDP; `None`: not at all (no
+/// stream, or no heartbeat on it yet).
+pub type AnswerUntilReceiver = watch::Receiver<Option<Instant>>;
+
+/// Both ends of what the subscription tells the rest of the announcer.
+struct Outputs {
+    assignments: watch::Sender<Option<Arc<Assignments>>>,
+    answer_until: watch::Sender<Option<Instant>>,
+}
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -24,26 +37,31 @@ pub fn subscribe(
     node_name: String,
     readiness: Readiness,
     shutdown: ShutdownSignal,
-) -> (AssignmentsReceiver, JoinHandle<()>) {
-    let (sender, receiver) = watch::channel(None);
+) -> (AssignmentsReceiver, AnswerUntilReceiver, JoinHandle<()>) {
+    let (assignments, assignments_receiver) = watch::channel(None);
+    let (answer_until, answer_until_receiver) = watch::channel(None);
+    let outputs = Outputs { assignments, answer_until };
     let task = tokio::spawn(async move {
         tokio::select! {
-            () = follow(&connector, &node_name, &sender, &readiness) => {}
+            () = follow(&connector, &node_name, &outputs, &readiness) => {}
             () = shutdown => {}
         }
     });
-    (receiver, task)
+    (assignments_receiver, answer_until_receiver, task)
 }
 
 async fn follow(
     connector: &AllocatorConnector,
     node_name: &str,
-    sender: &watch::Sender<Option<Arc<Assignments>>>,
+    outputs: &Outputs,
     readiness: &Readiness,
 ) {
     let mut backoff = Backoff::default();
     loop {
-        let outcome = stream_once(connector, node_name, sender, readiness, &mut backoff).await;
+        let outcome = stream_once(connector, node_name, outputs, readiness, &mut backoff).await;
+        // Without a stream there is no word from the allocator: layer 2 answers stop now,
+        // while routes stay as they were.
+        outputs.answer_until.send_replace(None);
         // With several allocator replicas, the next try starts with another one: this one
         // went away, or is not ready (a replica that has not had its first sync).
         connector.move_on();
@@ -67,13 +85,14 @@ async fn follow(
 async fn stream_once(
     connector: &AllocatorConnector,
     node_name: &str,
-    sender: &watch::Sender<Option<Arc<Assignments>>>,
+    outputs: &Outputs,
     readiness: &Readiness,
     backoff: &mut Backoff,
 ) -> anyhow::Result<()> {
     let mut client = connector.connect(CONNECT_TIMEOUT).await?;
     let request = pb::WatchAssignmentsRequest { node_name: node_name.to_string() };
     let mut stream = client.watch_assignments(request).await?.into_inner();
+    let mut fence = Fence::new(Instant::now());
 
     let mut current: Option<Assignments> = None;
     let mut last_sequence: Option<u64> = None;
@@ -87,7 +106,16 @@ async fn stream_once(
             );
         }
         last_sequence = Some(message.sequence);
-        if let Some(Update::Heartbeat(_)) = message.update {
+        if let Some(Update::Heartbeat(heartbeat)) = &message.update {
+            // Only after a snapshot: the word is about what the allocator said on this stream.
+            if current.is_some() {
+                let until = fence.heartbeat(
+                    heartbeat.stream_age_ms,
+                    heartbeat.fence_after_ms,
+                    Instant::now(),
+                );
+                outputs.answer_until.send_replace(Some(until));
+            }
             continue;
         }
 
@@ -129,7 +157,7 @@ async fn stream_once(
         .instrument(span)
         .await;
         applied?;
-        sender.send_replace(current.clone().map(Arc::new));
+        outputs.assignments.send_replace(current.clone().map(Arc::new));
     }
     Ok(())
 }

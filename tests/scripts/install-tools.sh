@@ -20,7 +20,7 @@ as_root() {
 }
 
 # --- Debian packages -------------------------------------------------------------------
-debian_packages=(bird2 frr gobgpd iproute2 procps jq curl openssl)
+debian_packages=(bird2 frr gobgpd iproute2 procps jq curl openssl iputils-arping ndisc6)
 missing=()
 for pkg in "${debian_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -23,6 +23,10 @@ pub const ROUTER_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, 1);
 pub const ROUTER_CLIENT_SIDE_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 /// The client's address.
 pub const CLIENT_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+/// The segment client's address (on the nodes' segment, for layer 2 mode).
+pub const SEGMENT_CLIENT_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
+/// The segment client's IPv6 address.
+pub const SEGMENT_CLIENT_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, 0x100);
 
 /// A node namespace on the segment.
 #[derive(Clone, Debug)]
@@ -44,6 +48,8 @@ pub struct Lab {
     pub nodes: Vec<Node>,
     /// The client namespace, if added.
     pub client: Option<String>,
+    /// The client namespace on the nodes' segment, if added.
+    pub segment_client: Option<String>,
     namespaces: Vec<String>,
 }
 
@@ -60,6 +66,7 @@ impl Lab {
             prefix,
             nodes: Vec::new(),
             client: None,
+            segment_client: None,
             namespaces: Vec::new(),
         };
         lab.add_namespace(&lab.router.clone())?;
@@ -94,6 +101,11 @@ impl Lab {
         ip_in(&namespace, &["link", "set", "eth0", "up"])?;
         ip_in(&namespace, &["route", "add", "default", "via", &ROUTER_V4.to_string()])?;
         ip_in(&namespace, &["-6", "route", "add", "default", "via", &ROUTER_V6.to_string()])?;
+        // As kube-proxy's IPVS mode sets them: the kernel answers ARP only for addresses of the
+        // interface asked (a Service IP on loopback is not announced by the kernel), so that on
+        // the segment only layer 2 mode's speaker answers for Service IPs.
+        sysctl(&namespace, "net.ipv4.conf.all.arp_ignore", "1")?;
+        sysctl(&namespace, "net.ipv4.conf.all.arp_announce", "2")?;
         let node = Node { namespace, v4, v6 };
         self.nodes.push(node.clone());
         Ok(node)
@@ -115,6 +127,33 @@ impl Lab {
         ip_in(&namespace, &["route", "add", "default", "via", &ROUTER_CLIENT_SIDE_V4.to_string()])?;
         self.client = Some(namespace.clone());
         Ok(namespace)
+    }
+
+    /// Adds a client namespace on the nodes' segment itself (192.0.2.100, 2001:db8:0:1::100),
+    /// as a host beside the nodes would be in layer 2 mode. It accepts gratuitous ARP for
+    /// addresses it does not know yet, so tests can see them in its neighbour table.
+    pub fn add_segment_client(&mut self) -> anyhow::Result<String> {
+        let namespace = format!("{}-s", self.prefix);
+        self.add_namespace(&namespace)?;
+        self.link_to_router("segment", &namespace)?;
+        ip_in(&self.router, &["link", "set", "segment", "master", "br0", "up"])?;
+        ip_in(&namespace, &["addr", "add", &format!("{SEGMENT_CLIENT_V4}/24"), "dev", "eth0"])?;
+        let v6 = format!("{SEGMENT_CLIENT_V6}/64");
+        ip_in(&namespace, &["addr", "add", &v6, "dev", "eth0", "nodad"])?;
+        ip_in(&namespace, &["link", "set", "eth0", "up"])?;
+        self.segment_client = Some(namespace.clone());
+        Ok(namespace)
+    }
+
+    /// The MAC address of `namespace`'s `eth0`.
+    pub fn mac_of(namespace: &str) -> anyhow::Result<String> {
+        let output = ip_in(namespace, &["-j", "link", "show", "eth0"])?;
+        let links: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout)?;
+        links
+            .first()
+            .and_then(|link| link["address"].as_str())
+            .map(str::to_lowercase)
+            .ok_or_else(|| anyhow::anyhow!("no MAC address on eth0 in {namespace}"))
     }
 
     /// Cuts the link of node `index` (0-based) as a failing cable or switch port would: the

@@ -66,6 +66,8 @@ pub struct StackOptions {
     pub ibgp: bool,
     /// A client namespace behind the router (198.51.100.2), for real traffic.
     pub client: bool,
+    /// A client namespace on the nodes' segment (192.0.2.100), for layer 2 mode.
+    pub segment_client: bool,
     /// Jaeger in the router's namespace, with every daemon exporting its spans there.
     pub jaeger: bool,
     /// Replicas of the allocator and of the watcher (the watchers elect a leader; every
@@ -75,7 +77,14 @@ pub struct StackOptions {
 
 impl Default for StackOptions {
     fn default() -> Self {
-        Self { nodes: 3, ibgp: false, client: false, jaeger: false, replicas: 1 }
+        Self {
+            nodes: 3,
+            ibgp: false,
+            client: false,
+            segment_client: false,
+            jaeger: false,
+            replicas: 1,
+        }
     }
 }
 
@@ -146,6 +155,9 @@ impl Stack {
         let mut lab = Lab::new(options.nodes)?;
         if options.client {
             lab.add_client()?;
+        }
+        if options.segment_client {
+            lab.add_segment_client()?;
         }
         let link = HostLink::new(&lab.router)?;
         let router_asn = if options.ibgp { NODE_ASN } else { EBGP_ROUTER_ASN };
@@ -541,6 +553,27 @@ impl Stack {
     pub fn connect_from_client(&self, addr: SocketAddr) -> anyhow::Result<String> {
         let client = self.lab.client.as_deref().context("no client: set StackOptions::client")?;
         traffic::connect(client, addr)
+    }
+
+    /// The segment client's namespace.
+    pub fn segment_client(&self) -> anyhow::Result<&str> {
+        self.lab
+            .segment_client
+            .as_deref()
+            .context("no segment client: set StackOptions::segment_client")
+    }
+
+    /// Connects from the segment client to `addr`; returns the answering node's name.
+    pub fn connect_from_segment(&self, addr: SocketAddr) -> anyhow::Result<String> {
+        traffic::connect(self.segment_client()?, addr)
+    }
+
+    /// The node whose `eth0` has `mac`.
+    pub fn node_with_mac(&self, mac: &str) -> Option<String> {
+        self.nodes.iter().find_map(|node| {
+            let own = Lab::mac_of(&node.namespace).ok()?;
+            own.eq_ignore_ascii_case(mac).then(|| node.name.clone())
+        })
     }
 
     /// Polls `check` for at most `WAIT`; on timeout the error carries `diagnostics`.

@@ -97,6 +97,7 @@ mod tests {
             name: name.into(),
             labels: [("zone".to_string(), zone.to_string())].into(),
             excluded: false,
+            ready: true,
         }
     }
 

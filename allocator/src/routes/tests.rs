@@ -58,6 +58,7 @@ fn node(name: &str, labels: &[(&str, &str)]) -> NodeInfo {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect::<HashMap<_, _>>(),
         excluded: labels.iter().any(|(k, _)| *k == EXCLUDE_LABEL),
+        ready: true,
     }
 }
 

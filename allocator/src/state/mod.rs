@@ -7,7 +7,7 @@ mod views;
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::IpAddr,
-    time::SystemTime,
+    time::{Instant, SystemTime},
 };
 
 use metallb_proto::pb;
@@ -17,6 +17,7 @@ use crate::{
     address::Address,
     allocate::{Failure, assign_while_waiting},
     config::Config,
+    l2::{L2Fencing, L2Owners, Owner, eligible},
     leases::{Lease, Leases},
     nodes::NodeInfo,
     routes::node_assignments,
@@ -67,6 +68,7 @@ pub struct AllocatorState {
     nodes: BTreeMap<String, NodeInfo>,
     sessions: BTreeMap<(String, String), pb::SessionState>,
     synced: bool,
+    l2: L2Owners,
 }
 
 impl AllocatorState {
@@ -285,7 +287,43 @@ impl AllocatorState {
             // A node the watcher has not reported yet announces nothing.
             return Some(pb::NodeAssignments::default());
         };
-        Some(node_assignments(config, &self.leases, &self.services, node))
+        let mut view = node_assignments(config, &self.leases, &self.services, node);
+        view.l2_announcements = self.l2.announcements_of(&node.name);
+        Some(view)
+    }
+
+    /// Starts layer 2 ownership afresh with `fencing`, as of `now`.
+    pub fn configure_l2(&mut self, fencing: L2Fencing, now: Instant) {
+        self.l2 = L2Owners::new(fencing, now);
+    }
+
+    /// An assignment stream of `node` opened: the node is alive.
+    pub fn stream_opened(&mut self, node: &str) {
+        self.l2.stream_opened(node);
+    }
+
+    /// An assignment stream of `node` closed at `now`.
+    pub fn stream_closed(&mut self, node: &str, now: Instant) {
+        self.l2.stream_closed(node, now);
+    }
+
+    /// Decides the layer 2 owners as of `now`; returns whether any changed.
+    pub fn refresh_l2(&mut self, now: Instant) -> bool {
+        let candidates = match (&self.config, self.synced) {
+            (Some(config), true) => eligible(config, &self.leases, &self.services, &self.nodes),
+            _ => BTreeMap::new(),
+        };
+        self.l2.refresh(&candidates, now)
+    }
+
+    /// When layer 2 ownership must be looked at again with nothing else changing.
+    pub fn l2_deadline(&self, now: Instant) -> Option<Instant> {
+        self.l2.next_deadline(now)
+    }
+
+    /// The owner of every layer 2 IP.
+    pub fn l2_owners(&self) -> &BTreeMap<IpAddr, Owner> {
+        self.l2.owners()
     }
 
     /// Evaluates one Service of a full sync, valid or not.

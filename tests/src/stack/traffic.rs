@@ -57,3 +57,19 @@ pub fn connect(namespace: &str, addr: SocketAddr) -> anyhow::Result<String> {
     );
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
 }
+
+/// From `namespace`, connects to `addr` again and again until a server other than `name`
+/// answers; returns that server's name. Each try is cut off after 100 ms.
+pub fn until_not(
+    namespace: &str,
+    addr: SocketAddr,
+    name: &str,
+    limit: Duration,
+) -> anyhow::Result<String> {
+    let output = in_namespace(namespace, &our_binary(ECHO))
+        .args(["until-not", &addr.to_string(), name, &limit.as_millis().to_string()])
+        .output()?;
+    anyhow::ensure!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr).trim());
+    let answer = String::from_utf8_lossy(&output.stdout);
+    Ok(answer.split_whitespace().next().unwrap_or_default().to_string())
+}

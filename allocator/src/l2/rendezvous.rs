@@ -1,39 +1,14 @@
-//! Which node answers ARP/NDP for each layer 2 IP: exactly one, chosen in one place (the
-//! allocator) from the nodes eligible for it. The choice is
-//!
-//! - **stable**: an IP keeps its owner while that node stays eligible and alive, whatever else
-//!   joins or leaves (a move breaks every client's ARP cache entry, so it happens only when it
-//!   must);
-//! - **deterministic**: otherwise the owner is the eligible node with the highest rendezvous
-//!   score for the IP (highest random weight hashing), so every replica of the allocator, and a
-//!   restarted one, picks the same node from the same facts;
-//! - **spread**: rendezvous scores are uniform, so IPs spread evenly over nodes, and when a node
-//!   goes only its own IPs move, each to the next node of its own ranking.
-//!
-//! Groundwork for layer 2 mode: nothing calls it yet.
+//! Rendezvous (highest random weight) hashing: the node a layer 2 IP goes to when it needs a
+//! new owner. Every replica of the allocator, and a restarted one, picks the same node from the
+//! same candidates; scores are uniform, so IPs spread evenly over nodes; and when a node goes,
+//! only its own IPs move, each to the next node of its own ranking.
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    net::IpAddr,
-};
+use std::net::IpAddr;
 
-/// The owner of every IP in `eligible` (each IP with the nodes that may announce it: the
-/// advertisement's node selectors, ready endpoints for ETP=Local, alive, not excluded), given
-/// `previous` owners. An IP with no eligible node has no owner.
-pub fn owners(
-    eligible: &BTreeMap<IpAddr, BTreeSet<String>>,
-    previous: &BTreeMap<IpAddr, String>,
-) -> BTreeMap<IpAddr, String> {
-    eligible
-        .iter()
-        .filter_map(|(ip, nodes)| {
-            let kept = previous.get(ip).filter(|owner| nodes.contains(*owner));
-            let owner = kept.cloned().or_else(|| {
-                nodes.iter().max_by_key(|node| (score(*ip, node), node.as_str())).cloned()
-            })?;
-            Some((*ip, owner))
-        })
-        .collect()
+/// The candidate with the highest score for `ip` (ties, which need a 64-bit collision, by
+/// name), or `None` without candidates.
+pub fn pick<'a>(ip: IpAddr, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates.into_iter().max_by_key(|node| (score(ip, node), *node))
 }
 
 /// The rendezvous score of `node` for `ip`: FNV-1a over both, then a 64-bit finalizer so that
@@ -59,9 +34,26 @@ fn score(ip: IpAddr, node: &str) -> u64 {
 mod tests {
     use std::net::Ipv4Addr;
 
+    use std::collections::{BTreeMap, BTreeSet};
+
     use proptest::prelude::*;
 
     use super::*;
+
+    /// Owners as the allocator keeps them: an owner still present stays, others are picked.
+    fn owners(
+        eligible: &BTreeMap<IpAddr, BTreeSet<String>>,
+        previous: &BTreeMap<IpAddr, String>,
+    ) -> BTreeMap<IpAddr, String> {
+        eligible
+            .iter()
+            .filter_map(|(ip, nodes)| {
+                let kept = previous.get(ip).filter(|owner| nodes.contains(*owner)).cloned();
+                kept.or_else(|| pick(*ip, nodes.iter().map(String::as_str)).map(str::to_string))
+                    .map(|owner| (*ip, owner))
+            })
+            .collect()
+    }
 
     fn ip(n: u32) -> IpAddr {
         IpAddr::V4(Ipv4Addr::from(0xc000_0200 + n))
