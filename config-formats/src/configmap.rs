@@ -1,5 +1,6 @@
 //! The ConfigMap MetalLB has read since v0.1 (`metallb-system/config`, key `config`): peers,
-//! address-pools with their advertisements, community aliases; plus the keys later versions
+//! address-pools with their advertisements (BGP, or layer 2 with `protocol: layer2`), community
+//! aliases; plus the keys later versions
 //! added (addresses, auto-assign, bgp-advertisements, router-id, node-selectors, ...), so a
 //! ConfigMap from any MetalLB release that used one reads unchanged.
 
@@ -139,6 +140,7 @@ pub fn parse(object: &str, text: &str) -> Result<pb::Config, FormatError> {
 
     let mut pools = Vec::new();
     let mut advertisements = Vec::new();
+    let mut l2_advertisements = Vec::new();
     for (index, pool) in file.address_pools.iter().enumerate() {
         // Caught here, naming the entries: the allocator would also see the advertisements
         // this reader names after the pool collide, names the user never wrote.
@@ -148,15 +150,22 @@ pub fn parse(object: &str, text: &str) -> Result<pb::Config, FormatError> {
                 pool.name
             )));
         }
-        match pool.protocol.as_deref() {
-            None | Some("bgp") => {}
-            Some(other) => {
+        let at = || format!("address-pools[{index}] ({})", pool.name);
+        let layer2 = match pool.protocol.as_deref() {
+            // A missing protocol, which MetalLB refused, reads as BGP: the first release
+            // announced over BGP only and its pools had no protocol.
+            None | Some("bgp") => false,
+            Some("layer2") => true,
+            Some(other @ ("arp" | "ndp")) => {
                 return Err(error(format!(
-                    "address-pools[{index}] ({}): protocol {other:?} is not supported; metallb-rs announces over BGP only",
-                    pool.name
+                    "{}: unknown protocol {other:?} (MetalLB 0.6 renamed arp and ndp to layer2)",
+                    at()
                 )));
             }
-        }
+            Some(other) => {
+                return Err(error(format!("{}: unknown protocol {other:?} (bgp or layer2)", at())));
+            }
+        };
         pools.push(pb::AddressPool {
             name: pool.name.clone(),
             addresses: pool.cidr.iter().chain(&pool.addresses).cloned().collect(),
@@ -165,11 +174,35 @@ pub fn parse(object: &str, text: &str) -> Result<pb::Config, FormatError> {
             service_allocation: None,
             labels: Default::default(),
         });
+        if layer2 {
+            // As MetalLB read a layer2 pool: announced from every node on every interface, and
+            // never over BGP, so BGP advertisements in it are a mistake, not something to drop
+            // (an empty list, which MetalLB let pass, says nothing and passes).
+            let listed = |entries: &Option<Vec<AdvertisementEntry>>| {
+                entries.as_ref().is_some_and(|entries| !entries.is_empty())
+            };
+            let key = if listed(&pool.bgp_advertisements) {
+                Some("bgp-advertisements")
+            } else if listed(&pool.advertisements) {
+                Some("advertisements")
+            } else {
+                None
+            };
+            if let Some(key) = key {
+                return Err(error(format!("{}: cannot have {key} in a layer2 address pool", at())));
+            }
+            l2_advertisements.push(pb::L2Advertisement {
+                name: pool.name.clone(),
+                ip_address_pools: vec![pool.name.clone()],
+                ..Default::default()
+            });
+            continue;
+        }
         let entries = match (&pool.advertisements, &pool.bgp_advertisements) {
             (Some(_), Some(_)) => {
                 return Err(error(format!(
-                    "address-pools[{index}] ({}): both advertisements and bgp-advertisements are set; use one",
-                    pool.name
+                    "{}: both advertisements and bgp-advertisements are set; use one",
+                    at()
                 )));
             }
             (Some(entries), None) | (None, Some(entries)) => entries.as_slice(),
@@ -226,12 +259,5 @@ pub fn parse(object: &str, text: &str) -> Result<pb::Config, FormatError> {
             minimum_ttl: profile.minimum_ttl,
         })
         .collect();
-    Ok(pb::Config {
-        pools,
-        peers,
-        advertisements,
-        communities,
-        bfd_profiles,
-        l2_advertisements: Vec::new(),
-    })
+    Ok(pb::Config { pools, peers, advertisements, communities, bfd_profiles, l2_advertisements })
 }

@@ -1,6 +1,7 @@
-//! The `metallb.io` resources (IPAddressPool and BGPAdvertisement v1beta1, BGPPeer v1beta2,
-//! Community and BFDProfile v1beta1) into one configuration. The spec types follow MetalLB's
-//! published schema field for field, so the objects users already have read unchanged.
+//! The `metallb.io` resources (IPAddressPool, BGPAdvertisement and L2Advertisement v1beta1,
+//! BGPPeer v1beta2, Community and BFDProfile v1beta1) into one configuration. The spec types
+//! follow MetalLB's published schema field for field, so the objects users already have read
+//! unchanged.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -216,6 +217,52 @@ pub struct BgpAdvertisementSpec {
     pub service_selectors: Vec<LabelSelector>,
 }
 
+// The kind's description, the fields' and the printer columns are MetalLB's, so that `kubectl
+// explain` and `kubectl get` read as they did (the doc comments below are those descriptions).
+/// L2AdvertisementSpec defines the desired state of L2Advertisement.
+#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[kube(
+    group = "metallb.io",
+    version = "v1beta1",
+    kind = "L2Advertisement",
+    namespaced,
+    status = "L2AdvertisementStatus",
+    doc = "L2Advertisement allows to advertise the LoadBalancer IPs provided by the selected pools via L2.",
+    printcolumn = r#"{"name":"IPAddressPools","type":"string","jsonPath":".spec.ipAddressPools"}"#,
+    printcolumn = r#"{"name":"IPAddressPool Selectors","type":"string","jsonPath":".spec.ipAddressPoolSelectors"}"#,
+    printcolumn = r#"{"name":"Interfaces","type":"string","jsonPath":".spec.interfaces"}"#,
+    printcolumn = r#"{"name":"Node Selectors","type":"string","jsonPath":".spec.nodeSelectors","priority":10}"#
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct L2AdvertisementSpec {
+    /// The list of IPAddressPools to advertise via this advertisement, selected by name.
+    #[serde(default)]
+    pub ip_address_pools: Vec<String>,
+    /// A selector for the IPAddressPools which would get advertised via this advertisement.
+    /// If no IPAddressPool is selected by this or by the list, the advertisement is applied to
+    /// all the IPAddressPools.
+    #[serde(default)]
+    pub ip_address_pool_selectors: Vec<LabelSelector>,
+    /// NodeSelectors allows to limit the nodes to announce as next hops for the LoadBalancer
+    /// IP. When empty, all the nodes are announced as next hops.
+    #[serde(default)]
+    pub node_selectors: Vec<LabelSelector>,
+    /// A list of interfaces to announce from. The LB IP will be announced only from these
+    /// interfaces. If the field is not set, we advertise from all the interfaces on the host.
+    #[serde(default)]
+    pub interfaces: Vec<String>,
+    /// ServiceSelectors limits the set of services that will be advertised via this
+    /// advertisement. If empty, all services from the selected pools are advertised.
+    /// (Served, so that MetalLB's objects keep it; refused when set: not implemented yet.)
+    #[serde(default)]
+    pub service_selectors: Vec<LabelSelector>,
+}
+
+// Empty, as MetalLB's, which serves the status subresource all the same.
+/// L2AdvertisementStatus defines the observed state of L2Advertisement.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub struct L2AdvertisementStatus {}
+
 /// Community spec.
 #[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[kube(
@@ -286,6 +333,8 @@ pub struct Resources {
     pub peers: Vec<Resource<BgpPeerSpec>>,
     /// BGPAdvertisements.
     pub advertisements: Vec<Resource<BgpAdvertisementSpec>>,
+    /// L2Advertisements.
+    pub l2_advertisements: Vec<Resource<L2AdvertisementSpec>>,
     /// Communities.
     pub communities: Vec<Resource<CommunitySpec>>,
     /// BFDProfiles.
@@ -381,14 +430,12 @@ impl Resources {
                 labels,
                 spec: spec(&object, document.spec)?,
             }),
-            ("L2Advertisement", _) => {
-                return Err(FormatError {
-                    object,
-                    message: "L2Advertisement is not supported: metallb-rs announces over BGP only"
-                        .into(),
-                });
-            }
-            ("ServiceBGPStatus" | "ConfigurationState", _) => {}
+            ("L2Advertisement", "v1beta1") => self.l2_advertisements.push(Resource {
+                name,
+                labels,
+                spec: spec(&object, document.spec)?,
+            }),
+            ("ServiceBGPStatus" | "ServiceL2Status" | "ConfigurationState", _) => {}
             (kind, version) => {
                 return Err(FormatError {
                     object,
@@ -532,6 +579,31 @@ impl Resources {
                 service_selectors: ad.spec.service_selectors.iter().map(Into::into).collect(),
             })
             .collect();
+        let mut l2_advertisements = Vec::new();
+        for ad in &self.l2_advertisements {
+            if !ad.spec.service_selectors.is_empty() {
+                // Refused rather than ignored: ignoring it would answer for Services the
+                // operator meant to leave to another advertisement.
+                errors.push(FormatError {
+                    object: format!("L2Advertisement/{}", ad.name),
+                    message: "spec.serviceSelectors is not supported on an L2Advertisement yet: \
+                              it applies to every Service of its pools; remove serviceSelectors"
+                        .into(),
+                });
+            }
+            l2_advertisements.push(pb::L2Advertisement {
+                name: ad.name.clone(),
+                ip_address_pools: ad.spec.ip_address_pools.clone(),
+                ip_address_pool_selectors: ad
+                    .spec
+                    .ip_address_pool_selectors
+                    .iter()
+                    .map(Into::into)
+                    .collect(),
+                node_selectors: ad.spec.node_selectors.iter().map(Into::into).collect(),
+                interfaces: ad.spec.interfaces.clone(),
+            });
+        }
         let communities = self
             .communities
             .iter()
@@ -562,7 +634,7 @@ impl Resources {
                 advertisements,
                 communities,
                 bfd_profiles,
-                l2_advertisements: Vec::new(),
+                l2_advertisements,
             })
         } else {
             Err(errors)
@@ -627,4 +699,48 @@ pub struct ServiceBgpStatusStatus {
     /// is in the announcer's session report, not here).
     #[serde(default)]
     pub peers: Vec<String>,
+}
+
+// ServiceL2Status (metallb.io/v1beta1): which node answers ARP/NDP for a Service in layer 2
+// mode, and on which interfaces. The spec is empty; everything is in the status. Descriptions
+// (the doc comments) and printer columns are MetalLB's.
+/// ServiceL2StatusSpec defines the desired state of ServiceL2Status.
+#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[kube(
+    group = "metallb.io",
+    version = "v1beta1",
+    kind = "ServiceL2Status",
+    namespaced,
+    status = "ServiceL2StatusStatus",
+    doc = "ServiceL2Status reveals the actual traffic status of loadbalancer services in layer2 mode.",
+    printcolumn = r#"{"name":"Allocated Node","type":"string","jsonPath":".status.node"}"#,
+    printcolumn = r#"{"name":"Service Name","type":"string","jsonPath":".status.serviceName"}"#,
+    printcolumn = r#"{"name":"Service Namespace","type":"string","jsonPath":".status.serviceNamespace"}"#
+)]
+pub struct ServiceL2StatusSpec {}
+
+/// MetalLBServiceL2Status defines the observed state of ServiceL2Status.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceL2StatusStatus {
+    /// Node indicates the node that receives the directed traffic
+    #[serde(default)]
+    pub node: String,
+    /// ServiceName indicates the service this status represents
+    #[serde(default)]
+    pub service_name: String,
+    /// ServiceNamespace indicates the namespace of the service
+    #[serde(default)]
+    pub service_namespace: String,
+    /// Interfaces indicates the interfaces that receive the directed traffic
+    #[serde(default)]
+    pub interfaces: Vec<InterfaceInfo>,
+}
+
+/// InterfaceInfo defines interface info of layer2 announcement.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub struct InterfaceInfo {
+    /// Name the name of network interface card
+    #[serde(default)]
+    pub name: String,
 }

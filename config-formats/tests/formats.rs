@@ -10,6 +10,7 @@ use metallb_config_formats::{
 const TUTORIAL: &str = include_str!("examples/v0.1-tutorial.yaml");
 const CONFIGMAP_LATER: &str = include_str!("examples/configmap-0.13.yaml");
 const RESOURCES: &str = include_str!("examples/metallb-io.yaml");
+const L2_RESOURCES: &str = include_str!("examples/metallb-io-l2.yaml");
 const DEPLOY_RESOURCES: &str = include_str!("../../deploy/examples/resources.yaml");
 const DEPLOY_CONFIGMAP: &str = include_str!("../../deploy/examples/configmap-v0.1.yaml");
 
@@ -86,12 +87,6 @@ fn configmap_errors_are_precise() {
         configmap::parse("cm", "peers:\n- my-asn: 1\n  peer-asn: 2\n  peer-adress: 192.0.2.1\n")
             .unwrap_err();
     assert!(typo.to_string().contains("peer-adress"), "{typo}");
-    let layer2 = configmap::parse(
-        "cm",
-        "address-pools:\n- name: l2\n  protocol: layer2\n  addresses: [192.0.2.0/24]\n",
-    )
-    .unwrap_err();
-    assert!(layer2.message.contains("BGP only"), "{layer2}");
     let twice = configmap::parse(
         "cm",
         "address-pools:\n- name: p\n  cidr: [192.0.2.0/28]\n- name: p\n  cidr: [192.0.2.16/28]\n",
@@ -155,11 +150,6 @@ fn resource_errors_are_precise() {
         unknown_field[0].to_string().contains("IPAddressPool/p: spec: unknown field `addreses`"),
         "{unknown_field:?}"
     );
-    let l2 = Resources::from_yaml(
-        "apiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: l2}\nspec: {}\n",
-    )
-    .unwrap_err();
-    assert!(l2[0].message.contains("BGP only"), "{l2:?}");
 }
 
 /// The `config` key of a ConfigMap manifest, as the watcher hands it to `configmap::parse`.
@@ -208,4 +198,180 @@ fn the_deploy_examples_read_and_say_the_same_in_both_forms() {
     );
     assert_eq!(essentials(&from_resources), expected);
     assert_eq!(essentials(&from_configmap), expected);
+}
+
+/// MetalLB's layer 2 ConfigMap, as its v0.12 configuration documentation shows it.
+const LAYER2_CONFIGMAP: &str = "address-pools:\n- name: default\n  protocol: layer2\n  addresses:\n  - 192.168.1.240-192.168.1.250\n";
+
+#[test]
+fn a_layer2_configmap_pool_gets_an_l2advertisement_named_after_it_and_no_bgp() {
+    let config = configmap::parse("cm", LAYER2_CONFIGMAP).unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(config.pools[0].addresses, ["192.168.1.240-192.168.1.250"]);
+    assert!(config.advertisements.is_empty(), "{:?}", config.advertisements);
+    let l2 = &config.l2_advertisements[..];
+    assert_eq!(l2.len(), 1);
+    assert_eq!(
+        (l2[0].name.as_str(), &l2[0].ip_address_pools[..]),
+        ("default", &["default".into()][..])
+    );
+    assert!(
+        l2[0].node_selectors.is_empty() && l2[0].interfaces.is_empty(),
+        "all nodes, interfaces"
+    );
+    assert!(l2[0].ip_address_pool_selectors.is_empty());
+}
+
+#[test]
+fn layer2_and_bgp_pools_side_by_side_keep_their_own_advertisements() {
+    // The layer 2 pool between two BGP ones, the second BGP pool with no protocol (v0.1's).
+    let text = "address-pools:\n- name: routed\n  protocol: bgp\n  addresses: [198.51.100.0/24]\n  bgp-advertisements:\n  - aggregation-length: 32\n  - aggregation-length: 24\n- name: local\n  protocol: layer2\n  addresses: [192.168.1.240/28]\n- name: old\n  cidr: [203.0.113.0/24]\n";
+    let config = configmap::parse("cm", text).unwrap_or_else(|err| panic!("{err}"));
+    let pools: Vec<&str> = config.pools.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(pools, ["routed", "local", "old"]);
+    let bgp: Vec<(&str, &[String])> = config
+        .advertisements
+        .iter()
+        .map(|ad| (ad.name.as_str(), &ad.ip_address_pools[..]))
+        .collect();
+    let (routed, old) = (["routed".to_string()], ["old".to_string()]);
+    assert_eq!(bgp, [("routed-0", &routed[..]), ("routed-1", &routed[..]), ("old-0", &old[..])]);
+    let l2: Vec<&str> = config.l2_advertisements.iter().map(|ad| ad.name.as_str()).collect();
+    assert_eq!(l2, ["local"]);
+}
+
+#[test]
+fn a_layer2_pool_with_bgp_advertisements_or_an_unknown_protocol_is_refused() {
+    // MetalLB: "cannot have bgp-advertisements configuration element in a layer2 address pool".
+    for key in ["bgp-advertisements", "advertisements"] {
+        let text = format!(
+            "address-pools:\n- name: l2\n  protocol: layer2\n  addresses: [192.0.2.0/24]\n  {key}:\n  - aggregation-length: 32\n"
+        );
+        let err = configmap::parse("ConfigMap metallb-system/config", &text).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "ConfigMap metallb-system/config: address-pools[0] (l2): cannot have {key} in a layer2 address pool"
+            )
+        );
+    }
+    // An empty list says nothing, and MetalLB let it pass.
+    let empty = "address-pools:\n- name: l2\n  protocol: layer2\n  addresses: [192.0.2.0/24]\n  bgp-advertisements: []\n";
+    assert_eq!(configmap::parse("cm", empty).unwrap().l2_advertisements.len(), 1);
+    let unknown = configmap::parse(
+        "cm",
+        "address-pools:\n- name: p\n  protocol: bgp\n  addresses: [192.0.2.0/28]\n- name: q\n  protocol: layer3\n  addresses: [192.0.2.16/28]\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        unknown.message,
+        "address-pools[1] (q): unknown protocol \"layer3\" (bgp or layer2)"
+    );
+    // MetalLB 0.3 to 0.5's names for layer 2 mode are unknown since 0.6, as there.
+    let arp = configmap::parse(
+        "cm",
+        "address-pools:\n- name: old\n  protocol: arp\n  addresses: [192.0.2.0/28]\n",
+    )
+    .unwrap_err();
+    assert!(arp.message.contains("unknown protocol \"arp\"") && arp.message.contains("layer2"));
+}
+
+#[test]
+fn metallb_s_basic_layer_2_configuration_reads() {
+    // configuration/_index.md, "Layer 2 configuration": one pool, one L2Advertisement with no
+    // spec, which applies to every pool.
+    let text = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: first-pool\n  namespace: metallb-system\nspec:\n  addresses:\n  - 192.168.1.240-192.168.1.250\n---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata:\n  name: example\n  namespace: metallb-system\n";
+    let config = Resources::from_yaml(text).unwrap().to_config(&BTreeMap::new()).unwrap();
+    assert_eq!(config.pools[0].name, "first-pool");
+    assert!(config.advertisements.is_empty());
+    let ad = &config.l2_advertisements[0];
+    assert_eq!(ad.name, "example");
+    assert!(ad.ip_address_pools.is_empty() && ad.ip_address_pool_selectors.is_empty());
+    assert!(ad.node_selectors.is_empty() && ad.interfaces.is_empty());
+}
+
+#[test]
+fn the_documented_l2advertisements_read_unchanged() {
+    let config = Resources::from_yaml(L2_RESOURCES)
+        .unwrap_or_else(|err| panic!("{err:?}"))
+        .to_config(&BTreeMap::new())
+        .unwrap_or_else(|err| panic!("{err:?}"));
+    let names: Vec<&str> = config.l2_advertisements.iter().map(|ad| ad.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "empty",
+            "example",
+            "nodes-a-and-b",
+            "node-c",
+            "two-interfaces",
+            "node-a-eth3",
+            "example-advertisement9",
+            "example-advertisement10",
+            "by-label",
+        ],
+        "in the order given"
+    );
+    let ad = |name: &str| config.l2_advertisements.iter().find(|ad| ad.name == name).unwrap();
+    assert_eq!(ad("example").ip_address_pools, ["first-pool"]);
+    // nodeSelectors: any one of them.
+    let hosts: Vec<&str> = ad("nodes-a-and-b")
+        .node_selectors
+        .iter()
+        .map(|s| s.match_labels["kubernetes.io/hostname"].as_str())
+        .collect();
+    assert_eq!(hosts, ["NodeA", "NodeB"]);
+    // interfaces, alone and with nodeSelectors.
+    assert_eq!(ad("two-interfaces").interfaces, ["eth0", "eth1"]);
+    let eth3 = ad("node-a-eth3");
+    assert_eq!(
+        (&eth3.interfaces[..], &eth3.ip_address_pools[..]),
+        (&["eth3".into()][..], &["fourth-pool".into()][..])
+    );
+    assert_eq!(eth3.node_selectors[0].match_labels["kubernetes.io/hostname"], "NodeA");
+    assert!(ad("example-advertisement9").ip_address_pools.is_empty(), "every pool, from eno1");
+    // ipAddressPoolSelectors, by labels and by expression.
+    let by_label = &ad("by-label").ip_address_pool_selectors;
+    assert_eq!(by_label[0].match_labels["zone"], "east");
+    let expression = &by_label[1].match_expressions[0];
+    assert_eq!((expression.key.as_str(), expression.operator.as_str()), ("tier", "In"));
+    assert_eq!(expression.values, ["l2"]);
+    assert!(config.advertisements.is_empty(), "layer 2 only");
+}
+
+#[test]
+fn l2advertisement_errors_are_precise() {
+    // serviceSelectors is served (MetalLB 0.16 has it), but not implemented: refused, naming it.
+    let selected = Resources::from_yaml(
+        "apiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: frontend}\nspec:\n  ipAddressPools: [first-pool]\n  serviceSelectors:\n  - matchLabels: {tier: frontend}\n",
+    )
+    .unwrap()
+    .to_config(&BTreeMap::new())
+    .unwrap_err();
+    assert!(
+        selected[0]
+            .to_string()
+            .starts_with("L2Advertisement/frontend: spec.serviceSelectors is not supported"),
+        "{selected:?}"
+    );
+    let misspelt = Resources::from_yaml(
+        "apiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: l2}\nspec: {interface: [eth0]}\n",
+    )
+    .unwrap_err();
+    assert!(
+        misspelt[0].to_string().contains("L2Advertisement/l2: spec: unknown field `interface`"),
+        "{misspelt:?}"
+    );
+    let other_version = Resources::from_yaml(
+        "apiVersion: metallb.io/v1beta2\nkind: L2Advertisement\nmetadata: {name: l2}\n",
+    )
+    .unwrap_err();
+    assert!(
+        other_version[0].message.contains("unknown kind L2Advertisement in metallb.io/v1beta2")
+    );
+    // The status kinds are written by metallb-rs, never read as configuration.
+    let status = Resources::from_yaml(
+        "apiVersion: metallb.io/v1beta1\nkind: ServiceL2Status\nmetadata: {name: l2-abc}\nstatus: {node: a}\n",
+    )
+    .unwrap();
+    assert!(status.to_config(&BTreeMap::new()).unwrap().l2_advertisements.is_empty());
 }

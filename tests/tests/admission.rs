@@ -40,7 +40,7 @@ webhooks:
   rules:
   - apiGroups: ["metallb.io"]
     apiVersions: ["*"]
-    resources: ["ipaddresspools", "bgppeers", "bgpadvertisements", "communities", "bfdprofiles"]
+    resources: ["ipaddresspools", "bgppeers", "bgpadvertisements", "l2advertisements", "communities", "bfdprofiles"]
     operations: ["CREATE", "UPDATE", "DELETE"]
     scope: Namespaced
 "#
@@ -51,6 +51,7 @@ webhooks:
 async fn kubectl_apply_of_an_invalid_object_is_refused_with_the_configuration_states_message() {
     let logs = tempfile::tempdir().unwrap();
     let control_plane = control_plane_with_crds().await.unwrap();
+    control_plane.wait_for_crd("l2advertisements.metallb.io").await.unwrap();
     control_plane.apply_yaml(&pool("first", "192.0.2.0/24")).await.unwrap();
 
     // The webhook's certificate, for the address the API server calls.
@@ -121,6 +122,36 @@ async fn kubectl_apply_of_an_invalid_object_is_refused_with_the_configuration_st
         refused.contains("spec.vrf is not supported: sessions run in the node's default VRF"),
         "{refused}"
     );
+    // L2Advertisements are checked as the other kinds: a valid one is admitted, one naming a
+    // pool twice is refused with the allocator's reason, one with serviceSelectors with the
+    // reader's.
+    let l2 = |name: &str, spec: &str| {
+        format!(
+            "apiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {{name: {name}, namespace: {NS}}}\nspec:\n{spec}"
+        )
+    };
+    control_plane
+        .apply_yaml(&l2("on-eth0", "  ipAddressPools: [first]\n  interfaces: [eth0]\n"))
+        .await
+        .unwrap();
+    let twice = l2("twice", "  ipAddressPools: [first, second, first]\n");
+    let refused = control_plane.apply_yaml(&twice).await.unwrap_err().to_string();
+    assert!(refused.contains("denied the request"), "{refused}");
+    assert!(
+        refused.contains(
+            "L2Advertisement/twice ipAddressPools[2]: \"first\" is listed twice (first at ipAddressPools[0])"
+        ),
+        "{refused}"
+    );
+    let selected = l2("frontend", "  serviceSelectors:\n  - matchLabels: {tier: frontend}\n");
+    let refused = control_plane.apply_yaml(&selected).await.unwrap_err().to_string();
+    assert!(
+        refused.contains("L2Advertisement/frontend: spec.serviceSelectors is not supported"),
+        "{refused}"
+    );
+    let l2s =
+        control_plane.kubectl(&["get", "l2advertisements", "-n", NS, "-o", "name"]).await.unwrap();
+    assert_eq!(l2s.trim(), "l2advertisement.metallb.io/on-eth0");
 
     // The endpoint itself, called directly: garbage is refused, an oversized body is refused
     // before it is read whole, and an object of another namespace is admitted unexamined.

@@ -1,6 +1,7 @@
 //! The metallb.io CRDs in deploy/ are generated from the Rust types, a real kube-apiserver
-//! accepts them together with the objects MetalLB's documentation shows, and the watcher
-//! configures the allocator from those objects, running with the RBAC from deploy/.
+//! accepts them together with the objects MetalLB's documentation shows (the layer 2 kinds
+//! included), and the watcher configures the allocator from those objects, running with the
+//! RBAC from deploy/.
 
 use std::time::{Duration, Instant};
 
@@ -18,14 +19,16 @@ use metallb_tests::{
 };
 
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-const CRDS: [&str; 7] = [
+const CRDS: [&str; 9] = [
     "ipaddresspools.metallb.io",
     "bgppeers.metallb.io",
     "bgpadvertisements.metallb.io",
+    "l2advertisements.metallb.io",
     "communities.metallb.io",
     "bfdprofiles.metallb.io",
     "configurationstates.metallb.io",
     "servicebgpstatuses.metallb.io",
+    "servicel2statuses.metallb.io",
 ];
 
 #[test]
@@ -44,8 +47,10 @@ async fn control_plane_with_crds_and_examples() -> ControlPlane {
     for crd in CRDS {
         control_plane.wait_for_crd(crd).await.unwrap();
     }
-    let examples = format!("{REPO}/config-formats/tests/examples/metallb-io.yaml");
-    control_plane.apply_file(std::path::Path::new(&examples)).await.unwrap();
+    for examples in ["metallb-io.yaml", "metallb-io-l2.yaml"] {
+        let examples = format!("{REPO}/config-formats/tests/examples/{examples}");
+        control_plane.apply_file(std::path::Path::new(&examples)).await.unwrap();
+    }
     remove_echo_mode(&control_plane, "full1").await.unwrap();
     control_plane
 }
@@ -159,6 +164,29 @@ async fn the_watcher_configures_the_allocator_from_metallb_io_resources() {
         let misplaced = event_notes(&client, "metallb-system", good, "InvalidConfig").await;
         assert!(misplaced.is_empty(), "{good} got {misplaced:?}");
     }
+
+    // L2Advertisements are watched (with deploy/'s RBAC) and reach the allocator: one naming
+    // a pool twice comes back as the allocator's reason, in the ConfigurationState.
+    control_plane
+        .apply_yaml(
+            "apiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata:\n  name: zz-twice\n  namespace: metallb-system\nspec:\n  ipAddressPools: [first-pool, first-pool]\n",
+        )
+        .await
+        .unwrap();
+    let expected = "L2Advertisement/zz-twice ipAddressPools[1]: \"first-pool\" is listed twice";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let summary = configuration_state(&control_plane, "{.status.errorSummary}").await;
+        if summary.contains(expected) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ConfigurationState says {summary:?}; watcher log:\n{}",
+            watcher.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// What MetalLB 0.16 serves and this schema once refused or pruned.
@@ -195,6 +223,38 @@ metadata: {name: web-only, namespace: metallb-system}
 spec:
   serviceSelectors:
   - matchLabels: {app: web}
+"#;
+
+/// An L2Advertisement with every field MetalLB 0.16 serves.
+fn every_l2_field() -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "metallb.io/v1beta1",
+        "kind": "L2Advertisement",
+        "metadata": {"name": "every-field", "namespace": "metallb-system"},
+        "spec": {
+            "ipAddressPools": ["first-pool", "ns-pool"],
+            "ipAddressPoolSelectors": [
+                {"matchLabels": {"zone": "east"}},
+                {"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["bgp-only"]}]},
+            ],
+            "nodeSelectors": [
+                {"matchLabels": {"kubernetes.io/hostname": "NodeA"}},
+                {"matchExpressions": [{"key": "rack", "operator": "Exists"}]},
+            ],
+            "interfaces": ["eth0", "eth1"],
+            "serviceSelectors": [{"matchLabels": {"tier": "frontend"}}],
+        },
+    })
+}
+
+/// A ServiceL2Status; its status is written through the status subresource.
+const SERVICE_L2_STATUS: &str = r#"
+apiVersion: metallb.io/v1beta1
+kind: ServiceL2Status
+metadata:
+  name: l2-web
+  namespace: metallb-system
+spec: {}
 "#;
 
 #[tokio::test]
@@ -243,15 +303,68 @@ async fn metallb_s_versions_fields_columns_and_descriptions_are_served() {
     let explained = get(vec!["explain", "bgppeers.metallb.io.spec.dynamicASN"]).await;
     assert!(explained.contains("internal"), "{explained}");
 
+    // An L2Advertisement comes back with every field, none pruned.
+    let applied = every_l2_field();
+    control_plane.apply_yaml(&applied.to_string()).await.unwrap();
+    let every = get(vec!["get", "l2advertisements", "every-field", "-n", ns, "-o", "json"]).await;
+    let every: serde_json::Value = serde_json::from_str(&every).unwrap();
+    // The one difference: the schema fills in the Exists expression's empty values, which
+    // means what the absent list meant.
+    let mut expected = applied["spec"].clone();
+    expected["nodeSelectors"][1]["matchExpressions"][0]["values"] = serde_json::json!([]);
+    assert_eq!(every["spec"], expected, "pruned or changed");
+    // Its columns and descriptions are MetalLB's; the node selectors show with -o wide.
+    let l2 = get(vec!["get", "l2advertisements", "-n", ns]).await;
+    let header = l2.lines().next().unwrap_or_default().to_string();
+    for column in ["IPADDRESSPOOLS", "IPADDRESSPOOL SELECTORS", "INTERFACES"] {
+        assert!(header.contains(column), "{l2}");
+    }
+    assert!(!header.contains("NODE SELECTORS"), "{l2}");
+    let wide = get(vec!["get", "l2advertisements", "every-field", "-n", ns, "-o", "wide"]).await;
+    assert!(wide.contains("NODE SELECTORS") && wide.contains("NodeA"), "{wide}");
+    assert!(wide.contains("[\"eth0\",\"eth1\"]"), "{wide}");
+    let explained = get(vec!["explain", "l2advertisements.metallb.io"]).await;
+    assert!(
+        explained.contains("advertise the LoadBalancer IPs provided")
+            && explained.contains("via L2"),
+        "{explained}"
+    );
+    let explained = get(vec!["explain", "l2advertisements.metallb.io.spec.interfaces"]).await;
+    assert!(explained.contains("A list of interfaces to announce from"), "{explained}");
+
+    // A ServiceL2Status holds its status (through the status subresource, as for the others),
+    // shown in MetalLB's columns.
+    control_plane.apply_yaml(SERVICE_L2_STATUS).await.unwrap();
+    let status = r#"{"status":{"node":"node-a","serviceName":"web","serviceNamespace":"default","interfaces":[{"name":"eth0"},{"name":"eth1"}]}}"#;
+    let patch = ["patch", "servicel2statuses", "l2-web", "-n", ns, "--subresource=status"];
+    let patch: Vec<&str> = patch.into_iter().chain(["--type=merge", "-p", status]).collect();
+    control_plane.kubectl(&patch).await.unwrap();
+    let stored = get(vec!["get", "servicel2statuses", "l2-web", "-n", ns, "-o", "json"]).await;
+    let stored: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    let expected: serde_json::Value = serde_json::from_str(status).unwrap();
+    assert_eq!(stored["status"], expected["status"], "status pruned or changed");
+    let listed = get(vec!["get", "servicel2statuses", "-n", ns]).await;
+    let header = listed.lines().next().unwrap_or_default().to_string();
+    for column in ["ALLOCATED NODE", "SERVICE NAME", "SERVICE NAMESPACE"] {
+        assert!(header.contains(column), "{listed}");
+    }
+    let row = listed.lines().find(|line| line.starts_with("l2-web")).unwrap_or_default();
+    assert!(row.contains("node-a") && row.contains("web") && row.contains("default"), "{listed}");
+    let explained = get(vec!["explain", "servicel2statuses.metallb.io.status.interfaces"]).await;
+    assert!(explained.contains("interfaces that receive the directed traffic"), "{explained}");
+
     // The watcher reads them all into a configuration the allocator accepts.
     let client = control_plane.client().await;
     let mut objects = Vec::new();
-    for (kind, version) in [("BGPPeer", "v1beta2"), ("BGPAdvertisement", "v1beta1")] {
+    let kinds =
+        [("BGPPeer", "v1beta2"), ("BGPAdvertisement", "v1beta1"), ("L2Advertisement", "v1beta1")];
+    for (kind, version) in kinds {
         let gvk = kube::api::GroupVersionKind::gvk("metallb.io", version, kind);
         let resource = kube::api::ApiResource::from_gvk(&gvk);
         let api: Api<kube::api::DynamicObject> =
             Api::namespaced_with(client.clone(), ns, &resource);
-        let ours = ["old-style", "learnt-as", "bare", "web-only"];
+        // every-field has serviceSelectors, which the reader refuses on an L2Advertisement.
+        let ours = ["old-style", "learnt-as", "bare", "web-only", "nodes-a-and-b", "by-label"];
         objects.extend(
             api.list(&Default::default())
                 .await
@@ -271,4 +384,8 @@ async fn metallb_s_versions_fields_columns_and_descriptions_are_served() {
     assert_eq!(old.hold_time_seconds, Some(3), "3.5s truncated to whole seconds, as MetalLB");
     let bare = config.advertisements.iter().find(|ad| ad.name == "bare").unwrap();
     assert!(bare.ip_address_pools.is_empty() && bare.peers.is_empty());
+    // L2Advertisements by kind, then name, as the watcher reads every kind.
+    let l2: Vec<&str> = config.l2_advertisements.iter().map(|ad| ad.name.as_str()).collect();
+    assert_eq!(l2, ["by-label", "nodes-a-and-b"]);
+    assert_eq!(config.l2_advertisements[1].node_selectors.len(), 2);
 }

@@ -16,10 +16,11 @@ use metallb_tests::{
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 /// The kinds MetalLB 0.16 serves that hold configuration, as (plural, kind, versions).
-const KINDS: [(&str, &str, &[&str]); 5] = [
+const KINDS: [(&str, &str, &[&str]); 6] = [
     ("ipaddresspools", "IPAddressPool", &["v1beta1"]),
     ("bgppeers", "BGPPeer", &["v1beta2", "v1beta1"]),
     ("bgpadvertisements", "BGPAdvertisement", &["v1beta1"]),
+    ("l2advertisements", "L2Advertisement", &["v1beta1"]),
     ("communities", "Community", &["v1beta1"]),
     ("bfdprofiles", "BFDProfile", &["v1beta1"]),
 ];
@@ -105,8 +106,10 @@ async fn a_metallb_install_switches_without_losing_an_object_a_field_or_an_ip() 
         control_plane.apply_yaml(&lenient_crd(plural, kind, versions)).await.unwrap();
         control_plane.wait_for_crd(&format!("{plural}.metallb.io")).await.unwrap();
     }
-    let examples = format!("{REPO}/config-formats/tests/examples/metallb-io.yaml");
-    control_plane.apply_file(std::path::Path::new(&examples)).await.unwrap();
+    for examples in ["metallb-io.yaml", "metallb-io-l2.yaml"] {
+        let examples = format!("{REPO}/config-formats/tests/examples/{examples}");
+        control_plane.apply_file(std::path::Path::new(&examples)).await.unwrap();
+    }
     remove_echo_mode(&control_plane, "full1").await.unwrap();
     control_plane.apply_yaml(LEFTOVER_WEBHOOK).await.unwrap();
     for (name, ip) in [("web", "192.168.10.7"), ("db", "192.168.9.3")] {
@@ -133,7 +136,7 @@ async fn a_metallb_install_switches_without_losing_an_object_a_field_or_an_ip() 
             .unwrap();
     }
     let before = specs(&control_plane).await;
-    assert!(before.len() >= 7, "the MetalLB objects: {before:?}");
+    assert!(before.len() >= 16, "the MetalLB objects: {before:?}");
 
     // The switch: metallb-rs's CRDs (as `kubectl apply -k deploy/` applies them), then its
     // components.
@@ -141,7 +144,9 @@ async fn a_metallb_install_switches_without_losing_an_object_a_field_or_an_ip() 
         .apply_file(std::path::Path::new(&format!("{REPO}/deploy/crds.yaml")))
         .await
         .unwrap();
-    control_plane.wait_for_crd("servicebgpstatuses.metallb.io").await.unwrap();
+    for crd in ["servicebgpstatuses.metallb.io", "l2advertisements.metallb.io"] {
+        control_plane.wait_for_crd(crd).await.unwrap();
+    }
     let trust = Trust::new(&control_plane, &[]).await.unwrap();
     let allocator = Allocator::start(&trust, &[], logs.path()).await.unwrap();
     let kubeconfig = control_plane.kubeconfig_path();

@@ -23,10 +23,11 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
 /// The metallb.io kinds read as configuration, with the version MetalLB serves them in.
-pub const CONFIG_KINDS: [(&str, &str); 5] = [
+pub const CONFIG_KINDS: [(&str, &str); 6] = [
     ("IPAddressPool", "v1beta1"),
     ("BGPPeer", "v1beta2"),
     ("BGPAdvertisement", "v1beta1"),
+    ("L2Advertisement", "v1beta1"),
     ("Community", "v1beta1"),
     ("BFDProfile", "v1beta1"),
 ];

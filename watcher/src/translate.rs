@@ -230,6 +230,7 @@ pub fn config(
     config.pools.extend(from_resources.pools);
     config.peers.extend(from_resources.peers);
     config.advertisements.extend(from_resources.advertisements);
+    config.l2_advertisements.extend(from_resources.l2_advertisements);
     config.communities.extend(from_resources.communities);
     config.bfd_profiles.extend(from_resources.bfd_profiles);
     Ok(config)

@@ -1,5 +1,7 @@
 //! Layer 2 advertisements: which pools are announced by ARP/NDP, from which nodes, on which
-//! interfaces. Validated as MetalLB validates L2Advertisement.
+//! interfaces. Validated as MetalLB 0.16 validates L2Advertisement (`internal/config`: a pool
+//! named twice, a selector, expression or value listed twice, a selector that does not parse),
+//! plus interface names the kernel would refuse. Each rule has a case in `l2_tests.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -41,7 +43,9 @@ pub(super) fn l2_advertisements(
         // A pool named here that does not exist is ignored, as MetalLB ignores it (it may be
         // created later); a name listed twice is refused, as MetalLB refuses it.
         errors.duplicates(&object, "ipAddressPools", &ad.ip_address_pools);
-        errors.duplicates(&object, "interfaces", &ad.interfaces);
+        // An interface listed twice is accepted, as MetalLB accepts it (it checks no other list
+        // of an L2Advertisement for duplicates): the set holds it once. A name no interface can
+        // have is refused, where MetalLB would announce from nowhere without a word.
         for (index, interface) in ad.interfaces.iter().enumerate() {
             if let Err(message) = interface_name(interface) {
                 errors.add(&object, format!("interfaces[{index}]"), message);

@@ -7,6 +7,8 @@ mod local_pref;
 mod validate;
 
 #[cfg(test)]
+mod l2_tests;
+#[cfg(test)]
 mod metallb_rules_tests;
 #[cfg(test)]
 mod tests;

@@ -8,7 +8,7 @@ use metallb_config_formats::{
     bgp_peer_v1beta1,
     resources::{
         BFDProfile, BGPAdvertisement, BGPPeer, Community, ConfigurationState, IPAddressPool,
-        ServiceBGPStatus,
+        L2Advertisement, ServiceBGPStatus, ServiceL2Status,
     },
 };
 
@@ -21,14 +21,16 @@ fn main() {
         IPAddressPool::crd(),
         peer,
         BGPAdvertisement::crd(),
+        L2Advertisement::crd(),
         Community::crd(),
         BFDProfile::crd(),
         ConfigurationState::crd(),
         ServiceBGPStatus::crd(),
+        ServiceL2Status::crd(),
     ];
     for crd in &mut crds {
-        // As MetalLB's: only an IPAddressPool must have a spec (a BGPAdvertisement without one
-        // announces every pool to every peer from every node).
+        // As MetalLB's: only an IPAddressPool must have a spec (a BGPAdvertisement or an
+        // L2Advertisement without one applies to every pool, from every node).
         if crd.spec.names.kind != "IPAddressPool" {
             for version in &mut crd.spec.versions {
                 let schema = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut());
