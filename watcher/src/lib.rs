@@ -4,8 +4,8 @@
 
 pub mod admission;
 pub mod allocator_tls;
+pub mod announcement_status;
 pub mod args;
-pub mod bgp_status;
 pub mod desired;
 pub mod events;
 pub mod kube_connection;

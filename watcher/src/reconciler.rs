@@ -18,6 +18,7 @@ use metallb_proto::pb;
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::{
+    announcement_status::{StatusKind, StatusObjects, new_announcers},
     desired::DesiredServices,
     replica::Replica,
     sources::Sources,
@@ -77,10 +78,10 @@ pub struct Reconciler {
     pool_statuses: BTreeMap<String, metallb_config_formats::resources::IpAddressPoolStatus>,
     /// The primary (endpoint, changes told) the statuses were last derived from.
     statuses_derived_from: Option<(String, u64)>,
-    /// The ServiceBGPStatus objects as last written; `None` until the existing ones are read.
-    bgp_statuses: Option<crate::bgp_status::Announcements>,
-    /// The cluster serves the ServiceBGPStatus kind (false once a list said it does not).
-    bgp_statuses_served: bool,
+    /// The ServiceBGPStatus objects.
+    bgp_statuses: StatusObjects,
+    /// The ServiceL2Status objects.
+    l2_statuses: StatusObjects,
     /// Idle probes since the last comparison of leases with status.
     probes_since_compare: u32,
 }
@@ -104,8 +105,8 @@ impl Reconciler {
             sent_config_state: None,
             pool_statuses: BTreeMap::new(),
             statuses_derived_from: None,
-            bgp_statuses: None,
-            bgp_statuses_served: true,
+            bgp_statuses: StatusObjects::new(StatusKind::Bgp),
+            l2_statuses: StatusObjects::new(StatusKind::L2),
             probes_since_compare: 0,
         }
     }
@@ -183,7 +184,8 @@ impl Reconciler {
         self.reported_state = None;
         self.sent_config_state = None;
         self.pool_statuses.clear();
-        self.bgp_statuses = None;
+        self.bgp_statuses.forget();
+        self.l2_statuses.forget();
         self.statuses_derived_from = None;
         while !*leading.borrow_and_update() {
             if leading.changed().await.is_err() {
@@ -261,6 +263,9 @@ impl Reconciler {
                 standby.failed();
             }
             standbys_need_a_pass |= !standby.synced() && standby.due();
+        }
+        if self.layer_2_in_use() {
+            self.report_announcement_statuses().await?;
         }
         self.probes_since_compare += 1;
         if self.probes_since_compare >= COMPARE_EVERY_PROBES {
@@ -371,31 +376,21 @@ impl Reconciler {
         let primary = (self.replicas[0].endpoint().to_string(), self.replicas[0].changes);
         if self.statuses_derived_from.as_ref() != Some(&primary) {
             self.report_pool_statuses().await?;
-            self.report_bgp_statuses().await?;
+            self.report_announcement_statuses().await?;
             self.statuses_derived_from = Some(primary);
         }
         Ok(())
     }
 
-    /// Brings the ServiceBGPStatus objects in line with what the allocator tells each node,
-    /// after a pass that told the primary something. One call per node: the scale work
-    /// (incremental views) is to make this a delta.
-    async fn report_bgp_statuses(&mut self) -> anyhow::Result<()> {
-        if !self.replicas[0].synced() || !self.bgp_statuses_served {
+    /// Brings the ServiceBGPStatus and ServiceL2Status objects in line with what the allocator
+    /// tells each node, and tells a Service whose layer 2 IPs moved to another node so. One
+    /// call per node: the scale work (incremental views) is to make this a delta.
+    async fn report_announcement_statuses(&mut self) -> anyhow::Result<()> {
+        if !self.replicas[0].synced() || !(self.bgp_statuses.served() || self.l2_statuses.served())
+        {
             return Ok(());
         }
         let namespace = self.settings.config_namespace.clone();
-        let previous = match self.bgp_statuses.take() {
-            Some(previous) => previous,
-            None => match self.writer.existing_bgp_statuses(&namespace).await? {
-                Some(existing) => existing,
-                None => {
-                    tracing::debug!("no ServiceBGPStatus CRD; not reporting announcements");
-                    self.bgp_statuses_served = false;
-                    return Ok(());
-                }
-            },
-        };
         let nodes: Vec<String> = self
             .sources
             .nodes
@@ -410,10 +405,40 @@ impl Reconciler {
             per_node
                 .push((node.as_str(), client.get_node_assignments(request).await?.into_inner()));
         }
-        let desired = crate::bgp_status::announcements(per_node.iter().map(|(node, a)| (*node, a)));
-        self.writer.sync_bgp_statuses(&namespace, &desired, &previous).await?;
-        self.bgp_statuses = Some(desired);
+        let views = || per_node.iter().map(|(node, assignments)| (*node, assignments));
+        let bgp = crate::announcement_status::bgp_announcements(views());
+        self.bgp_statuses.sync(&self.writer, &namespace, bgp).await?;
+        let l2 = crate::announcement_status::l2_announcements(views());
+        if let Some(before) = self.l2_statuses.sync(&self.writer, &namespace, l2).await? {
+            let after = self.l2_statuses.written().cloned().unwrap_or_default();
+            for ((service_namespace, name), nodes) in new_announcers(&before, &after) {
+                let key = (service_namespace, name);
+                let Some(service) = self.find_service(&key) else { continue };
+                for node in nodes {
+                    // An Event is news, not state: one that cannot be written is logged, and
+                    // does not hold up the pass.
+                    if let Err(err) = self.writer.node_assigned(&service, &node).await {
+                        tracing::warn!(
+                            error = format!("{err:#}"),
+                            node,
+                            "nodeAssigned Event not written"
+                        );
+                    }
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// Whether the configuration in force announces anything over layer 2: then owners can
+    /// move with no change the watcher sees (a node's announcer dies), so the statuses are
+    /// read again at every probe.
+    fn layer_2_in_use(&self) -> bool {
+        self.replicas[0]
+            .told
+            .config
+            .as_ref()
+            .is_some_and(|config| !config.l2_advertisements.is_empty())
     }
 
     /// Writes each IPAddressPool's usage to its status when it changed. Pools of the ConfigMap

@@ -5,16 +5,18 @@
 use k8s_openapi::api::core::v1::Service;
 use kube::{
     Api, Client, Resource,
-    api::{Patch, PatchParams},
+    api::{ApiResource, DynamicObject, Patch, PatchParams},
     runtime::events::{Event, EventType},
 };
-use metallb_config_formats::resources::{
-    ConfigurationState, ConfigurationStateStatus, ServiceBGPStatus, ServiceBgpStatusStatus,
-};
+use metallb_config_formats::resources::{ConfigurationState, ConfigurationStateStatus};
 use metallb_proto::pb;
 use serde_json::json;
 
-use crate::{events::EventPublisher, translate::ingress_ips};
+use crate::{
+    announcement_status::{Announcement, Announcements, StatusKind},
+    events::EventPublisher,
+    translate::ingress_ips,
+};
 
 /// The annotation naming the pool a Service's IPs come from.
 pub const POOL_ANNOTATION: &str = "metallb.io/ip-allocated-from-pool";
@@ -196,20 +198,21 @@ impl Writer {
         Ok(())
     }
 
-    /// The ServiceBGPStatus objects this watcher made earlier (by their labels), each with no
-    /// peers: compared with what should be, every one is rewritten or deleted. `None` when the
-    /// kind is not served (no such CRD).
-    pub async fn existing_bgp_statuses(
+    /// The status objects of `kind` this watcher made earlier (by their labels), each listing
+    /// nothing: compared with what should be, every one is rewritten or deleted. `None` when
+    /// the kind is not served (no such CRD).
+    pub async fn existing_statuses(
         &self,
+        kind: StatusKind,
         namespace: &str,
-    ) -> anyhow::Result<Option<crate::bgp_status::Announcements>> {
-        let api: Api<ServiceBGPStatus> = Api::namespaced(self.client.clone(), namespace);
-        let params = kube::api::ListParams::default().labels(BGP_STATUS_SELECTOR);
+    ) -> anyhow::Result<Option<Announcements>> {
+        let api = status_api(&self.client, kind, namespace);
+        let params = kube::api::ListParams::default().labels(STATUS_SELECTOR);
         let listed = match api.list(&params).await {
             Err(kube::Error::Api(status)) if status.code == 404 => return Ok(None),
             listed => listed?,
         };
-        let label = |object: &ServiceBGPStatus, key: &str| {
+        let label = |object: &DynamicObject, key: &str| {
             object.metadata.labels.as_ref().and_then(|labels| labels.get(key)).cloned()
         };
         Ok(Some(
@@ -217,7 +220,7 @@ impl Writer {
                 .items
                 .iter()
                 .filter_map(|object| {
-                    Some(crate::bgp_status::Announcement {
+                    Some(Announcement {
                         namespace: label(object, "metallb.io/service-namespace")?,
                         service: label(object, "metallb.io/service-name")?,
                         node: label(object, "metallb.io/node")?,
@@ -228,22 +231,23 @@ impl Writer {
         ))
     }
 
-    /// Makes the ServiceBGPStatus objects say `desired`, given that they said `previous`.
-    pub async fn sync_bgp_statuses(
+    /// Makes the status objects of `kind` say `desired`, given that they said `previous`.
+    pub async fn sync_statuses(
         &self,
+        kind: StatusKind,
         namespace: &str,
-        desired: &crate::bgp_status::Announcements,
-        previous: &crate::bgp_status::Announcements,
+        desired: &Announcements,
+        previous: &Announcements,
     ) -> anyhow::Result<()> {
-        let api: Api<ServiceBGPStatus> = Api::namespaced(self.client.clone(), namespace);
-        for (announcement, peers) in desired {
-            if previous.get(announcement) == Some(peers) {
+        let api = status_api(&self.client, kind, namespace);
+        for (announcement, listed) in desired {
+            if previous.get(announcement) == Some(listed) {
                 continue;
             }
             let name = announcement.object_name();
             let object = json!({
                 "apiVersion": "metallb.io/v1beta1",
-                "kind": "ServiceBGPStatus",
+                "kind": kind.kind(),
                 "metadata": {
                     "name": name,
                     "labels": {
@@ -256,12 +260,7 @@ impl Writer {
                 "spec": {},
             });
             api.patch(&name, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(&object)).await?;
-            let status = ServiceBgpStatusStatus {
-                node: announcement.node.clone(),
-                service_name: announcement.service.clone(),
-                service_namespace: announcement.namespace.clone(),
-                peers: peers.iter().cloned().collect(),
-            };
+            let status = kind.status(announcement, listed);
             api.patch_status(
                 &name,
                 &PatchParams::default(),
@@ -280,6 +279,20 @@ impl Writer {
         Ok(())
     }
 
+    /// Tells `service`'s watchers that its layer 2 IPs are answered from `node` now, with
+    /// MetalLB's reason and wording.
+    pub async fn node_assigned(&self, service: &Service, node: &str) -> anyhow::Result<()> {
+        let event = Event {
+            type_: EventType::Normal,
+            reason: "nodeAssigned".into(),
+            note: Some(format!("announcing from node \"{node}\" with protocol \"layer2\"")),
+            action: "Announce".into(),
+            secondary: None,
+        };
+        self.events.publish(&event, &service.object_ref(&())).await?;
+        Ok(())
+    }
+
     fn api(&self, service: &Service) -> Api<Service> {
         Api::namespaced(
             self.client.clone(),
@@ -292,5 +305,17 @@ fn name(service: &Service) -> String {
     service.metadata.name.clone().unwrap_or_default()
 }
 
-/// The label selector of the ServiceBGPStatus objects the watcher makes.
-const BGP_STATUS_SELECTOR: &str = "app.kubernetes.io/managed-by=metallb-watcher";
+/// The label selector of the status objects the watcher makes.
+const STATUS_SELECTOR: &str = "app.kubernetes.io/managed-by=metallb-watcher";
+
+/// The API of the status objects of `kind` in `namespace`.
+fn status_api(client: &Client, kind: StatusKind, namespace: &str) -> Api<DynamicObject> {
+    let resource = ApiResource {
+        group: "metallb.io".into(),
+        version: "v1beta1".into(),
+        api_version: "metallb.io/v1beta1".into(),
+        kind: kind.kind().into(),
+        plural: kind.plural().into(),
+    };
+    Api::namespaced_with(client.clone(), namespace, &resource)
+}
