@@ -22,6 +22,11 @@ struct PeerLabels {
     peer: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IpLabels {
+    ip: String,
+}
+
 /// BGP session metrics, per peer `ip:port` (`[ip]:port` for IPv6), as MetalLB labels them: two
 /// peers on one router address (different ports) are two series.
 #[derive(Clone, Debug, Default)]
@@ -34,6 +39,65 @@ pub struct Metrics {
     /// The totals last seen per peer, (UPDATEs, failures): counters advance by the difference.
     seen: std::sync::Arc<std::sync::Mutex<HashMap<String, (u64, u64)>>>,
     bfd: BfdMetrics,
+    l2: L2Metrics,
+}
+
+/// Layer 2 mode's counts per IP, under MetalLB's names. MetalLB's are counters named without
+/// `_total`, which prometheus-client would append to a counter; like the BFD totals they are
+/// exported as gauges so that the names match exactly. They only ever go up.
+#[derive(Clone, Debug, Default)]
+pub struct L2Metrics {
+    requests_received: Family<IpLabels, Gauge>,
+    responses_sent: Family<IpLabels, Gauge>,
+    gratuitous_sent: Family<IpLabels, Gauge>,
+}
+
+impl L2Metrics {
+    /// Creates and registers the metrics; the announcer gets them from `Metrics::l2` instead
+    /// (registering twice would export every series twice).
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        metrics.register_into(registry);
+        metrics
+    }
+
+    fn register_into(&self, registry: &mut Registry) {
+        let metrics = [
+            (
+                "metallb_layer2_requests_received",
+                "ARP requests and neighbor solicitations received for an IP this node answers for",
+                &self.requests_received,
+            ),
+            (
+                "metallb_layer2_responses_sent",
+                "ARP replies and neighbor advertisements sent in answer to them",
+                &self.responses_sent,
+            ),
+            (
+                "metallb_layer2_gratuitous_sent",
+                "Gratuitous ARP and unsolicited neighbor advertisements sent for the IP",
+                &self.gratuitous_sent,
+            ),
+        ];
+        for (name, help, family) in metrics {
+            registry.register(name, help, family.clone());
+        }
+    }
+
+    /// Counts an ARP request or neighbor solicitation for owned `ip`.
+    pub fn request_received(&self, ip: IpAddr) {
+        self.requests_received.get_or_create(&IpLabels { ip: ip.to_string() }).inc();
+    }
+
+    /// Counts an answer sent for `ip`.
+    pub fn response_sent(&self, ip: IpAddr) {
+        self.responses_sent.get_or_create(&IpLabels { ip: ip.to_string() }).inc();
+    }
+
+    /// Counts a gratuitous ARP or unsolicited neighbor advertisement sent for `ip`.
+    pub fn gratuitous_sent(&self, ip: IpAddr) {
+        self.gratuitous_sent.get_or_create(&IpLabels { ip: ip.to_string() }).inc();
+    }
 }
 
 /// BFD session metrics per peer address, under MetalLB's names (its FRR exporter's): totals
@@ -125,7 +189,13 @@ impl Metrics {
             metrics.pending.clone(),
         );
         metrics.bfd.register(registry);
+        metrics.l2.register_into(registry);
         metrics
+    }
+
+    /// The layer 2 counters, registered with the others.
+    pub fn l2(&self) -> L2Metrics {
+        self.l2.clone()
     }
 
     /// Records the statuses of the BFD sessions, by peer address.
@@ -191,6 +261,14 @@ mod tests {
             ..Default::default()
         };
         metrics.update_bfd(&BTreeMap::from([("192.0.2.1".parse().unwrap(), bfd_up)]));
+        let l2 = metrics.l2();
+        let service: IpAddr = "192.0.2.100".parse().unwrap();
+        let service_v6: IpAddr = "2001:db8::100".parse().unwrap();
+        for _ in 0..3 {
+            l2.request_received(service);
+            l2.gratuitous_sent(service_v6);
+        }
+        l2.response_sent(service);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         for expected in [
@@ -207,6 +285,9 @@ mod tests {
             r#"metallb_bgp_updates_total{peer="192.0.2.1:1179"} 0"#,
             r#"metallb_bgp_session_up{peer="[2001:db8::1]:179"} 1"#,
             r#"metallb_bgp_session_failures_total{peer="192.0.2.1:179"} 0"#,
+            r#"metallb_layer2_requests_received{ip="192.0.2.100"} 3"#,
+            r#"metallb_layer2_responses_sent{ip="192.0.2.100"} 1"#,
+            r#"metallb_layer2_gratuitous_sent{ip="2001:db8::100"} 3"#,
         ] {
             assert!(text.contains(expected), "{expected} missing:\n{text}");
         }

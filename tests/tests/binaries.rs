@@ -93,6 +93,10 @@ fn flags_of(binary: &str) -> Vec<(&'static str, &'static str)> {
 
 const BINARIES: [&str; 3] = ["metallb-allocator", "metallb-announcer", "metallb-watcher"];
 
+/// The standalone tools operators run by hand: flags only, no environment variables.
+const TOOLS: &[(&str, &[&str])] =
+    &[("metallb-l2-announce", &["--ip", "--interface", "--refresh-interval-ms", "--log-filter"])];
+
 #[test]
 fn help_explains_every_flag_and_its_environment_variable() {
     for binary in BINARIES {
@@ -120,8 +124,28 @@ fn help_explains_every_flag_and_its_environment_variable() {
 }
 
 #[test]
+fn tools_help_explains_every_flag() {
+    for (tool, flags) in TOOLS {
+        let output = Command::new(our_binary(tool)).arg("--help").output().unwrap();
+        assert!(output.status.success(), "{tool} --help failed: {output:?}");
+        let help = String::from_utf8(output.stdout).unwrap();
+        let lines: Vec<&str> = help.lines().collect();
+        for flag in *flags {
+            let at = lines
+                .iter()
+                .position(|line| line.trim_start().starts_with(flag))
+                .unwrap_or_else(|| panic!("{tool} --help lacks {flag}:\n{help}"));
+            let explanation = lines.get(at + 1).map(|line| line.trim()).unwrap_or_default();
+            assert!(explanation.len() > 10, "{tool} {flag} is not explained:\n{help}");
+        }
+        let listed = lines.iter().filter(|line| line.trim_start().starts_with("--")).count();
+        assert_eq!(listed, flags.len(), "{tool}: unexpected flags:\n{help}");
+    }
+}
+
+#[test]
 fn invalid_flags_exit_64_with_one_line() {
-    let cases: [(&str, &[&str], &str); 9] = [
+    let cases: [(&str, &[&str], &str); 12] = [
         ("metallb-allocator", &["--grpc-addr", "not-an-address"], "--grpc-addr"),
         (
             "metallb-announcer",
@@ -153,6 +177,13 @@ fn invalid_flags_exit_64_with_one_line() {
             "--leader-renew-before-seconds",
         ),
         ("metallb-allocator", &["--writer-service-accounts", "no-slash"], "namespace/name"),
+        ("metallb-l2-announce", &["--ip", "192.0.2.300"], "--ip"),
+        (
+            "metallb-l2-announce",
+            &["--ip", "192.0.2.1", "--refresh-interval-ms", "5"],
+            "--refresh-interval-ms",
+        ),
+        ("metallb-l2-announce", &["--ip", "192.0.2.1", "--log-filter", "[["], "--log-filter"),
     ];
     for (binary, args, flag) in cases {
         let output = Command::new(our_binary(binary))
