@@ -266,23 +266,40 @@ pub(crate) mod tests {
         }
     }
 
+    type Stream = mpsc::Receiver<Result<pb::AssignmentUpdate, Status>>;
+
+    /// The next message that is not a heartbeat, within 5 s.
+    async fn next_change(stream: &mut Stream) -> pb::AssignmentUpdate {
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(5), stream.recv())
+                .await
+                .expect("a message within 5 s")
+                .expect("the stream is open")
+                .unwrap();
+            if !matches!(message.update, Some(Update::Heartbeat(_))) {
+                return message;
+            }
+        }
+    }
+
+    /// Whether anything but heartbeats comes within `quiet`.
+    async fn changes_within(stream: &mut Stream, quiet: Duration) -> bool {
+        tokio::time::timeout(quiet, next_change(stream)).await.is_ok()
+    }
+
     #[tokio::test]
     async fn a_snapshot_then_deltas_each_with_the_trace_of_its_cause() {
         let mut state = state_with_node();
         let streams = NodeStreams::default();
         let mut stream = streams.open("n1", &state);
-        let first = stream.recv().await.unwrap().unwrap();
+        let first = next_change(&mut stream).await;
         assert!(matches!(first.update, Some(Update::Snapshot(_))));
         assert_eq!(first.sequence, 1);
 
         add_service(&mut state, 0);
         streams.publish(&state, &trace(7));
-        let second = tokio::time::timeout(Duration::from_secs(5), stream.recv())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        assert_eq!(second.sequence, 2);
+        let second = next_change(&mut stream).await;
+        assert!(second.sequence > first.sequence);
         assert_eq!(second.trace.unwrap(), trace(7));
         let Some(Update::Delta(delta)) = second.update else { panic!("expected a delta") };
         assert_eq!(delta.routes_upserted.len(), 1);
@@ -290,7 +307,34 @@ pub(crate) mod tests {
 
         // A change that does not affect the node sends nothing.
         streams.publish(&state, &trace(8));
-        assert!(tokio::time::timeout(Duration::from_millis(200), stream.recv()).await.is_err());
+        assert!(!changes_within(&mut stream, Duration::from_millis(200)).await);
+    }
+
+    #[tokio::test]
+    async fn heartbeats_follow_the_snapshot_at_the_fencing_pace() {
+        let state = state_with_node();
+        let streams = NodeStreams::default();
+        let fencing = L2Fencing::new(Duration::from_millis(400));
+        streams.set_fencing(fencing);
+        let mut stream = streams.open("n1", &state);
+        let first = stream.recv().await.unwrap().unwrap();
+        assert!(matches!(first.update, Some(Update::Snapshot(_))), "the snapshot comes first");
+        let mut ages = Vec::new();
+        while ages.len() < 4 {
+            let message = tokio::time::timeout(Duration::from_secs(5), stream.recv())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            let Some(Update::Heartbeat(heartbeat)) = message.update else { continue };
+            assert_eq!(heartbeat.fence_after_ms, 400);
+            ages.push(heartbeat.stream_age_ms);
+        }
+        assert!(ages[0] < 50, "the first right after the snapshot: {ages:?}");
+        for pair in ages.windows(2) {
+            let gap = pair[1] - pair[0];
+            assert!((80..=200).contains(&gap), "every 100 ms: {ages:?}");
+        }
     }
 
     #[tokio::test]
@@ -300,7 +344,17 @@ pub(crate) mod tests {
         let mut stream = streams.open("n1", &state);
         assert!(matches!(stream.recv().await, Some(Ok(_))), "the snapshot comes first");
         streams.close();
-        let end = tokio::time::timeout(Duration::from_secs(5), stream.recv()).await;
+        let end = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match stream.recv().await {
+                    Some(Ok(pb::AssignmentUpdate {
+                        update: Some(Update::Heartbeat(_)), ..
+                    })) => {}
+                    other => return other,
+                }
+            }
+        })
+        .await;
         assert!(matches!(end, Ok(None)), "the stream ended: {end:?}");
     }
 
@@ -310,33 +364,37 @@ pub(crate) mod tests {
         let streams = NodeStreams::default();
         let mut slow = streams.open("n1", &state);
         let mut fast = streams.open("n1", &state);
-        let mut fast_messages = vec![fast.recv().await.unwrap().unwrap()];
+        let mut fast_messages = vec![next_change(&mut fast).await];
         for n in 0..(STREAM_BUFFER * 4) {
             add_service(&mut state, n);
             streams.publish(&state, &trace(n));
             // The fast reader keeps up, message by message, while the slow one reads nothing.
-            let message = tokio::time::timeout(Duration::from_secs(5), fast.recv())
-                .await
-                .unwrap()
-                .unwrap()
-                .unwrap();
-            fast_messages.push(message);
+            fast_messages.push(next_change(&mut fast).await);
         }
         assert_eq!(fold(&fast_messages).routes.len(), STREAM_BUFFER * 4);
 
+        // Everything the slow reader finds, until 300 ms bring nothing but heartbeats.
         let mut slow_messages = Vec::new();
-        while let Ok(Some(message)) =
-            tokio::time::timeout(Duration::from_millis(300), slow.recv()).await
-        {
-            slow_messages.push(message.unwrap());
+        let mut quiet_since = tokio::time::Instant::now();
+        while quiet_since.elapsed() < Duration::from_millis(300) && slow_messages.len() < 1000 {
+            let Ok(Some(message)) =
+                tokio::time::timeout(Duration::from_millis(300), slow.recv()).await
+            else {
+                break;
+            };
+            let message = message.unwrap();
+            if !matches!(message.update, Some(Update::Heartbeat(_))) {
+                quiet_since = tokio::time::Instant::now();
+            }
+            slow_messages.push(message);
         }
         let sequences: Vec<u64> = slow_messages.iter().map(|m| m.sequence).collect();
         assert_eq!(sequences, (1..=sequences.len() as u64).collect::<Vec<_>>(), "no gaps");
-        assert!(
-            slow_messages.len() <= STREAM_BUFFER + 2,
-            "the slow stream was not bounded: {}",
-            slow_messages.len()
-        );
+        let changes = slow_messages
+            .iter()
+            .filter(|m| !matches!(m.update, Some(Update::Heartbeat(_))))
+            .count();
+        assert!(changes <= STREAM_BUFFER + 2, "the slow stream was not bounded: {changes}");
         assert!(
             slow_messages.iter().skip(1).any(|m| matches!(m.update, Some(Update::Snapshot(_)))),
             "the lagging stream got a fresh snapshot"

@@ -3,7 +3,12 @@
 use std::{process::ExitCode, time::Duration};
 
 use metallb_announcer::{
-    args::Args, metrics::Metrics, reporter::Reporter, speaker::Speaker, subscription::subscribe,
+    args::Args,
+    l2::{L2Options, L2Speaker, follow_ownership},
+    metrics::Metrics,
+    reporter::Reporter,
+    speaker::Speaker,
+    subscription::subscribe,
 };
 use metallb_process::{
     AdminServer, AllocatorConnector, Readiness, parse_args_or_exit, run_until_shutdown,
@@ -42,13 +47,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "announcer starting"
     );
     run_until_shutdown(&args.common, admin, |mut shutdown| async move {
-        let (mut assignments, _answer_until, subscription) = subscribe(
+        let (mut assignments, answer_until, subscription) = subscribe(
             connector.clone(),
             args.node_name.clone(),
             readiness,
             Box::pin(std::future::pending()),
         );
         let mut speaker = Speaker::new(args.node_address);
+        let refresh = (args.l2_refresh_interval_ms > 0)
+            .then(|| Duration::from_millis(args.l2_refresh_interval_ms));
+        let l2 = L2Speaker::start(L2Options { refresh_interval: refresh }, metrics.l2());
+        let (stop_layer2, layer2_stopped) = tokio::sync::oneshot::channel();
+        let layer2 =
+            tokio::spawn(follow_ownership(assignments.clone(), answer_until, l2, layer2_stopped));
         let mut reporter = Reporter::new(&connector);
         let mut report =
             tokio::time::interval(Duration::from_secs(args.report_interval_seconds.max(1)));
@@ -72,6 +83,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 () = &mut shutdown => break,
             }
         }
+        // Silent at once: another node may be given these IPs while this one drains.
+        let _ = stop_layer2.send(());
+        let _ = layer2.await;
         // Withdraw cleanly on a requested stop; a crash leaves graceful restart to keep routes.
         speaker.shutdown().await;
         subscription.abort();

@@ -78,6 +78,7 @@ impl Secured {
             authenticator: Arc::new(Authenticator::Enforcing { verifier, bindings, metrics }),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             max_streams_per_caller: DEFAULT_MAX_STREAMS_PER_CALLER,
+            keepalive: Default::default(),
         }
     }
 

@@ -7,6 +7,7 @@ pub mod answer;
 pub mod frames;
 pub mod interfaces;
 pub mod netlink;
+mod ownership;
 pub mod packet_socket;
 mod responder;
 mod retry;
@@ -14,4 +15,5 @@ pub mod speaker;
 #[cfg(test)]
 mod test_frames;
 
+pub use ownership::follow_ownership;
 pub use speaker::{L2Options, L2Speaker, OwnedIps};
