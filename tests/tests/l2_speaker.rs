@@ -9,7 +9,7 @@
 use std::{
     collections::BTreeSet,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    process::{Command, Output, Stdio},
+    process::Command,
     sync::atomic::{AtomicU32, Ordering},
     thread,
     time::{Duration, Instant},
@@ -18,6 +18,7 @@ use std::{
 use metallb_tests::{
     child::ChildProcess,
     lab::{in_namespace, ip, ip_in},
+    neighbor_probes::{arping, ndisc6, neighbor, run_bounded},
     tools::{INSTALL_HINT, our_binary, system_tool},
 };
 
@@ -130,49 +131,20 @@ impl Segment {
         ChildProcess::spawn(&format!("speaker-{index}"), command, logs).unwrap()
     }
 
-    /// The MACs that answered `count` ARP requests for `target` from the client, one per
-    /// reply (iputils arping sends one a second, broadcast until answered, then unicast).
+    /// The MACs that answered `count` broadcast ARP requests for `target` from the client,
+    /// one per reply.
     fn arping(&self, target: Ipv4Addr, count: u32) -> Vec<String> {
-        let mut command = in_namespace(&self.client.namespace, &system_tool("arping"));
-        command.args(["-I", "eth0", "-s", &self.client.v4.to_string(), "-c", &count.to_string()]);
-        command.arg(target.to_string());
-        let output = run_bounded(command, Duration::from_secs(u64::from(count) + 5));
-        let text = String::from_utf8_lossy(&output.stdout).to_string();
-        let macs: Vec<String> = text
-            .lines()
-            .filter(|line| line.contains("reply from"))
-            .filter_map(|line| Some(line.split_once('[')?.1.split_once(']')?.0.to_lowercase()))
-            .collect();
-        let summary = format!("Received {} response(s)", macs.len());
-        assert!(text.contains(&summary), "arping output not understood:\n{text}");
-        macs
+        arping(&self.client.namespace, target.into(), count)
     }
 
-    /// The MACs that answered a neighbor solicitation for `target` from the client (ndisc6
-    /// waiting for every answer, up to two tries). A set: ndisc6 also shows unsolicited
-    /// advertisements that arrive while it waits.
+    /// The MACs that answered a neighbor solicitation for `target` from the client.
     fn ndisc6(&self, target: Ipv6Addr) -> BTreeSet<String> {
-        let mut command = in_namespace(&self.client.namespace, &system_tool("ndisc6"));
-        command.args(["-n", "-m", "-r", "2", "-w", "500", &target.to_string(), "eth0"]);
-        let output = run_bounded(command, Duration::from_secs(5));
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter_map(|line| line.strip_prefix("Target link-layer address: "))
-            .map(|mac| mac.trim().to_lowercase())
-            .collect()
+        ndisc6(&self.client.namespace, target.into())
     }
 
     /// The MAC the client's kernel has for `target`, if it has an entry with one.
     fn client_neighbor(&self, target: IpAddr) -> Option<String> {
-        let family = if target.is_ipv4() { "-4" } else { "-6" };
-        let output = ip_in(
-            &self.client.namespace,
-            &[family, "-j", "neigh", "show", "to", &target.to_string(), "dev", "eth0"],
-        )
-        .unwrap();
-        let entries: Vec<serde_json::Value> =
-            serde_json::from_slice(&output.stdout).unwrap_or_default();
-        entries.iter().find_map(|entry| entry.get("lladdr")?.as_str().map(|mac| mac.to_lowercase()))
+        neighbor(&self.client.namespace, target)
     }
 
     /// Gives the client's kernel a stale entry for `target` at a MAC nobody has, as if a
@@ -237,20 +209,6 @@ fn sysctl(namespace: &str, key: &str, value: &str) {
 }
 
 /// Runs `command` to completion, killing it and failing after `timeout`.
-fn run_bounded(mut command: Command, timeout: Duration) -> Output {
-    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let deadline = Instant::now() + timeout;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let output = child.wait_with_output().unwrap();
-            panic!("{command:?} did not finish within {timeout:?}: {output:?}");
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
-}
-
 /// Polls `check` every 50 ms until it gives a value, for at most `timeout`.
 fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + timeout;

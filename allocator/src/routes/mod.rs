@@ -118,6 +118,10 @@ pub fn delta(before: &pb::NodeAssignments, after: &pb::NodeAssignments) -> pb::A
         before.routes.iter().map(|r| (route_key(r), r)).collect();
     let routes_after: BTreeMap<_, &pb::Route> =
         after.routes.iter().map(|r| (route_key(r), r)).collect();
+    let l2_before: BTreeMap<&str, &pb::L2Announcement> =
+        before.l2_announcements.iter().map(|a| (a.ip.as_str(), a)).collect();
+    let l2_after: BTreeMap<&str, &pb::L2Announcement> =
+        after.l2_announcements.iter().map(|a| (a.ip.as_str(), a)).collect();
     pb::AssignmentDelta {
         peers_upserted: peers_after
             .iter()
@@ -142,8 +146,16 @@ pub fn delta(before: &pb::NodeAssignments, after: &pb::NodeAssignments) -> pb::A
             })
             .map(|(peer, prefix)| pb::RouteKey { peer: peer.clone(), prefix: prefix.clone() })
             .collect(),
-        l2_upserted: Vec::new(),
-        l2_withdrawn: Vec::new(),
+        l2_upserted: l2_after
+            .iter()
+            .filter(|(ip, announcement)| l2_before.get(*ip) != Some(*announcement))
+            .map(|(_, announcement)| (*announcement).clone())
+            .collect(),
+        l2_withdrawn: l2_before
+            .keys()
+            .filter(|ip| !l2_after.contains_key(*ip))
+            .map(|ip| ip.to_string())
+            .collect(),
     }
 }
 
@@ -153,6 +165,8 @@ pub fn is_empty(delta: &pb::AssignmentDelta) -> bool {
         && delta.peers_removed.is_empty()
         && delta.routes_upserted.is_empty()
         && delta.routes_withdrawn.is_empty()
+        && delta.l2_upserted.is_empty()
+        && delta.l2_withdrawn.is_empty()
 }
 
 fn route_key(route: &pb::Route) -> (String, String) {

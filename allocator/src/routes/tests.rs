@@ -257,3 +257,25 @@ fn deltas_carry_only_what_changed() {
         [pb::RouteKey { peer: "r1".into(), prefix: "192.0.2.1/32".into() }]
     );
 }
+
+#[test]
+fn layer_2_deltas_carry_only_the_ips_that_changed() {
+    let l2 = |ip: &str, interfaces: &[&str]| pb::L2Announcement {
+        ip: ip.into(),
+        interfaces: interfaces.iter().map(|i| i.to_string()).collect(),
+        services: Vec::new(),
+    };
+    let before = pb::NodeAssignments {
+        l2_announcements: vec![l2("192.0.2.1", &[]), l2("192.0.2.2", &[])],
+        ..Default::default()
+    };
+    let after = pb::NodeAssignments {
+        l2_announcements: vec![l2("192.0.2.2", &["eth1"]), l2("192.0.2.3", &[])],
+        ..Default::default()
+    };
+    assert!(is_empty(&delta(&before, &before)));
+    let change = delta(&before, &after);
+    assert!(!is_empty(&change));
+    assert_eq!(change.l2_withdrawn, ["192.0.2.1"]);
+    assert_eq!(change.l2_upserted, [l2("192.0.2.2", &["eth1"]), l2("192.0.2.3", &[])]);
+}

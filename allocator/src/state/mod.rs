@@ -366,6 +366,8 @@ impl AllocatorState {
 }
 
 #[cfg(test)]
+mod l2_tests;
+#[cfg(test)]
 mod tests;
 
 /// The order of adoption in a full sync: older Services first, unknown ages last, then by key.

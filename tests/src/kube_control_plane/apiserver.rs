@@ -17,8 +17,10 @@ pub(super) struct ApiserverConfig<'a> {
     pub(super) service_account_public_key: &'a Path,
 }
 
-/// The Service ClusterIP range. Only configuration: nothing routes to it.
-pub const SERVICE_CLUSTER_IP_RANGE: &str = "10.96.0.0/16";
+/// The Service ClusterIP ranges, IPv4 first (the family of single-stack Services that name
+/// none) and IPv6 (so tests can make IPv6 and dual-stack Services, as in a dual-stack cluster).
+/// Only configuration: nothing routes to them.
+pub const SERVICE_CLUSTER_IP_RANGE: &str = "10.96.0.0/16,fd00:10:96::/112";
 
 /// The command that runs kube-apiserver with `config`.
 pub(super) fn command(config: &ApiserverConfig<'_>) -> Command {
