@@ -3,7 +3,7 @@
 //! validation, the objects are wired to each other as intended (Service and NetworkPolicy selectors match the pods, ports
 //! match the flags, probes hit the admin endpoint, the announcer gets its node from the
 //! downward API on the host network), the pods meet Pod Security's restricted level (the
-//! announcer apart from hostNetwork), and the example configurations are accepted once the
+//! announcer apart from hostNetwork and NET_RAW as root for layer 2), and the example configurations are accepted once the
 //! CRDs are in. The apiserver runs no controllers, so no pod ever starts.
 
 use std::{
@@ -166,10 +166,17 @@ fn check_container_basics(workload: &Value) {
     }
     let security = &container["securityContext"];
     assert_eq!(security["capabilities"]["drop"], json!(["ALL"]), "{workload_name}");
-    assert!(security["capabilities"]["add"].is_null(), "{workload_name} adds capabilities");
     assert_eq!(security["readOnlyRootFilesystem"], true, "{workload_name}");
     assert_eq!(security["allowPrivilegeEscalation"], false, "{workload_name}");
     assert_eq!(pod_spec(workload)["securityContext"]["runAsNonRoot"], true, "{workload_name}");
+    if workload_name == "metallb-announcer" {
+        // Layer 2's raw sockets: NET_RAW and nothing else, which only root can use.
+        assert_eq!(security["capabilities"]["add"], json!(["NET_RAW"]), "{workload_name}");
+        assert_eq!((&security["runAsNonRoot"], &security["runAsUser"]), (&json!(false), &json!(0)));
+    } else {
+        assert!(security["capabilities"]["add"].is_null(), "{workload_name} adds capabilities");
+        assert!(security["runAsUser"].is_null(), "{workload_name} overrides its pod's user");
+    }
     let command = container["command"][0].as_str().unwrap();
     assert!(command.ends_with(workload_name), "{workload_name} runs {command}");
 }
@@ -370,7 +377,7 @@ async fn kubectl_apply_k_deploy_installs_every_component_wired_as_intended() {
     assert_eq!(images, BTreeSet::from(["metallb-rs:latest"]));
 
     // Pod Security: the allocator and the watcher meet the restricted level as they are, the
-    // announcer apart from the host network it needs.
+    // announcer apart from the host network and layer 2's NET_RAW (as root) it needs.
     assert_restricted(&control_plane, "allocator", pod_spec(allocator)).await;
     assert_restricted(&control_plane, "watcher", pod_spec(watcher)).await;
     let mut announcer_off_host = announcer_spec.clone();
@@ -386,6 +393,12 @@ async fn kubectl_apply_k_deploy_installs_every_component_wired_as_intended() {
             .unwrap()
             .remove("host");
     }
+    let security = &mut announcer_off_host["containers"][0]["securityContext"];
+    let security = security.as_object_mut().unwrap();
+    for field in ["runAsNonRoot", "runAsUser"] {
+        security.remove(field);
+    }
+    security["capabilities"].as_object_mut().unwrap().remove("add");
     assert_restricted(&control_plane, "announcer", &announcer_off_host).await;
 
     // With the CRDs in, both example configurations are accepted as they are (validated
