@@ -9,18 +9,22 @@ use std::{
 };
 
 use metallb_process::propagation::{set_parent_from, trace_context_or};
-use metallb_proto::pb::{self, allocator_server::Allocator};
+use metallb_proto::{
+    REPLICA_ROLE_HEADER,
+    pb::{self, allocator_server::Allocator},
+};
 use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
 use tracing::Span;
 
 use crate::{
     Error,
-    auth::{Access, Authenticator, Caller},
+    auth::{Access, Authenticator, Caller, Role},
     config::validate,
     core::Core,
     limits::{self, MAX_OBJECT_NAME},
     nodes::NodeInfo,
+    replica_role::ReplicaRole,
     service_spec::{ServiceKey, ServiceSpec},
     state::{ChangeResult, SyncResult, outcome_to_pb},
 };
@@ -67,6 +71,19 @@ impl AllocatorApi {
             Some(own) => format!("{} may act for node {own} only, not {node}", caller.subject),
             None => format!("{} is not bound to node {node}", caller.subject),
         }))
+    }
+
+    /// Takes the role the watcher states in its calls (`REPLICA_ROLE_HEADER`). Only from the
+    /// writer (or with authentication off): a reader must not be able to demote the primary.
+    fn note_role<T>(&self, request: &Request<T>) {
+        let Some(value) = request.metadata().get(REPLICA_ROLE_HEADER) else { return };
+        let caller = request.extensions().get::<Caller>();
+        if !caller.is_none_or(|caller| matches!(caller.role, None | Some(Role::Writer))) {
+            return;
+        }
+        if let Some(role) = value.to_str().ok().and_then(ReplicaRole::parse) {
+            self.core.note_role(role);
+        }
     }
 
     /// Applies one upsert whose key was checked, within its own span.
@@ -224,6 +241,7 @@ impl Allocator for AllocatorApi {
         &self,
         request: Request<pb::ApplyConfigRequest>,
     ) -> RpcResult<pb::ApplyConfigResponse> {
+        self.note_role(&request);
         let request = request.into_inner();
         let span = operation_span("ApplyConfig", request.trace.as_ref());
         let config =
@@ -250,6 +268,7 @@ impl Allocator for AllocatorApi {
         &self,
         request: Request<pb::UpsertServiceRequest>,
     ) -> RpcResult<pb::UpsertServiceResponse> {
+        self.note_role(&request);
         let request = request.into_inner();
         let service = request
             .service
@@ -266,6 +285,7 @@ impl Allocator for AllocatorApi {
         &self,
         request: Request<pb::DeleteServiceRequest>,
     ) -> RpcResult<pb::DeleteServiceResponse> {
+        self.note_role(&request);
         let request = request.into_inner();
         service_key(request.service.as_ref())?;
         Ok(Response::new(self.delete(request)))
@@ -275,6 +295,7 @@ impl Allocator for AllocatorApi {
         &self,
         request: Request<pb::UpdateServicesRequest>,
     ) -> RpcResult<pb::UpdateServicesResponse> {
+        self.note_role(&request);
         let request = request.into_inner();
         let entries = request.deletes.len() + request.upserts.len();
         limits::at_most("deletes and upserts", entries, limits::MAX_SERVICES_PER_SYNC)?;
@@ -301,6 +322,7 @@ impl Allocator for AllocatorApi {
         &self,
         request: Request<pb::SyncServicesRequest>,
     ) -> RpcResult<pb::SyncServicesResponse> {
+        self.note_role(&request);
         let request = request.into_inner();
         let span = operation_span("SyncServices", request.trace.as_ref());
         limits::at_most("services", request.services.len(), limits::MAX_SERVICES_PER_SYNC)?;
@@ -339,6 +361,7 @@ impl Allocator for AllocatorApi {
         &self,
         request: Request<pb::UpdateNodeRequest>,
     ) -> RpcResult<pb::UpdateNodeResponse> {
+        self.note_role(&request);
         let request = request.into_inner();
         let span = operation_span("UpdateNode", request.trace.as_ref());
         let node = request.node.ok_or_else(|| Error::InvalidArgument("node is required".into()))?;
@@ -355,6 +378,7 @@ impl Allocator for AllocatorApi {
         &self,
         request: Request<pb::DeleteNodeRequest>,
     ) -> RpcResult<pb::DeleteNodeResponse> {
+        self.note_role(&request);
         let request = request.into_inner();
         let span = operation_span("DeleteNode", request.trace.as_ref());
         let name = required_name("name", &request.name)?;
@@ -423,6 +447,11 @@ impl Allocator for AllocatorApi {
     ) -> RpcResult<Self::WatchAssignmentsStream> {
         let node = required_name("node_name", &request.get_ref().node_name)?.to_string();
         let caller = self.authorize_node(&request, &node, Access::OwnNode, "WatchAssignments")?;
+        if !self.core.streams().role().serves_announcers() {
+            return Err(Status::unavailable(
+                "this allocator replica is a standby: announcers follow the primary",
+            ));
+        }
         let permit = self.streams_open.acquire(format!("{} on {node}", caller.subject))?;
         let receiver = self.core.read(|state| self.core.streams().open(&node, state));
         tracing::info!(node, caller = caller.subject, address = ?caller.address, "announcer subscribed");
@@ -454,6 +483,7 @@ impl Allocator for AllocatorApi {
         &self,
         request: Request<pb::ListSessionsRequest>,
     ) -> RpcResult<pb::ListSessionsResponse> {
+        self.note_role(&request);
         let sessions = self.core.read(|state| state.list_sessions(&request.get_ref().node_name));
         Ok(Response::new(pb::ListSessionsResponse { sessions }))
     }

@@ -18,7 +18,13 @@ use metallb_proto::{ALLOCATOR_SERVICE_NAME, pb};
 use tokio::sync::Notify;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
-use crate::{l2::L2Fencing, metrics::Metrics, state::AllocatorState, streams::NodeStreams};
+use crate::{
+    l2::L2Fencing,
+    metrics::Metrics,
+    replica_role::{ReplicaRole, Transition},
+    state::AllocatorState,
+    streams::NodeStreams,
+};
 
 /// Shortest time between two publications of the nodes' views.
 const PUBLISH_INTERVAL: Duration = Duration::from_millis(20);
@@ -85,6 +91,26 @@ impl Core {
         self.change(&pb::TraceContext::default(), |state| {
             state.configure_l2(fencing, Instant::now())
         });
+    }
+
+    /// The watcher stated this replica's `role`: a standby ends every announcer stream (each
+    /// announcer falls silent on layer 2 at once and looks for the primary); a standby made
+    /// primary decides layer 2 owners afresh, after the start-up wait.
+    pub fn note_role(&self, role: ReplicaRole) {
+        match self.streams.role().state(role, Instant::now()) {
+            Transition::None => {}
+            Transition::Demoted => {
+                tracing::warn!(role = role.as_str(), "told to stand by: ending announcer streams");
+                self.streams.close();
+            }
+            Transition::Promoted => {
+                tracing::info!(
+                    role = role.as_str(),
+                    "told to decide: layer 2 ownership starts afresh"
+                );
+                self.change(&pb::TraceContext::default(), |state| state.restart_l2(Instant::now()));
+            }
+        }
     }
 
     /// Reads the state.

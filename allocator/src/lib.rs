@@ -18,6 +18,7 @@ pub mod leases;
 pub mod limits;
 pub mod metrics;
 pub mod nodes;
+pub mod replica_role;
 pub mod routes;
 pub mod selector;
 pub mod server;

@@ -16,6 +16,7 @@ use tonic::Status;
 
 use crate::{
     l2::L2Fencing,
+    replica_role::RoleLease,
     routes::{delta, is_empty},
     state::AllocatorState,
 };
@@ -39,9 +40,16 @@ type ViewSender = watch::Sender<Option<NodeView>>;
 pub struct NodeStreams {
     senders: Mutex<HashMap<String, ViewSender>>,
     fencing: Mutex<L2Fencing>,
+    /// Whether this replica decides layer 2 owners: heartbeats only while it does.
+    role: Arc<RoleLease>,
 }
 
 impl NodeStreams {
+    /// This replica's role, which gates heartbeats.
+    pub fn role(&self) -> &Arc<RoleLease> {
+        &self.role
+    }
+
     /// Sets the heartbeat pace and fencing interval of streams opened from now on.
     pub fn set_fencing(&self, fencing: L2Fencing) {
         *self.fencing.lock().expect("node streams lock poisoned") = fencing;
@@ -88,7 +96,8 @@ impl NodeStreams {
         };
         let (sender, stream) = mpsc::channel(STREAM_BUFFER);
         let fencing = *self.fencing.lock().expect("node streams lock poisoned");
-        tokio::spawn(feed(receiver, sender, node.to_string(), fencing));
+        let heartbeat = Heartbeats { fencing, role: self.role.clone() };
+        tokio::spawn(feed(receiver, sender, node.to_string(), heartbeat));
         stream
     }
 
@@ -105,13 +114,20 @@ impl NodeStreams {
     }
 }
 
+/// The pace of a stream's heartbeats, and what may withhold them.
+struct Heartbeats {
+    fencing: L2Fencing,
+    role: Arc<RoleLease>,
+}
+
 /// Turns a node's views into snapshot-then-deltas until the client leaves, with a heartbeat
-/// at the fencing pace once the snapshot is out (right after it, then regularly).
+/// at the fencing pace once the snapshot is out (right after it, then regularly), while this
+/// replica decides layer 2 owners.
 async fn feed(
     mut views: watch::Receiver<Option<NodeView>>,
     out: mpsc::Sender<Result<pb::AssignmentUpdate, Status>>,
     node: String,
-    fencing: L2Fencing,
+    Heartbeats { fencing, role }: Heartbeats,
 ) {
     let opened = Instant::now();
     let mut heartbeats = tokio::time::interval(fencing.heartbeat_every());
@@ -163,6 +179,10 @@ async fn feed(
                 changed = views.changed() => if changed.is_err() { return } else { break },
                 () = out.closed() => return,
                 _ = heartbeats.tick(), if sent.is_some() => {
+                    // A replica that no longer decides says nothing: its nodes fence themselves.
+                    if !role.decides(Instant::now()) {
+                        continue;
+                    }
                     let heartbeat = pb::Heartbeat {
                         stream_age_ms: opened.elapsed().as_millis() as u64,
                         fence_after_ms: fencing.fence_after().as_millis() as u32,

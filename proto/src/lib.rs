@@ -17,3 +17,14 @@ pub const ALLOCATOR_SERVICE_NAME: &str = "metallb.v1.Allocator";
 /// Response header naming the allocator process that answered: new at every start, so a
 /// client sees that the leases it built up are gone.
 pub const ALLOCATOR_INSTANCE_HEADER: &str = "metallb-allocator-instance";
+
+/// Request header of the watcher's calls telling an allocator replica its role: `sole` (the
+/// only replica), `primary` or `standby`. Only the one replica told `primary` or `sole`
+/// decides layer 2 owners; a standby refuses announcers' streams (docs/design.md, "Layer 2
+/// with several allocator replicas").
+pub const REPLICA_ROLE_HEADER: &str = "metallb-replica-role";
+
+/// How long a replica told `primary` stays primary without hearing it again. The watcher tells
+/// it at least every second; it promotes a standby only this long after the old primary last
+/// answered, so two replicas never both count as primary.
+pub const PRIMARY_LEASE: std::time::Duration = std::time::Duration::from_secs(5);

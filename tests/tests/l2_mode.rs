@@ -291,3 +291,56 @@ async fn with_local_traffic_policy_the_ip_follows_the_endpoints() {
         .await
         .unwrap();
 }
+
+/// Every switch from one answering MAC to another in `replies` comes after a silence of at
+/// least `gap`: two nodes never answered at the same time.
+fn assert_never_two_answerers(replies: &[(Instant, String)], gap: Duration) {
+    for pair in replies.windows(2) {
+        let ((before, old), (after, new)) = (&pair[0], &pair[1]);
+        if old != new {
+            let silence = after.saturating_duration_since(*before);
+            assert!(silence >= gap, "{old} answered {silence:?} before {new}: {replies:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn with_two_allocators_only_the_primary_decides_and_its_failover_keeps_one_answerer() {
+    let options = StackOptions { segment_client: true, replicas: 2, ..Default::default() };
+    let stack = Stack::start(options).await.unwrap();
+    stack.apply_yaml(&resources(&stack)).await.unwrap();
+    stack.set_endpoints("web", &["node-1", "node-2", "node-3"]).await.unwrap();
+    stack.create_load_balancer("web", TrafficPolicy::Cluster).await.unwrap();
+    stack.wait_for_ingress("web", V4_IP).await.unwrap();
+    let _servers = serve_everywhere(&stack, V4_IP);
+    let owner = wait_for_arp_answerer(&stack, V4_IP).await;
+    assert_eq!(the_one_arp_answerer(&stack, V4_IP, FEW_REQUESTS), owner);
+    // The standby serves no announcer: they all follow the primary, the one that decides.
+    stack
+        .eventually("the standby allocator told to stand by", || async {
+            stack.allocators[1].daemon.log().contains("told to stand by").then_some(())
+        })
+        .await
+        .unwrap();
+
+    // The primary dies: the announcers fall silent at once (their streams end), the watcher
+    // promotes the standby once the old primary's word has run out, and the new primary
+    // decides after its own start-up wait. Never two answerers meanwhile.
+    let client = stack.segment_client().unwrap().to_string();
+    let watch = ArpWatch::start(&client, V4_IP.parse().unwrap(), Duration::from_secs(60)).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let killed = Instant::now();
+    let mut stack = stack;
+    stack.allocators[0].daemon.kill().unwrap();
+    let back = wait_for_arp_answerer(&stack, V4_IP).await;
+    let answered_again = Instant::now();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let replies = watch.stop();
+    assert_never_two_answerers(&replies, Duration::from_millis(100));
+    assert!(replies.iter().any(|(at, _)| *at > answered_again), "answers after the failover");
+    eprintln!(
+        "allocator failover: layer 2 answers back from {back} {:?} after the kill",
+        answered_again - killed
+    );
+    assert_eq!(the_one_arp_answerer(&stack, V4_IP, FEW_REQUESTS), back);
+}

@@ -8,7 +8,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     sync::Arc,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use k8s_openapi::api::core::v1::Service;
@@ -21,6 +21,7 @@ use crate::{
     announcement_status::{StatusKind, StatusObjects, new_announcers},
     desired::DesiredServices,
     replica::Replica,
+    replica::Role,
     sources::Sources,
     translate,
     write_queue::{Key, Write, WriteQueue},
@@ -90,7 +91,7 @@ impl Reconciler {
     /// A reconciler over `sources` writing with `writer`.
     pub fn new(settings: Settings, sources: Sources, writer: Writer) -> Self {
         let (failed, failed_writes) = mpsc::unbounded_channel();
-        Self {
+        let mut reconciler = Self {
             sources,
             writes: WriteQueue::spawn(writer.clone(), failed),
             failed_writes,
@@ -108,7 +109,9 @@ impl Reconciler {
             bgp_statuses: StatusObjects::new(StatusKind::Bgp),
             l2_statuses: StatusObjects::new(StatusKind::L2),
             probes_since_compare: 0,
-        }
+        };
+        reconciler.assign_roles();
+        reconciler
     }
 
     /// Runs passes whenever `changed` fires, while `leading` says this watcher is the leader;
@@ -210,11 +213,34 @@ impl Reconciler {
         }
         // The next synced standby, or simply the next one.
         let next = (1..self.replicas.len()).find(|i| self.replicas[*i].synced()).unwrap_or(1);
+        // The old primary may be alive and deciding layer 2 owners for the announcers that
+        // still reach it: its word as primary must run out before another replica decides.
+        if let Some(runs_out) = self.replicas[0].word_runs_out() {
+            tracing::info!(
+                wait_ms = runs_out.saturating_duration_since(Instant::now()).as_millis() as u64,
+                "failing over: waiting for the old primary's word to run out"
+            );
+            tokio::time::sleep_until(runs_out.into()).await;
+        }
         let mut old = self.replicas.remove(0);
         old.failed();
         self.replicas.swap(0, next - 1);
         self.replicas.push(old);
+        self.assign_roles();
         true
+    }
+
+    /// Tells every replica what it is: the first the primary, the others standbys, or the one
+    /// replica the sole one.
+    fn assign_roles(&mut self) {
+        let sole = self.replicas.len() == 1;
+        for (index, replica) in self.replicas.iter_mut().enumerate() {
+            replica.set_role(match (sole, index) {
+                (true, _) => Role::Sole,
+                (false, 0) => Role::Primary,
+                (false, _) => Role::Standby,
+            });
+        }
     }
 
     /// Waits until there is work: a change, a failed write to retry, a standby to sync, or
@@ -373,6 +399,10 @@ impl Reconciler {
         self.feed_standbys().await;
         // Pool usage and announcements change only with what the primary is told: read them
         // again only then, not on every pass.
+        // The primary's word must not run out while work keeps the watcher from probing.
+        if self.replicas[0].quiet_for(PROBE_INTERVAL) {
+            self.replicas[0].check_instance().await?;
+        }
         let primary = (self.replicas[0].endpoint().to_string(), self.replicas[0].changes);
         if self.statuses_derived_from.as_ref() != Some(&primary) {
             self.report_pool_statuses().await?;

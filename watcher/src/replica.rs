@@ -10,7 +10,7 @@ use std::{
 };
 
 use metallb_process::{AllocatorConnector, Backoff, allocator_client::Client};
-use metallb_proto::pb;
+use metallb_proto::{PRIMARY_LEASE, REPLICA_ROLE_HEADER, pb};
 use tracing::{Instrument, Span};
 
 use crate::write_queue::Key;
@@ -63,6 +63,31 @@ pub struct Replica {
     /// Calls that changed its state (configuration, nodes, Services) since it was made: what
     /// derives from that state (pool usage, announcements) needs reading again only after one.
     pub changes: u64,
+    /// What it is told it is with every call (`REPLICA_ROLE_HEADER`).
+    role: Role,
+    /// When a call last went to it (that may have renewed its word as primary).
+    last_sent: Option<Instant>,
+}
+
+/// A replica's role, as the allocator reads it from every call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The only replica.
+    Sole,
+    /// The one the watcher feeds first and whose answers it writes back.
+    Primary,
+    /// Any other.
+    Standby,
+}
+
+impl Role {
+    fn header_value(self) -> &'static str {
+        match self {
+            Self::Sole => "sole",
+            Self::Primary => "primary",
+            Self::Standby => "standby",
+        }
+    }
 }
 
 impl Replica {
@@ -79,7 +104,34 @@ impl Replica {
             backoff: retry_pace(),
             retry_at: None,
             changes: 0,
+            role: Role::Sole,
+            last_sent: None,
         }
+    }
+
+    /// Tells it `role` from its next call on.
+    pub fn set_role(&mut self, role: Role) {
+        self.role = role;
+    }
+
+    /// When a primary's word, as this replica may have last been given it, has certainly run
+    /// out: a standby may be promoted only then.
+    pub fn word_runs_out(&self) -> Option<Instant> {
+        self.last_sent.map(|sent| sent + PRIMARY_LEASE)
+    }
+
+    /// Whether no call has gone to it for `interval`.
+    pub fn quiet_for(&self, interval: Duration) -> bool {
+        self.last_sent.is_none_or(|sent| sent.elapsed() >= interval)
+    }
+
+    /// `message` as a call that states its role.
+    fn request<T>(&mut self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        let role = tonic::metadata::MetadataValue::from_static(self.role.header_value());
+        request.metadata_mut().insert(REPLICA_ROLE_HEADER, role);
+        self.last_sent = Some(Instant::now());
+        request
     }
 
     /// Its endpoint, for logs.
@@ -139,7 +191,7 @@ impl Replica {
     /// not otherwise.
     pub async fn check_instance(&mut self) -> anyhow::Result<()> {
         // The cheapest read the writer may make: sessions of a node that cannot exist.
-        let request = pb::ListSessionsRequest { node_name: "-".into() };
+        let request = self.request(pb::ListSessionsRequest { node_name: "-".into() });
         let response = self.client().await?.list_sessions(request).await?;
         let answered = instance_of(response.metadata());
         if answered != self.instance {
@@ -155,7 +207,8 @@ impl Replica {
 
     /// Its leases, as IP sets by Service.
     pub async fn leases(&mut self) -> anyhow::Result<BTreeMap<Key, BTreeSet<String>>> {
-        let leases = self.client().await?.list_leases(pb::ListLeasesRequest::default()).await?;
+        let request = self.request(pb::ListLeasesRequest::default());
+        let leases = self.client().await?.list_leases(request).await?;
         Ok(leases
             .into_inner()
             .leases
@@ -176,11 +229,11 @@ impl Replica {
         if self.told.config.as_ref() == Some(config) {
             return Ok(None);
         }
-        let request = pb::ApplyConfigRequest {
+        let request = self.request(pb::ApplyConfigRequest {
             config: Some(config.clone()),
             source: source.to_string(),
             trace: None,
-        };
+        });
         let response = self.client().await?.apply_config(request).await?.into_inner();
         self.changes += 1;
         self.told.config = Some(config.clone());
@@ -191,7 +244,8 @@ impl Replica {
     pub async fn update_nodes(&mut self, nodes: &BTreeMap<String, pb::Node>) -> anyhow::Result<()> {
         for (name, node) in nodes {
             if self.told.nodes.get(name) != Some(node) {
-                let request = pb::UpdateNodeRequest { node: Some(node.clone()), trace: None };
+                let request =
+                    self.request(pb::UpdateNodeRequest { node: Some(node.clone()), trace: None });
                 self.client().await?.update_node(request).await?;
                 self.changes += 1;
                 self.told.nodes.insert(name.clone(), node.clone());
@@ -200,7 +254,7 @@ impl Replica {
         let gone: Vec<String> =
             self.told.nodes.keys().filter(|name| !nodes.contains_key(*name)).cloned().collect();
         for name in gone {
-            let request = pb::DeleteNodeRequest { name: name.clone(), trace: None };
+            let request = self.request(pb::DeleteNodeRequest { name: name.clone(), trace: None });
             self.client().await?.delete_node(request).await?;
             self.changes += 1;
             self.told.nodes.remove(&name);
@@ -214,10 +268,10 @@ impl Replica {
         services: BTreeMap<Key, pb::Service>,
         span: Span,
     ) -> anyhow::Result<pb::SyncServicesResponse> {
-        let request = pb::SyncServicesRequest {
+        let request = self.request(pb::SyncServicesRequest {
             services: services.values().cloned().collect(),
             trace: Some(metallb_process::propagation::trace_context_of(&span)),
-        };
+        });
         let response = self.client().await?.sync_services(request).instrument(span).await?;
         self.changes += 1;
         self.instance = instance_of(response.metadata());
@@ -243,7 +297,7 @@ impl Replica {
                     trace: None,
                 })
                 .collect();
-            let request = pb::UpdateServicesRequest { deletes, upserts: Vec::new() };
+            let request = self.request(pb::UpdateServicesRequest { deletes, upserts: Vec::new() });
             let response = self.client().await?.update_services(request).await?.into_inner();
             self.changes += 1;
             for key in keys {
@@ -262,7 +316,7 @@ impl Replica {
                     trace: Some(metallb_process::propagation::trace_context_of(span)),
                 })
                 .collect();
-            let request = pb::UpdateServicesRequest { deletes: Vec::new(), upserts };
+            let request = self.request(pb::UpdateServicesRequest { deletes: Vec::new(), upserts });
             let response = self.client().await?.update_services(request).await?.into_inner();
             self.changes += 1;
             for (key, service, _) in batch {

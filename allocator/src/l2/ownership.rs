@@ -71,6 +71,17 @@ impl L2Owners {
         }
     }
 
+    /// Afresh as of `now`: no owners, the start-up wait again, the streams still counted.
+    pub fn restarted(&self, now: Instant) -> Self {
+        Self {
+            reassign_after: self.reassign_after,
+            started: now,
+            owners: BTreeMap::new(),
+            quarantined: BTreeMap::new(),
+            links: self.links.clone(),
+        }
+    }
+
     /// A stream of `node` opened.
     pub fn stream_opened(&mut self, node: &str) {
         let link = self.links.entry(node.to_string()).or_default();

@@ -297,6 +297,12 @@ impl AllocatorState {
         self.l2 = L2Owners::new(fencing, now);
     }
 
+    /// Starts layer 2 ownership afresh as of `now`, with the same fencing: nobody owns anything
+    /// until announcers told by another replica have certainly fallen silent.
+    pub fn restart_l2(&mut self, now: Instant) {
+        self.l2 = self.l2.restarted(now);
+    }
+
     /// An assignment stream of `node` opened: the node is alive.
     pub fn stream_opened(&mut self, node: &str) {
         self.l2.stream_opened(node);
