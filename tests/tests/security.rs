@@ -243,6 +243,57 @@ async fn an_announcer_acts_for_its_own_node_and_only_its_stream_carries_the_pass
     assert!(!allocator.daemon.log().contains("s3cret-md5"), "the password reached the log");
 }
 
+/// Calls `method` as `call` does, stating replica role `role` in the header the watcher uses.
+fn call_as_role(target: &GrpcTarget, role: &str, method: &str, data: &str) -> GrpcurlOutput {
+    let protos = concat!(env!("CARGO_MANIFEST_DIR"), "/../proto");
+    let header = format!("{}: {role}", metallb_proto::REPLICA_ROLE_HEADER);
+    let flags = ["-import-path", protos, "-proto", "metallb/v1/allocator.proto", "-H", &header];
+    grpcurl_with(target, &flags, Some(data), &[&format!("metallb.v1.Allocator/{method}")]).unwrap()
+}
+
+#[tokio::test]
+async fn only_the_watcher_makes_a_replica_a_standby_and_a_standby_serves_no_announcer() {
+    let (_control_plane, trust, allocator, _logs) = secured(&["node-1"]).await;
+    let writer = allocator.target();
+    assert_eq!(call(&writer, "ApplyConfig", r#"{"config": {}}"#).code, 0);
+    assert_eq!(call(&writer, "UpdateNode", r#"{"node": {"name": "node-1"}}"#).code, 0);
+    assert_eq!(call(&writer, "SyncServices", "{}").code, 0);
+    let node_1 = trust.token_file(ANNOUNCER_ACCOUNT, Some("node-1")).await.unwrap();
+    let mut announcer = client(&allocator, &trust, &node_1).await;
+    let watch = || pb::WatchAssignmentsRequest { node_name: "node-1".into() };
+    let mut stream = announcer.watch_assignments(watch()).await.unwrap().into_inner();
+    assert!(stream.message().await.unwrap().is_some(), "the snapshot");
+
+    // A reader saying "standby" is not the watcher: nothing changes.
+    let reader_token = trust.token(READER_ACCOUNT, None, AUDIENCE, "1h").await.unwrap();
+    let reader = writer.with_token(Some(&reader_token));
+    let out = call_as_role(&reader, "standby", "ListSessions", "{}");
+    assert_eq!(out.code, 0, "{out:?}");
+    let second = announcer.watch_assignments(watch()).await;
+    assert!(second.is_ok(), "still serving announcers: {second:?}");
+
+    // The watcher saying so ends the streams and refuses new ones, naming why.
+    assert_eq!(call_as_role(&writer, "standby", "ListSessions", "{}").code, 0);
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            match stream.message().await {
+                Ok(Some(_)) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await;
+    assert!(matches!(ended, Ok(Ok(None)) | Ok(Err(_))), "the stream ended: {ended:?}");
+    let refused = announcer.watch_assignments(watch()).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    assert!(refused.message().contains("standby"), "{refused:?}");
+
+    // Made primary again, it serves announcers.
+    assert_eq!(call_as_role(&writer, "primary", "ListSessions", "{}").code, 0);
+    let mut stream = announcer.watch_assignments(watch()).await.unwrap().into_inner();
+    assert!(stream.message().await.unwrap().is_some(), "the snapshot");
+}
+
 // Several threads: the reads are timed while this process also encodes the large requests.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_are_enforced_with_clear_errors_and_reads_stay_fast() {
