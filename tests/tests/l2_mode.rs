@@ -108,6 +108,11 @@ async fn wait_for_l2_status(stack: &Stack, service: &str, node: &str) {
         .unwrap();
 }
 
+/// The value of the sample `series` (name and labels as exposed) in `metrics`; 0 without it.
+fn metric(metrics: &str, series: &str) -> f64 {
+    metrics.lines().find_map(|line| line.strip_prefix(series)?.trim().parse().ok()).unwrap_or(0.0)
+}
+
 fn node_index(name: &str) -> usize {
     name.trim_start_matches("node-").parse::<usize>().unwrap() - 1
 }
@@ -147,6 +152,23 @@ async fn one_node_answers_and_traffic_follows_it_when_its_announcer_dies_or_its_
     assert_eq!(note, expected);
     let v4 = SocketAddr::new(V4_IP.parse().unwrap(), 80);
     assert_eq!(stack.connect_from_segment(v4).unwrap(), owner);
+    // MetalLB's layer 2 metrics, on the owner's announcer only.
+    for node in stack.nodes() {
+        let (_, metrics) =
+            stack.announcers[node_index(&node.name)].admin_get("/metrics").await.unwrap();
+        let answered =
+            metric(&metrics, &format!("metallb_layer2_responses_sent{{ip=\"{V4_IP}\"}}"));
+        let asked =
+            metric(&metrics, &format!("metallb_layer2_requests_received{{ip=\"{V4_IP}\"}}"));
+        let announced =
+            metric(&metrics, &format!("metallb_layer2_gratuitous_sent{{ip=\"{V4_IP}\"}}"));
+        if node.name == owner {
+            assert!(answered >= f64::from(REQUESTS) * 0.9 && asked >= answered, "{metrics}");
+            assert!(announced >= 1.0, "{metrics}");
+        } else {
+            assert_eq!(answered + announced, 0.0, "{} answered: {metrics}", node.name);
+        }
+    }
 
     // IPv6: one node answers neighbor solicitations, and takes the traffic.
     let client = stack.segment_client().unwrap().to_string();
