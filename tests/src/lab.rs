@@ -27,6 +27,11 @@ pub const CLIENT_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 pub const SEGMENT_CLIENT_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
 /// The segment client's IPv6 address.
 pub const SEGMENT_CLIENT_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, 0x100);
+/// More addresses of the segment client (192.0.2.150-169), so that several `arping`s can ask
+/// side by side, each from its own address (see `neighbor_probes::arping_from_each`).
+pub fn segment_client_sources() -> Vec<IpAddr> {
+    (150..170).map(|last| IpAddr::V4(Ipv4Addr::new(192, 0, 2, last))).collect()
+}
 
 /// A node namespace on the segment.
 #[derive(Clone, Debug)]
@@ -140,6 +145,9 @@ impl Lab {
         ip_in(&namespace, &["addr", "add", &format!("{SEGMENT_CLIENT_V4}/24"), "dev", "eth0"])?;
         let v6 = format!("{SEGMENT_CLIENT_V6}/64");
         ip_in(&namespace, &["addr", "add", &v6, "dev", "eth0", "nodad"])?;
+        for source in segment_client_sources() {
+            ip_in(&namespace, &["addr", "add", &format!("{source}/24"), "dev", "eth0"])?;
+        }
         ip_in(&namespace, &["link", "set", "eth0", "up"])?;
         self.segment_client = Some(namespace.clone());
         Ok(namespace)
@@ -226,15 +234,21 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        for namespace in self.namespaces.iter().rev() {
-            // Processes first: a namespace whose processes live on is only unlinked.
-            if let Ok(output) = Command::new("ip").args(["netns", "pids", namespace]).output() {
-                for pid in String::from_utf8_lossy(&output.stdout).split_whitespace() {
-                    let _ = Command::new("kill").args(["-9", pid]).status();
-                }
+        delete_namespaces(&self.namespaces);
+    }
+}
+
+/// Deletes `namespaces`, last first, with every process left in them; for `Drop`s, so it
+/// reports nothing.
+pub fn delete_namespaces(namespaces: &[String]) {
+    for namespace in namespaces.iter().rev() {
+        // Processes first: a namespace whose processes live on is only unlinked.
+        if let Ok(output) = Command::new("ip").args(["netns", "pids", namespace]).output() {
+            for pid in String::from_utf8_lossy(&output.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-9", pid]).status();
             }
-            let _ = Command::new("ip").args(["netns", "delete", namespace]).status();
         }
+        let _ = Command::new("ip").args(["netns", "delete", namespace]).status();
     }
 }
 
@@ -271,7 +285,8 @@ impl KernelRoute {
     }
 }
 
-fn ensure_root() -> anyhow::Result<()> {
+/// Fails, saying how to run the tests, unless this process is root (namespaces need it).
+pub fn ensure_root() -> anyhow::Result<()> {
     let output = Command::new("id").arg("-u").output()?;
     anyhow::ensure!(
         String::from_utf8_lossy(&output.stdout).trim() == "0",
@@ -290,7 +305,8 @@ pub fn ip_in(namespace: &str, args: &[&str]) -> anyhow::Result<Output> {
     run(Command::new(system_tool("ip")).arg("-n").arg(namespace).args(args))
 }
 
-fn sysctl(namespace: &str, key: &str, value: &str) -> anyhow::Result<Output> {
+/// Sets sysctl `key` to `value` inside `namespace`.
+pub fn sysctl(namespace: &str, key: &str, value: &str) -> anyhow::Result<Output> {
     run(Command::new(system_tool("ip")).args([
         "netns",
         "exec",

@@ -16,39 +16,52 @@ use crate::{
     tools::system_tool,
 };
 
-/// How many `arping`s run side by side: iputils arping sends at most one request a second, so
-/// hundreds of requests take parallel processes, started evenly spread over a second.
-const PARALLEL_ARPINGS: u32 = 20;
-
 /// The MACs that answered `count` broadcast ARP requests for `target` from `namespace`'s
-/// `eth0`, one per reply. Every request is broadcast (`-b`), so every host that would answer a
-/// new client answers each of them. Takes about `count / 20` seconds.
+/// `eth0`, one a second, one per reply. Every request is broadcast (`-b`), so every host that
+/// would answer a new client answers each of them.
 pub fn arping(namespace: &str, target: IpAddr, count: u32) -> Vec<String> {
-    let processes = count.clamp(1, PARALLEL_ARPINGS);
-    let each = count.div_ceil(processes);
-    let children: Vec<_> = (0..processes)
-        .map(|index| {
+    let mut command = in_namespace(namespace, &system_tool("arping"));
+    command.args(["-b", "-I", "eth0", "-c", &count.to_string(), &target.to_string()]);
+    let output = run_bounded(command, Duration::from_secs(u64::from(count) + 5));
+    replies_of(&output)
+}
+
+/// As `arping`, but `count` requests from each of `sources` (addresses of `namespace`'s
+/// `eth0`) side by side, started evenly over a second: iputils arping sends at most one
+/// request a second, and each must ask from an address of its own, since it counts every reply
+/// addressed to its source. Takes about `count` seconds for `count * sources.len()` requests.
+pub fn arping_from_each(
+    namespace: &str,
+    sources: &[IpAddr],
+    target: IpAddr,
+    count: u32,
+) -> Vec<String> {
+    let children: Vec<_> = sources
+        .iter()
+        .enumerate()
+        .map(|(index, source)| {
             if index > 0 {
-                thread::sleep(Duration::from_millis(1000 / u64::from(processes)));
+                thread::sleep(Duration::from_millis(1000 / sources.len() as u64));
             }
             let mut command = in_namespace(namespace, &system_tool("arping"));
-            command.args(["-b", "-I", "eth0", "-c", &each.to_string(), &target.to_string()]);
-            thread::spawn(move || run_bounded(command, Duration::from_secs(u64::from(each) + 5)))
+            command.args(["-b", "-I", "eth0", "-s", &source.to_string()]);
+            command.args(["-c", &count.to_string(), &target.to_string()]);
+            thread::spawn(move || run_bounded(command, Duration::from_secs(u64::from(count) + 5)))
         })
         .collect();
-    let mut macs = Vec::new();
-    for child in children {
-        let output = child.join().expect("an arping thread");
-        let text = String::from_utf8_lossy(&output.stdout).to_string();
-        let replies: Vec<String> = text.lines().filter_map(reply_mac).collect();
-        let summary = format!("Received {} response(s)", replies.len());
-        assert!(
-            text.contains(&summary),
-            "arping output not understood:\n{text}{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        macs.extend(replies);
-    }
+    children.into_iter().flat_map(|child| replies_of(&child.join().expect("an arping"))).collect()
+}
+
+/// The MACs of an arping's replies, checked against its own count of them.
+fn replies_of(output: &Output) -> Vec<String> {
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    let macs: Vec<String> = text.lines().filter_map(reply_mac).collect();
+    let summary = format!("Received {} response(s)", macs.len());
+    assert!(
+        text.contains(&summary),
+        "arping output not understood:\n{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     macs
 }
 
@@ -78,8 +91,9 @@ pub fn neighbor(namespace: &str, target: IpAddr) -> Option<String> {
     entries.iter().find_map(|entry| entry.get("lladdr")?.as_str().map(|mac| mac.to_lowercase()))
 }
 
-/// ARP replies as they arrive, each with when it was read: 20 `arping -b` in the background,
-/// together broadcasting a request every 50 ms, until stopped (at most `limit`).
+/// ARP replies as they arrive, each with when it was read: an `arping -b` from each of
+/// `sources` in the background, together broadcasting `sources.len()` requests a second, until
+/// stopped (at most `limit`).
 pub struct ArpWatch {
     children: Vec<std::process::Child>,
     replies: Arc<Mutex<Vec<(Instant, String)>>>,
@@ -88,16 +102,22 @@ pub struct ArpWatch {
 
 impl ArpWatch {
     /// Starts watching who answers for `target` from `namespace`.
-    pub fn start(namespace: &str, target: IpAddr, limit: Duration) -> anyhow::Result<Self> {
+    pub fn start(
+        namespace: &str,
+        sources: &[IpAddr],
+        target: IpAddr,
+        limit: Duration,
+    ) -> anyhow::Result<Self> {
         let replies = Arc::new(Mutex::new(Vec::new()));
         let mut watch = Self { children: Vec::new(), replies, readers: Vec::new() };
-        for index in 0..PARALLEL_ARPINGS {
+        for (index, source) in sources.iter().enumerate() {
             if index > 0 {
-                thread::sleep(Duration::from_millis(1000 / u64::from(PARALLEL_ARPINGS)));
+                thread::sleep(Duration::from_millis(1000 / sources.len() as u64));
             }
             // Line-buffered, so each reply is read (and timed) when arping prints it.
             let mut command = in_namespace(namespace, &system_tool("stdbuf"));
             command.args(["-oL", &system_tool("arping").to_string_lossy(), "-b", "-I", "eth0"]);
+            command.args(["-s", &source.to_string()]);
             command.args(["-w", &limit.as_secs().max(1).to_string(), &target.to_string()]);
             let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
             let stdout = child.stdout.take().expect("piped");

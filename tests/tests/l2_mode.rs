@@ -18,16 +18,16 @@ use std::{
 
 use metallb_tests::{
     child::ChildProcess,
-    lab::{Lab, ROUTER_V4, ip_in},
-    neighbor_probes::{ArpWatch, arping, ndisc6},
+    lab::{Lab, ROUTER_V4, ip_in, segment_client_sources},
+    neighbor_probes::{ArpWatch, arping, arping_from_each, ndisc6},
     stack::{Stack, StackOptions, kube_objects::TrafficPolicy, traffic},
 };
 
 const V4_IP: &str = "192.0.2.200";
 const V6_IP: &str = "2001:db8:0:1::200";
-/// ARP requests of the first check that exactly one node answers (about 10 s).
+/// ARP requests of the first check that exactly one node answers (20 sources, about 10 s).
 const REQUESTS: u32 = 200;
-/// ARP requests of later checks.
+/// ARP requests of later checks (about 2 s).
 const FEW_REQUESTS: u32 = 40;
 /// Longest a failover may take before the test gives up (the target is under 2 s).
 const FAILOVER_LIMIT: Duration = Duration::from_secs(20);
@@ -59,11 +59,13 @@ fn serve_everywhere(stack: &Stack, ip: &str) -> Vec<ChildProcess> {
 /// answered, all by one MAC.
 fn the_one_arp_answerer(stack: &Stack, ip: &str, requests: u32) -> String {
     let client = stack.segment_client().unwrap();
-    let macs = arping(client, ip.parse().unwrap(), requests);
+    let sources = segment_client_sources();
+    let each = requests.div_ceil(sources.len() as u32);
+    let macs = arping_from_each(client, &sources, ip.parse().unwrap(), each);
     let distinct: BTreeSet<&String> = macs.iter().collect();
     assert_eq!(distinct.len(), 1, "MACs answering for {ip}: {distinct:?}\n{}", stack.diagnostics());
     assert!(
-        macs.len() as u32 >= requests * 9 / 10,
+        macs.len() as u32 >= each * sources.len() as u32 * 9 / 10,
         "{} of {requests} requests answered",
         macs.len()
     );
@@ -230,7 +232,13 @@ async fn a_node_cut_off_from_the_allocator_falls_silent_before_another_node_answ
     // the allocator's heartbeats stop reaching it, and its acknowledgements stop coming back)
     // but keeps its link to the segment and the client.
     let client = stack.segment_client().unwrap().to_string();
-    let watch = ArpWatch::start(&client, V4_IP.parse().unwrap(), Duration::from_secs(60)).unwrap();
+    let watch = ArpWatch::start(
+        &client,
+        &segment_client_sources(),
+        V4_IP.parse().unwrap(),
+        Duration::from_secs(60),
+    )
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let cut = Instant::now();
     let router = ROUTER_V4.to_string();
@@ -349,7 +357,13 @@ async fn with_two_allocators_only_the_primary_decides_and_its_failover_keeps_one
     // promotes the standby once the old primary's word has run out, and the new primary
     // decides after its own start-up wait. Never two answerers meanwhile.
     let client = stack.segment_client().unwrap().to_string();
-    let watch = ArpWatch::start(&client, V4_IP.parse().unwrap(), Duration::from_secs(60)).unwrap();
+    let watch = ArpWatch::start(
+        &client,
+        &segment_client_sources(),
+        V4_IP.parse().unwrap(),
+        Duration::from_secs(60),
+    )
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let killed = Instant::now();
     let mut stack = stack;

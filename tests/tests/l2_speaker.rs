@@ -17,9 +17,9 @@ use std::{
 
 use metallb_tests::{
     child::ChildProcess,
-    lab::{in_namespace, ip, ip_in},
-    neighbor_probes::{arping, ndisc6, neighbor, run_bounded},
-    tools::{INSTALL_HINT, our_binary, system_tool},
+    lab::{delete_namespaces, ensure_root, in_namespace, ip, ip_in, sysctl},
+    neighbor_probes::{arping, ndisc6, neighbor},
+    tools::our_binary,
 };
 
 const SIGKILL: i32 = 9;
@@ -55,7 +55,7 @@ struct Segment {
 
 impl Segment {
     fn new(nodes: u8) -> Self {
-        ensure_root();
+        ensure_root().unwrap();
         let prefix = format!(
             "mlbrs-{}-l2-{}",
             std::process::id(),
@@ -92,8 +92,8 @@ impl Segment {
             segment.add_namespace(namespace);
             // The link-local address is usable at once (no duplicate address detection), so
             // that ndisc6 has a source from the start.
-            sysctl(namespace, "net.ipv6.conf.default.accept_dad", "0");
-            sysctl(namespace, "net.ipv6.conf.all.accept_dad", "0");
+            sysctl(namespace, "net.ipv6.conf.default.accept_dad", "0").unwrap();
+            sysctl(namespace, "net.ipv6.conf.all.accept_dad", "0").unwrap();
             let port = format!("p{port}");
             ip(&[
                 "link", "add", &port, "netns", &switch, "type", "veth", "peer", "name", "eth0",
@@ -110,10 +110,10 @@ impl Segment {
         for node in &segment.nodes {
             // The node's kernel answers only for addresses it has on the interface asked on
             // (it has none of the service IPs): what answers is the speaker.
-            sysctl(&node.namespace, "net.ipv4.conf.all.arp_ignore", "1");
+            sysctl(&node.namespace, "net.ipv4.conf.all.arp_ignore", "1").unwrap();
         }
         // The client's kernel creates neighbor entries from gratuitous ARP.
-        sysctl(&segment.client.namespace, "net.ipv4.conf.all.arp_accept", "1");
+        sysctl(&segment.client.namespace, "net.ipv4.conf.all.arp_accept", "1").unwrap();
         segment
     }
 
@@ -180,35 +180,10 @@ impl Segment {
 
 impl Drop for Segment {
     fn drop(&mut self) {
-        for namespace in self.namespaces.iter().rev() {
-            // Processes first: a namespace whose processes live on is only unlinked.
-            if let Ok(output) = Command::new("ip").args(["netns", "pids", namespace]).output() {
-                for pid in String::from_utf8_lossy(&output.stdout).split_whitespace() {
-                    let _ = Command::new("kill").args(["-9", pid]).status();
-                }
-            }
-            let _ = Command::new("ip").args(["netns", "delete", namespace]).status();
-        }
+        delete_namespaces(&self.namespaces);
     }
 }
 
-fn ensure_root() {
-    let output = Command::new("id").arg("-u").output().unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&output.stdout).trim(),
-        "0",
-        "network namespaces and packet sockets need root: run the tests as root ({INSTALL_HINT})"
-    );
-}
-
-fn sysctl(namespace: &str, key: &str, value: &str) {
-    let mut command = in_namespace(namespace, &system_tool("sysctl"));
-    command.args(["-qw", &format!("{key}={value}")]);
-    let output = run_bounded(command, Duration::from_secs(5));
-    assert!(output.status.success(), "sysctl {key}={value} in {namespace}: {output:?}");
-}
-
-/// Runs `command` to completion, killing it and failing after `timeout`.
 /// Polls `check` every 50 ms until it gives a value, for at most `timeout`.
 fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + timeout;
