@@ -579,19 +579,10 @@ impl Resources {
                 service_selectors: ad.spec.service_selectors.iter().map(Into::into).collect(),
             })
             .collect();
-        let mut l2_advertisements = Vec::new();
-        for ad in &self.l2_advertisements {
-            if !ad.spec.service_selectors.is_empty() {
-                // Refused rather than ignored: ignoring it would answer for Services the
-                // operator meant to leave to another advertisement.
-                errors.push(FormatError {
-                    object: format!("L2Advertisement/{}", ad.name),
-                    message: "spec.serviceSelectors is not supported on an L2Advertisement yet: \
-                              it applies to every Service of its pools; remove serviceSelectors"
-                        .into(),
-                });
-            }
-            l2_advertisements.push(pb::L2Advertisement {
+        let l2_advertisements = self
+            .l2_advertisements
+            .iter()
+            .map(|ad| pb::L2Advertisement {
                 name: ad.name.clone(),
                 ip_address_pools: ad.spec.ip_address_pools.clone(),
                 ip_address_pool_selectors: ad
@@ -602,8 +593,9 @@ impl Resources {
                     .collect(),
                 node_selectors: ad.spec.node_selectors.iter().map(Into::into).collect(),
                 interfaces: ad.spec.interfaces.clone(),
-            });
-        }
+                service_selectors: ad.spec.service_selectors.iter().map(Into::into).collect(),
+            })
+            .collect();
         let communities = self
             .communities
             .iter()

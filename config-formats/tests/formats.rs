@@ -340,19 +340,16 @@ fn the_documented_l2advertisements_read_unchanged() {
 
 #[test]
 fn l2advertisement_errors_are_precise() {
-    // serviceSelectors is served (MetalLB 0.16 has it), but not implemented: refused, naming it.
+    // serviceSelectors (MetalLB 0.16 has it) reaches the allocator.
     let selected = Resources::from_yaml(
         "apiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: frontend}\nspec:\n  ipAddressPools: [first-pool]\n  serviceSelectors:\n  - matchLabels: {tier: frontend}\n",
     )
     .unwrap()
     .to_config(&BTreeMap::new())
-    .unwrap_err();
-    assert!(
-        selected[0]
-            .to_string()
-            .starts_with("L2Advertisement/frontend: spec.serviceSelectors is not supported"),
-        "{selected:?}"
-    );
+    .unwrap();
+    let selectors = &selected.l2_advertisements[0].service_selectors;
+    assert_eq!(selectors.len(), 1, "{selected:?}");
+    assert_eq!(selectors[0].match_labels["tier"], "frontend");
     let misspelt = Resources::from_yaml(
         "apiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: l2}\nspec: {interface: [eth0]}\n",
     )

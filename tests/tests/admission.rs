@@ -143,12 +143,13 @@ async fn kubectl_apply_of_an_invalid_object_is_refused_with_the_configuration_st
         ),
         "{refused}"
     );
-    let selected = l2("frontend", "  serviceSelectors:\n  - matchLabels: {tier: frontend}\n");
-    let refused = control_plane.apply_yaml(&selected).await.unwrap_err().to_string();
-    assert!(
-        refused.contains("L2Advertisement/frontend: spec.serviceSelectors is not supported"),
-        "{refused}"
+    // A selector that cannot be read is refused with the allocator's words.
+    let selected = l2(
+        "frontend",
+        "  serviceSelectors:\n  - matchExpressions: [{key: tier, operator: Sometimes}]\n",
     );
+    let refused = control_plane.apply_yaml(&selected).await.unwrap_err().to_string();
+    assert!(refused.contains("L2Advertisement/frontend serviceSelectors"), "{refused}");
     let l2s =
         control_plane.kubectl(&["get", "l2advertisements", "-n", NS, "-o", "name"]).await.unwrap();
     assert_eq!(l2s.trim(), "l2advertisement.metallb.io/on-eth0");

@@ -27,6 +27,8 @@ pub struct L2Advertisement {
     pub node_selectors: Vec<Selector>,
     /// Interfaces to answer on; empty: every interface whose addresses cover the IP.
     pub interfaces: BTreeSet<String>,
+    /// Services it applies to; empty: all of its pools'.
+    pub service_selectors: Vec<Selector>,
 }
 
 pub(super) fn l2_advertisements(
@@ -55,11 +57,14 @@ pub(super) fn l2_advertisements(
             errors.selectors(&object, "ipAddressPoolSelectors", &ad.ip_address_pool_selectors);
         let pools = selected_pools(&ad.ip_address_pools, &pool_selectors, pools);
         let node_selectors = errors.selectors(&object, "nodeSelectors", &ad.node_selectors);
+        let service_selectors =
+            errors.selectors(&object, "serviceSelectors", &ad.service_selectors);
         valid.push(L2Advertisement {
             name: ad.name.clone(),
             pools,
             node_selectors,
             interfaces: ad.interfaces.iter().cloned().collect(),
+            service_selectors,
         });
     }
     valid

@@ -1,6 +1,6 @@
 //! Which nodes may answer for each layer 2 IP, from the configuration and the Services alone
 //! (liveness is the owner table's business): a node matched by an L2Advertisement of the IP's
-//! pool, not excluded from load-balancing, not NetworkUnavailable, not NotReady, and, for a
+//! pool that selects the Service, not excluded from load-balancing, not NetworkUnavailable, not NotReady, and, for a
 //! Service with `externalTrafficPolicy: Local`, holding one of its ready endpoints (for
 //! `Cluster`, any ready endpoint anywhere). For an IP shared by several Services, a node must
 //! suit every one of them: traffic for any of them arrives wherever the IP is answered.
@@ -40,12 +40,16 @@ pub fn eligible(
         return eligible;
     }
     for lease in leases.iter() {
-        let ads: Vec<_> =
-            config.l2_advertisements.iter().filter(|ad| ad.pools.contains(&lease.pool)).collect();
+        let Some(service) = services.get(&lease.service) else { continue };
+        let ads: Vec<_> = config
+            .l2_advertisements
+            .iter()
+            .filter(|ad| ad.pools.contains(&lease.pool))
+            .filter(|ad| any_matches(&ad.service_selectors, &service.labels))
+            .collect();
         if ads.is_empty() {
             continue;
         }
-        let Some(service) = services.get(&lease.service) else { continue };
         let suits: BTreeMap<String, BTreeSet<String>> = nodes
             .values()
             .filter(|node| !node.excluded && node.ready)

@@ -167,3 +167,31 @@ fn local_policy_needs_an_endpoint_and_a_shared_ip_suits_every_service() {
     state.refresh_l2(now);
     assert!(!state.l2_owners().contains_key(&"192.0.2.11".parse().unwrap()));
 }
+
+#[test]
+fn an_advertisement_with_service_selectors_answers_for_those_services_only() {
+    let mut state = AllocatorState::default();
+    let t0 = Instant::now();
+    state.configure_l2(L2Fencing::new(FENCE), t0);
+    let mut config = config();
+    config.l2_advertisements = vec![pb::L2Advertisement {
+        name: "frontends".into(),
+        service_selectors: vec![selector("tier", "frontend")],
+        ..Default::default()
+    }];
+    assert!(state.apply_config(&config, "test", SystemTime::now()).accepted);
+    state.stream_opened("n1");
+    state.update_node(node("n1", &[], &[]));
+    state.sync(vec![], SystemTime::now());
+    let mut frontend = service("web", false, &["n1"], "");
+    frontend.labels = [("tier".to_string(), "frontend".to_string())].into();
+    state.upsert(frontend, SystemTime::now()).result.unwrap();
+    state.upsert(service("db", false, &["n1"], ""), SystemTime::now()).result.unwrap();
+    state.refresh_l2(t0 + FENCE * 2);
+    let owned: Vec<String> = state
+        .l2_owners()
+        .values()
+        .flat_map(|owner| owner.services.iter().map(|key| key.name.to_string()))
+        .collect();
+    assert_eq!(owned, ["web"]);
+}
