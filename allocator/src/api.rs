@@ -10,7 +10,7 @@ use std::{
 
 use metallb_process::propagation::{set_parent_from, trace_context_or};
 use metallb_proto::{
-    REPLICA_ROLE_HEADER,
+    REPLICA_ROLE_HEADER, STANDBY_REFUSAL,
     pb::{self, allocator_server::Allocator},
 };
 use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
@@ -448,9 +448,7 @@ impl Allocator for AllocatorApi {
         let node = required_name("node_name", &request.get_ref().node_name)?.to_string();
         let caller = self.authorize_node(&request, &node, Access::OwnNode, "WatchAssignments")?;
         if !self.core.streams().role().serves_announcers() {
-            return Err(Status::unavailable(
-                "this allocator replica is a standby: announcers follow the primary",
-            ));
+            return Err(Status::unavailable(STANDBY_REFUSAL));
         }
         let permit = self.streams_open.acquire(format!("{} on {node}", caller.subject))?;
         let receiver = self.core.read(|state| self.core.streams().open(&node, state));

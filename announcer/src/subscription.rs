@@ -9,7 +9,10 @@ use std::{
 };
 
 use metallb_process::{AllocatorConnector, Backoff, Readiness, ShutdownSignal, propagation};
-use metallb_proto::pb::{self, assignment_update::Update};
+use metallb_proto::{
+    STANDBY_REFUSAL,
+    pb::{self, assignment_update::Update},
+};
 use tokio::{sync::watch, task::JoinHandle};
 use tracing::{Instrument, Span};
 
@@ -50,6 +53,15 @@ pub fn subscribe(
     (assignments_receiver, answer_until_receiver, task)
 }
 
+/// How soon the next replica is tried after a standby refused the stream.
+const STANDBY_RETRY: Duration = Duration::from_millis(100);
+
+fn refused_by_a_standby(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<tonic::Status>().is_some_and(|status| {
+        status.code() == tonic::Code::Unavailable && status.message() == STANDBY_REFUSAL
+    })
+}
+
 async fn follow(
     connector: &AllocatorConnector,
     node_name: &str,
@@ -65,7 +77,12 @@ async fn follow(
         // With several allocator replicas, the next try starts with another one: this one
         // went away, or is not ready (a replica that has not had its first sync).
         connector.move_on();
-        let delay = backoff.next_delay();
+        // A standby's refusal says where not to look, not that the allocator is in trouble:
+        // the next replica is tried soon, without growing the backoff.
+        let delay = match &outcome {
+            Err(err) if refused_by_a_standby(err) => STANDBY_RETRY,
+            _ => backoff.next_delay(),
+        };
         match outcome {
             Ok(()) => tracing::info!(
                 retry_in_ms = delay.as_millis() as u64,
@@ -160,4 +177,19 @@ async fn stream_once(
         outputs.assignments.send_replace(current.clone().map(Arc::new));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_standbys_refusal_skips_the_backoff() {
+        let standby = anyhow::Error::from(tonic::Status::unavailable(STANDBY_REFUSAL));
+        assert!(refused_by_a_standby(&standby));
+        let down = anyhow::Error::from(tonic::Status::unavailable("connection refused"));
+        assert!(!refused_by_a_standby(&down));
+        let other = anyhow::anyhow!("sequence jumped");
+        assert!(!refused_by_a_standby(&other));
+    }
 }

@@ -24,6 +24,11 @@ pub const ALLOCATOR_INSTANCE_HEADER: &str = "metallb-allocator-instance";
 /// with several allocator replicas").
 pub const REPLICA_ROLE_HEADER: &str = "metallb-replica-role";
 
+/// The message with which a standby refuses an announcer's stream (code UNAVAILABLE): the
+/// announcer tries the next replica at once rather than backing off.
+pub const STANDBY_REFUSAL: &str =
+    "this allocator replica is a standby: announcers follow the primary";
+
 /// How long a replica told `primary` stays primary without hearing it again. The watcher tells
 /// it at least every second; it promotes a standby only this long after the old primary last
 /// answered, so two replicas never both count as primary.
