@@ -1,6 +1,7 @@
 //! The README's main command runs `metallb-demo`; this keeps it working. `--once` runs the whole
-//! tour (stack up, configuration, a Service, its route, requests through the router, grpcurl,
-//! the trace in Jaeger) and tears everything down instead of waiting for Ctrl-C.
+//! tour (stack up, configuration, a Service, its route, requests through the router; a layer 2
+//! Service, the node answering ARP for it and a connection from the segment reaching that node;
+//! grpcurl, the trace in Jaeger) and tears everything down instead of waiting for Ctrl-C.
 
 use std::process::Command;
 
@@ -18,7 +19,12 @@ fn the_demo_tours_the_stack_and_cleans_up() {
         "nexthop via 192.0.2.11",
         "nexthop via 192.0.2.12",
         "answered by node-",
+        "default/hello-l2 got 192.0.2.200",
+        "with protocol \"layer2\"",
+        "Unicast reply from 192.0.2.200 [",
+        "nexthop via 192.0.2.13",
         "\"pool\": \"demo\"",
+        "\"pool\": \"segment\"",
         "metallb-announcer/send_update",
         "/trace/",
         "Every grpcurl line above ran as printed.",
@@ -26,6 +32,18 @@ fn the_demo_tours_the_stack_and_cleans_up() {
     ] {
         assert!(stdout.contains(expected), "the demo did not print {expected:?}:\n{stdout}");
     }
+    // Layer 2: the node the allocator chose is the one answering ARP and the one a connection
+    // from the segment reaches.
+    let node_after = |prefix: &str| {
+        let line = stdout.lines().find(|line| line.starts_with(prefix));
+        let line = line.unwrap_or_else(|| panic!("no line {prefix:?}:\n{stdout}"));
+        line[prefix.len()..].split(['"', ' ']).find(|word| !word.is_empty()).unwrap().to_string()
+    };
+    let assigned = node_after("Event nodeAssigned: announcing from node \"");
+    let arp = node_after("ARP for 192.0.2.200 answered by ");
+    let tcp = node_after("segment client -> 192.0.2.200:80: answered by ");
+    assert!(["node-1", "node-2", "node-3"].contains(&assigned.as_str()), "{assigned:?}");
+    assert_eq!((arp.as_str(), tcp.as_str()), (assigned.as_str(), assigned.as_str()), "{stdout}");
 }
 
 #[test]

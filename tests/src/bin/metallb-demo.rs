@@ -1,14 +1,18 @@
 //! The local demo (the README's main command): the whole system on one machine with embedded
 //! defaults. It starts kube-apiserver and etcd, a BGP router (BIRD) and three nodes in network
-//! namespaces, Jaeger, the allocator, the watcher and one announcer per node; configures a pool;
-//! creates a sample Service; shows its IP, the router's route to it, the answer to a request
-//! sent through that route, and how to look further (kubectl, grpcurl, Jaeger). Ctrl-C (or
-//! SIGTERM) tears everything down. `--once` stops after the tour instead of waiting.
+//! namespaces, a client behind the router and one on the nodes' segment, Jaeger, the allocator,
+//! the watcher and one announcer per node; configures a BGP pool and a pool on the segment
+//! advertised both by layer 2 and over BGP; creates a sample Service in each; shows the first's
+//! IP, the router's route to it and the answers to requests sent through that route, then the
+//! second's node, who answers ARP for its IP on the segment and who answers a TCP connection
+//! from there; and how to look further (kubectl, grpcurl, Jaeger). Ctrl-C (or SIGTERM) tears
+//! everything down. `--once` stops after the tour instead of waiting.
 
 use std::{net::SocketAddr, time::Duration};
 
 use metallb_tests::{
-    lab::ip_in,
+    lab::{SEGMENT_CLIENT_V4, in_namespace, ip_in},
+    neighbor_probes::{self, run_bounded},
     stack::{Stack, StackOptions, kube_objects::TrafficPolicy},
     tools::{cached_tool, system_tool},
     trust::{AUDIENCE, NAMESPACE, READER_ACCOUNT, SERVER_NAME},
@@ -19,13 +23,42 @@ const SERVICE: &str = "hello";
 const POOL: &str = "203.0.113.0/24";
 /// Requests sent through the router, enough to see both nodes answer.
 const REQUESTS: usize = 6;
+/// The layer 2 Service, from the pool on the nodes' segment.
+const L2_SERVICE: &str = "hello-l2";
+/// Addresses on the nodes' own subnet (192.0.2.0/24): a layer 2 IP must be where the clients
+/// on the segment look for it.
+const L2_POOL: &str = "192.0.2.200-192.0.2.209";
+/// ARP requests broadcast from the segment client.
+const ARP_REQUESTS: u32 = 3;
 
-/// The demo's configuration, in MetalLB's metallb.io form.
+/// The demo's configuration, in MetalLB's metallb.io form: the pool `demo`, given to Services
+/// unasked and routed over BGP; the pool `segment`, only for Services that ask for it, answered
+/// for by layer 2 (the L2Advertisement names it) and routed over BGP too (the BGPAdvertisement
+/// names no pool, so it covers both).
 fn configuration(stack: &Stack) -> String {
     format!(
-        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: demo\n  namespace: metallb-system\nspec:\n  addresses:\n  - {POOL}\n---\n{}---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata:\n  name: demo\n  namespace: metallb-system\nspec:\n  communities:\n  - 64512:100\n",
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: demo\n  namespace: metallb-system\nspec:\n  addresses:\n  - {POOL}\n---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: segment\n  namespace: metallb-system\nspec:\n  autoAssign: false\n  addresses:\n  - {L2_POOL}\n---\n{}---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata:\n  name: demo\n  namespace: metallb-system\nspec:\n  communities:\n  - 64512:100\n---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata:\n  name: segment\n  namespace: metallb-system\nspec:\n  ipAddressPools:\n  - segment\n",
         stack.bgp_peer_resource()
     )
+}
+
+/// The layer 2 Service: from the pool `segment`, endpoints on every node.
+fn l2_service() -> String {
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": L2_SERVICE,
+            "namespace": "default",
+            "annotations": {"metallb.io/address-pool": "segment"},
+        },
+        "spec": {
+            "type": "LoadBalancer",
+            "ports": [{"port": 80}],
+            "externalTrafficPolicy": "Cluster",
+        },
+    })
+    .to_string()
 }
 
 fn heading(title: &str) {
@@ -45,9 +78,12 @@ async fn main() -> anyhow::Result<()> {
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
 
-    heading("Starting kube-apiserver, a BGP router, three nodes, Jaeger and metallb-rs");
-    let stack =
-        Stack::start(StackOptions { client: true, jaeger: true, ..Default::default() }).await?;
+    heading(
+        "Starting kube-apiserver, a BGP router, three nodes, two clients, Jaeger and metallb-rs",
+    );
+    let options =
+        StackOptions { client: true, segment_client: true, jaeger: true, ..Default::default() };
+    let stack = Stack::start(options).await?;
     let result = tour(&stack, once).await;
     if let Err(err) = &result {
         eprintln!("\nThe demo failed: {err:#}\n{}", stack.diagnostics());
@@ -103,12 +139,13 @@ async fn tour(stack: &Stack, once: bool) -> anyhow::Result<()> {
     for _ in 0..REQUESTS {
         println!("client -> {addr}: answered by {}", stack.connect_from_client(addr)?);
     }
+    layer2(stack).await?;
 
     heading("The allocator's view (grpcurl)");
     let leases = stack.allocator_call("ListLeases", "{}")?;
     println!("{}", serde_json::to_string_pretty(&leases)?);
 
-    heading("The trace of this Service, from the watcher to the BGP UPDATE");
+    heading(&format!("The trace of {SERVICE}, from the watcher to the BGP UPDATE"));
     let trace_line = match &stack.jaeger {
         Some(jaeger) => {
             let trace = jaeger
@@ -148,7 +185,8 @@ async fn tour(stack: &Stack, once: bool) -> anyhow::Result<()> {
     ];
     println!(
         "kubectl:  KUBECONFIG={kubeconfig} {kubectl} get service {SERVICE} -o wide\n          \
-         KUBECONFIG={kubeconfig} {kubectl} get events --field-selector involvedObject.name={SERVICE}\n\
+         KUBECONFIG={kubeconfig} {kubectl} get events --field-selector involvedObject.name={SERVICE}\n          \
+         KUBECONFIG={kubeconfig} {kubectl} -n metallb-system get servicel2statuses.metallb.io\n\
          grpcurl:  {}\n\
          router:   {ip_tool} netns exec {router} birdc -s {bird_socket} show route all\n\
          Jaeger:   {trace_line}\n          (or open {jaeger_ui} and pick the service metallb-watcher)\n\
@@ -174,4 +212,82 @@ async fn tour(stack: &Stack, once: bool) -> anyhow::Result<()> {
         println!("Every grpcurl line above ran as printed.");
     }
     Ok(())
+}
+
+/// Layer 2: one node answers ARP for the Service's IP on the segment, the allocator's choice
+/// (the nodeAssigned Event), and a connection from the segment reaches that node. Fails unless
+/// all three agree.
+async fn layer2(stack: &Stack) -> anyhow::Result<()> {
+    heading(&format!(
+        "Layer 2: a Service from pool segment ({L2_POOL}), endpoints on every node, \
+         externalTrafficPolicy Cluster"
+    ));
+    stack.set_endpoints(L2_SERVICE, &["node-1", "node-2", "node-3"]).await?;
+    stack.apply_yaml(&l2_service()).await?;
+    let ip = stack
+        .eventually("the layer 2 Service's IP", || async { stack.ingress(L2_SERVICE).await })
+        .await?;
+    println!("default/{L2_SERVICE} got {ip}");
+    let event = stack.wait_for_event("default", L2_SERVICE, "nodeAssigned", "layer2").await?;
+    println!("Event nodeAssigned: {event}");
+    let assigned = event.split('"').nth(1).unwrap_or_default().to_string();
+
+    let client = stack.segment_client()?;
+    println!("\nARP from the client on the segment ({SEGMENT_CLIENT_V4}), broadcast:");
+    // The new owner's speaker opens its socket within a moment: wait for a first answer.
+    let target = ip.parse()?;
+    stack
+        .eventually("a node answering ARP", || {
+            let answered = !neighbor_probes::arping(client, target, 1).is_empty();
+            async move { answered.then_some(()) }
+        })
+        .await?;
+    let macs = arping(client, &ip, ARP_REQUESTS);
+    let distinct: std::collections::BTreeSet<&String> = macs.iter().collect();
+    let owners: Vec<String> = distinct.iter().filter_map(|mac| stack.node_with_mac(mac)).collect();
+    anyhow::ensure!(
+        !macs.is_empty() && distinct.len() == 1 && owners.len() == 1,
+        "{} of {ARP_REQUESTS} ARP requests answered, by {distinct:?} (nodes {owners:?})",
+        macs.len()
+    );
+    let owner = &owners[0];
+    println!("ARP for {ip} answered by {owner} only ({}, its eth0)", macs[0]);
+    anyhow::ensure!(
+        *owner == assigned,
+        "{owner} answers ARP for {ip}, but the Event names {assigned:?}"
+    );
+
+    let addr = SocketAddr::new(target, 80);
+    let _servers: Vec<_> = stack
+        .nodes()
+        .iter()
+        .map(|node| stack.serve(&node.name, addr))
+        .collect::<anyhow::Result<_>>()?;
+    let answer = stack.connect_from_segment(addr)?;
+    println!("segment client -> {addr}: answered by {answer}");
+    anyhow::ensure!(answer == *owner, "{answer} answered on {addr}, not {owner}");
+
+    println!("\nThe same IP over BGP, from every node (the pool is advertised both ways):");
+    stack.wait_for_router_next_hops(&ip, &["node-1", "node-2", "node-3"]).await?;
+    let route = ip_in(&stack.lab.router, &["route", "show", &ip])?;
+    print!(
+        "$ ip -n {} route show {ip}\n{}",
+        stack.lab.router,
+        String::from_utf8_lossy(&route.stdout)
+    );
+    Ok(())
+}
+
+/// Broadcasts `count` ARP requests for `ip` from `namespace` (iputils arping, one a second),
+/// prints arping's output, and returns the MACs that answered, one per reply.
+fn arping(namespace: &str, ip: &str, count: u32) -> Vec<String> {
+    let mut command = in_namespace(namespace, &system_tool("arping"));
+    command.args(["-b", "-I", "eth0", "-c", &count.to_string(), ip]);
+    let output = run_bounded(command, Duration::from_secs(u64::from(count) + 5));
+    let text = String::from_utf8_lossy(&output.stdout);
+    print!("$ ip netns exec {namespace} arping -b -I eth0 -c {count} {ip}\n{text}");
+    text.lines()
+        .filter(|line| line.contains("reply from"))
+        .filter_map(|line| Some(line.split_once('[')?.1.split_once(']')?.0.to_lowercase()))
+        .collect()
 }
