@@ -19,7 +19,18 @@ const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 pub async fn control_plane_with_crds() -> anyhow::Result<ControlPlane> {
     let control_plane = ControlPlane::start().await?;
     control_plane.apply_file(&Path::new(REPO).join("deploy/crds.yaml")).await?;
-    for crd in ["ipaddresspools.metallb.io", "servicebgpstatuses.metallb.io"] {
+    // Every kind served before anything watches: a kind listed too early waits for its retry.
+    for crd in [
+        "ipaddresspools.metallb.io",
+        "bgppeers.metallb.io",
+        "bgpadvertisements.metallb.io",
+        "l2advertisements.metallb.io",
+        "communities.metallb.io",
+        "bfdprofiles.metallb.io",
+        "configurationstates.metallb.io",
+        "servicebgpstatuses.metallb.io",
+        "servicel2statuses.metallb.io",
+    ] {
         control_plane.wait_for_crd(crd).await?;
     }
     control_plane.kubectl(&["create", "namespace", CONFIG_NAMESPACE]).await?;
