@@ -15,22 +15,25 @@ pub const CONFIG_NAMESPACE: &str = "metallb-system";
 
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
+/// Every CRD `deploy/crds.yaml` holds.
+pub const METALLB_CRDS: [&str; 9] = [
+    "ipaddresspools.metallb.io",
+    "bgppeers.metallb.io",
+    "bgpadvertisements.metallb.io",
+    "l2advertisements.metallb.io",
+    "communities.metallb.io",
+    "bfdprofiles.metallb.io",
+    "configurationstates.metallb.io",
+    "servicebgpstatuses.metallb.io",
+    "servicel2statuses.metallb.io",
+];
+
 /// A control plane with `deploy/crds.yaml` served and the configuration namespace made.
 pub async fn control_plane_with_crds() -> anyhow::Result<ControlPlane> {
     let control_plane = ControlPlane::start().await?;
     control_plane.apply_file(&Path::new(REPO).join("deploy/crds.yaml")).await?;
     // Every kind served before anything watches: a kind listed too early waits for its retry.
-    for crd in [
-        "ipaddresspools.metallb.io",
-        "bgppeers.metallb.io",
-        "bgpadvertisements.metallb.io",
-        "l2advertisements.metallb.io",
-        "communities.metallb.io",
-        "bfdprofiles.metallb.io",
-        "configurationstates.metallb.io",
-        "servicebgpstatuses.metallb.io",
-        "servicel2statuses.metallb.io",
-    ] {
+    for crd in METALLB_CRDS {
         control_plane.wait_for_crd(crd).await?;
     }
     control_plane.kubectl(&["create", "namespace", CONFIG_NAMESPACE]).await?;
@@ -71,6 +74,28 @@ pub async fn configuration_state(control_plane: &ControlPlane, jsonpath: &str) -
         ])
         .await
         .unwrap_or_default()
+}
+
+/// Waits (30 s at most) until the ConfigurationState's error summary contains `expected`;
+/// panics with what it says and `watcher`'s log otherwise.
+pub async fn wait_for_error_summary(
+    control_plane: &ControlPlane,
+    expected: &str,
+    watcher: &Daemon,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let summary = configuration_state(control_plane, "{.status.errorSummary}").await;
+        if summary.contains(expected) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ConfigurationState says {summary:?}; watcher log:\n{}",
+            watcher.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// Takes `echoMode` out of the BFDProfile `name`: MetalLB's documented example asks for BFD

@@ -9,6 +9,7 @@ use base64::Engine;
 use metallb_tests::{
     configuration::{
         CONFIG_NAMESPACE as NS, configuration_state, control_plane_with_crds, start_watcher,
+        wait_for_error_summary,
     },
     daemons::Allocator,
     ports::free_loopback_addr,
@@ -199,19 +200,7 @@ async fn kubectl_apply_of_an_invalid_object_is_refused_with_the_configuration_st
         assert!(Instant::now() < deadline, "still refused without the webhook");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let summary = configuration_state(&control_plane, "{.status.errorSummary}").await;
-        if summary.contains(expected) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "ConfigurationState says {summary:?}\n{}",
-            watcher.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_error_summary(&control_plane, expected, &watcher).await;
 }
 
 #[tokio::test]

@@ -9,7 +9,8 @@ use k8s_openapi::api::core::v1::Service;
 use kube::{Api, api::PostParams};
 use metallb_tests::{
     configuration::{
-        configuration_state, control_plane_with_crds, remove_echo_mode, start_watcher,
+        METALLB_CRDS, configuration_state, control_plane_with_crds, remove_echo_mode,
+        start_watcher, wait_for_error_summary,
     },
     daemons::Allocator,
     kube_control_plane::ControlPlane,
@@ -19,17 +20,6 @@ use metallb_tests::{
 };
 
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-const CRDS: [&str; 9] = [
-    "ipaddresspools.metallb.io",
-    "bgppeers.metallb.io",
-    "bgpadvertisements.metallb.io",
-    "l2advertisements.metallb.io",
-    "communities.metallb.io",
-    "bfdprofiles.metallb.io",
-    "configurationstates.metallb.io",
-    "servicebgpstatuses.metallb.io",
-    "servicel2statuses.metallb.io",
-];
 
 #[test]
 fn deploy_holds_the_crds_the_types_generate() {
@@ -44,7 +34,7 @@ fn deploy_holds_the_crds_the_types_generate() {
 
 async fn control_plane_with_crds_and_examples() -> ControlPlane {
     let control_plane = control_plane_with_crds().await.unwrap();
-    for crd in CRDS {
+    for crd in METALLB_CRDS {
         control_plane.wait_for_crd(crd).await.unwrap();
     }
     for examples in ["metallb-io.yaml", "metallb-io-l2.yaml"] {
@@ -174,19 +164,7 @@ async fn the_watcher_configures_the_allocator_from_metallb_io_resources() {
         .await
         .unwrap();
     let expected = "L2Advertisement/zz-twice ipAddressPools[1]: \"first-pool\" is listed twice";
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let summary = configuration_state(&control_plane, "{.status.errorSummary}").await;
-        if summary.contains(expected) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "ConfigurationState says {summary:?}; watcher log:\n{}",
-            watcher.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_error_summary(&control_plane, expected, &watcher).await;
 }
 
 /// What MetalLB 0.16 serves and this schema once refused or pruned.

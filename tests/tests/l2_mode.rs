@@ -115,6 +115,17 @@ fn metric(metrics: &str, series: &str) -> f64 {
     metrics.lines().find_map(|line| line.strip_prefix(series)?.trim().parse().ok()).unwrap_or(0.0)
 }
 
+/// Starts asking the segment who has `V4_IP` (20 requests a second, see `ArpWatch`), and
+/// lets the first answers come in.
+async fn watch_answers(stack: &Stack) -> ArpWatch {
+    let client = stack.segment_client().unwrap();
+    let target = V4_IP.parse().unwrap();
+    let watch = ArpWatch::start(client, &segment_client_sources(), target, Duration::from_secs(60))
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    watch
+}
+
 fn node_index(name: &str) -> usize {
     name.trim_start_matches("node-").parse::<usize>().unwrap() - 1
 }
@@ -232,14 +243,7 @@ async fn a_node_cut_off_from_the_allocator_falls_silent_before_another_node_answ
     // the allocator's heartbeats stop reaching it, and its acknowledgements stop coming back)
     // but keeps its link to the segment and the client.
     let client = stack.segment_client().unwrap().to_string();
-    let watch = ArpWatch::start(
-        &client,
-        &segment_client_sources(),
-        V4_IP.parse().unwrap(),
-        Duration::from_secs(60),
-    )
-    .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let watch = watch_answers(&stack).await;
     let cut = Instant::now();
     let router = ROUTER_V4.to_string();
     let node_address = owner_node.address.to_string();
@@ -356,15 +360,7 @@ async fn with_two_allocators_only_the_primary_decides_and_its_failover_keeps_one
     // The primary dies: the announcers fall silent at once (their streams end), the watcher
     // promotes the standby once the old primary's word has run out, and the new primary
     // decides after its own start-up wait. Never two answerers meanwhile.
-    let client = stack.segment_client().unwrap().to_string();
-    let watch = ArpWatch::start(
-        &client,
-        &segment_client_sources(),
-        V4_IP.parse().unwrap(),
-        Duration::from_secs(60),
-    )
-    .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let watch = watch_answers(&stack).await;
     let killed = Instant::now();
     let mut stack = stack;
     stack.allocators[0].daemon.kill().unwrap();

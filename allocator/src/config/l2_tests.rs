@@ -6,7 +6,11 @@ use std::collections::{BTreeSet, HashMap};
 
 use metallb_proto::pb;
 
-use super::{tests::pool, validate};
+use super::{
+    metallb_rules_tests::{assert_refused, errors},
+    tests::pool,
+    validate,
+};
 
 fn l2(name: &str) -> pb::L2Advertisement {
     pb::L2Advertisement { name: name.into(), ..Default::default() }
@@ -40,15 +44,6 @@ fn with(ads: Vec<pb::L2Advertisement>) -> pb::Config {
         l2_advertisements: ads,
         ..Default::default()
     }
-}
-
-fn errors(config: pb::Config) -> Vec<String> {
-    validate(&config).err().unwrap_or_default().iter().map(ToString::to_string).collect()
-}
-
-fn assert_refused(config: pb::Config, expected: &str) {
-    let errors = errors(config);
-    assert!(errors.iter().any(|e| e.contains(expected)), "no error has {expected:?}: {errors:#?}");
 }
 
 #[test]

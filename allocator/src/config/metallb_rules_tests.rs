@@ -31,11 +31,12 @@ fn selector(labels: &[(&str, &str)], values: &[&str]) -> pb::LabelSelector {
 }
 
 /// The errors of `config` as "Object field: message" lines; empty when it is accepted.
-fn errors(config: pb::Config) -> Vec<String> {
+pub(super) fn errors(config: pb::Config) -> Vec<String> {
     validate(&config).err().unwrap_or_default().iter().map(ToString::to_string).collect()
 }
 
-fn assert_refused(config: pb::Config, expected: &str) {
+/// Fails unless one of `config`'s errors contains `expected`.
+pub(super) fn assert_refused(config: pb::Config, expected: &str) {
     let errors = errors(config);
     assert!(errors.iter().any(|e| e.contains(expected)), "no error has {expected:?}: {errors:#?}");
 }
