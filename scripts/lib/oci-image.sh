@@ -41,17 +41,28 @@ oci_image_from_rootfs() {
   mv "$archive.tmp" "$archive"
 }
 
-# oci_copy_with_libraries ROOTFS FILE...: copies each dynamically linked FILE into ROOTFS at
-# the same path, with every shared library `ldd` names (and the dynamic loader) at theirs, so
-# the image needs no distribution underneath.
-oci_copy_with_libraries() {
+# oci_copy_libraries ROOTFS FILE...: copies every shared library `ldd` names for each
+# dynamically linked FILE (and the dynamic loader) into ROOTFS at the same paths, so the image
+# needs no distribution underneath.
+oci_copy_libraries() {
   local rootfs=$1
   shift
   local file library
   for file in "$@"; do
-    install -D -m 0755 "$file" "$rootfs$file"
     for library in $(ldd "$file" 2>/dev/null | grep -o '/[^ ]*' | sort -u); do
       install -D -m 0644 "$(readlink -f "$library")" "$rootfs$library"
     done
   done
+}
+
+# oci_copy_with_libraries ROOTFS FILE...: each FILE at the same path in ROOTFS, with its
+# libraries.
+oci_copy_with_libraries() {
+  local rootfs=$1
+  shift
+  local file
+  for file in "$@"; do
+    install -D -m 0755 "$file" "$rootfs$file"
+  done
+  oci_copy_libraries "$rootfs" "$@"
 }
