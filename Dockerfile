@@ -1,7 +1,9 @@
 # One image with the three binaries (metallb-allocator, metallb-watcher, metallb-announcer);
-# each workload in deploy/ picks its binary with `command`.
+# each workload in deploy/ picks its binary with `command`. For machines with registry access;
+# scripts/build-image.sh builds the same layout (binaries in /usr/local/bin, user 65532, the
+# same ports) with no registry at all, from this machine's release build.
 #
-#   docker build -t metallb-rs:latest .
+#   docker build -t registry.example/metallb-rs:0.1.0-$(git rev-parse --short=12 HEAD) .
 #
 # The binaries are linked statically against musl, so the final image needs no C library and
 # holds nothing but them (no shell, no package manager). protoc comes from the
