@@ -69,6 +69,7 @@ go_install() {
 
 command -v go >/dev/null || { log "Go is required (https://go.dev/doc/install)"; exit 1; }
 go_install grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl v1.9.3
+go_install helm helm.sh/helm/v4/cmd/helm v4.3.2
 build_tool etcd etcd go.etcd.io/etcd/server/v3
 build_tool kube-apiserver kubernetes k8s.io/kubernetes/cmd/kube-apiserver
 build_tool kubectl kubernetes k8s.io/kubernetes/cmd/kubectl
