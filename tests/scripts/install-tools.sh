@@ -20,7 +20,10 @@ as_root() {
 }
 
 # --- Debian packages -------------------------------------------------------------------
-debian_packages=(bird2 frr gobgpd iproute2 procps jq curl openssl iputils-arping ndisc6)
+debian_packages=(bird2 frr gobgpd iproute2 procps jq curl openssl iputils-arping ndisc6
+  # The test node: runc under containerd, the CNI plugins (in /usr/lib/cni), what kube-proxy
+  # and the kubelet call, nsenter (util-linux), and what builds the pause image.
+  runc containernetworking-plugins iptables conntrack util-linux buildah gcc libc6-dev)
 missing=()
 for pkg in "${debian_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -73,6 +76,19 @@ go_install helm helm.sh/helm/v4/cmd/helm v4.3.2
 build_tool etcd etcd go.etcd.io/etcd/server/v3
 build_tool kube-apiserver kubernetes k8s.io/kubernetes/cmd/kube-apiserver
 build_tool kubectl kubernetes k8s.io/kubernetes/cmd/kubectl
+# The test node (tests/src/kube_node.rs): the node and cluster components of the same release.
+build_tool kubelet kubernetes k8s.io/kubernetes/cmd/kubelet
+build_tool kube-proxy kubernetes k8s.io/kubernetes/cmd/kube-proxy
+build_tool kube-controller-manager kubernetes k8s.io/kubernetes/cmd/kube-controller-manager
+build_tool kube-scheduler kubernetes k8s.io/kubernetes/cmd/kube-scheduler
+# containerd 2: Kubernetes 1.36's kubelet needs a CRI that reports its cgroup driver, which
+# Debian's containerd 1.6 does not. The shim must sit beside containerd (found on PATH).
+build_tool containerd containerd github.com/containerd/containerd/v2/cmd/containerd
+build_tool containerd-shim-runc-v2 containerd github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2
+build_tool ctr containerd github.com/containerd/containerd/v2/cmd/ctr
 build_tool jaeger jaeger github.com/jaegertracing/jaeger/cmd/jaeger
+
+# The test node's sandbox image, built from Kubernetes' pause.c in the module cache.
+"$repo/tests/scripts/build-pause-image.sh" >/dev/null
 
 echo "$bin"
