@@ -73,6 +73,8 @@ go_install() {
 command -v go >/dev/null || { log "Go is required (https://go.dev/doc/install)"; exit 1; }
 go_install grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl v1.9.3
 go_install helm helm.sh/helm/v4/cmd/helm v4.3.2
+# The test node's cluster DNS (tests/src/kube_addons.rs), as an image made from this binary.
+go_install coredns github.com/coredns/coredns v1.15.0
 build_tool etcd etcd go.etcd.io/etcd/server/v3
 build_tool kube-apiserver kubernetes k8s.io/kubernetes/cmd/kube-apiserver
 build_tool kubectl kubernetes k8s.io/kubernetes/cmd/kubectl
