@@ -11,6 +11,7 @@ pub mod grpcurl;
 pub mod jaeger;
 pub mod kube_control_plane;
 pub mod lab;
+pub mod manifests;
 pub mod neighbor_probes;
 pub mod ports;
 pub mod route_monitor;

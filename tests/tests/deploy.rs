@@ -6,20 +6,16 @@
 //! announcer apart from hostNetwork and NET_RAW as root for layer 2), and the example configurations are accepted once the
 //! CRDs are in. The apiserver runs no controllers, so no pod ever starts.
 
-use std::{
-    collections::BTreeSet,
-    path::{Component, Path, PathBuf},
-};
+use std::{collections::BTreeSet, path::Path};
 
-use metallb_tests::kube_control_plane::ControlPlane;
+use metallb_tests::{
+    kube_control_plane::ControlPlane,
+    manifests::{deploy_dir, jaeger_overlay},
+};
 use serde_json::{Value, json};
 
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 const NAMESPACE: &str = "metallb-system";
-
-fn deploy_dir() -> PathBuf {
-    Path::new(REPO).join("deploy").canonicalize().unwrap()
-}
 
 /// The documented install command, run as the admin on the kustomization in `dir`; returns
 /// every object it created, read back from the apiserver (`kubectl get -k` fails if any
@@ -36,34 +32,6 @@ async fn install(control_plane: &ControlPlane, dir: &Path) -> Installed {
     let items = list["items"].as_array().unwrap().clone();
     assert_eq!(items.len(), documents, "every rendered object is on the server");
     Installed { items }
-}
-
-/// Writes the overlay README.md shows for adding Jaeger: in a directory of its own outside
-/// deploy/, naming deploy/ and its Jaeger component by relative paths.
-fn jaeger_overlay(parent: &Path) -> PathBuf {
-    let overlay = parent.join("overlay-jaeger");
-    std::fs::create_dir(&overlay).unwrap();
-    let overlay = overlay.canonicalize().unwrap();
-    let deploy = relative_path(&overlay, &deploy_dir());
-    let kustomization = format!(
-        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- {deploy}\ncomponents:\n- {deploy}/components/jaeger\n",
-        deploy = deploy.display()
-    );
-    std::fs::write(overlay.join("kustomization.yaml"), kustomization).unwrap();
-    overlay
-}
-
-/// `to` as seen from `from` (both absolute): kustomize takes no absolute paths.
-fn relative_path(from: &Path, to: &Path) -> PathBuf {
-    let from: Vec<Component> = from.components().collect();
-    let to: Vec<Component> = to.components().collect();
-    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
-    let mut path = PathBuf::new();
-    for _ in common..from.len() {
-        path.push("..");
-    }
-    path.extend(&to[common..]);
-    path
 }
 
 /// The objects of one install.
@@ -374,7 +342,9 @@ async fn kubectl_apply_k_deploy_installs_every_component_wired_as_intended() {
 
     let images: BTreeSet<&str> =
         installed.workloads().map(|w| container(w)["image"].as_str().unwrap()).collect();
-    assert_eq!(images, BTreeSet::from(["metallb-rs:latest"]));
+    // The base names the release tag (the crates' version), never latest.
+    let release_image = format!("metallb-rs:{}", env!("CARGO_PKG_VERSION"));
+    assert_eq!(images, BTreeSet::from([release_image.as_str()]));
 
     // Pod Security: the allocator and the watcher meet the restricted level as they are, the
     // announcer apart from the host network and layer 2's NET_RAW (as root) it needs.
