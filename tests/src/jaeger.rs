@@ -55,7 +55,14 @@ pub struct Jaeger {
     process: Mutex<ChildProcess>,
     dir: tempfile::TempDir,
     otlp_grpc_addr: SocketAddr,
-    query_http_addr: SocketAddr,
+    query: JaegerQuery,
+}
+
+/// Jaeger's query HTTP API at some address: the one a [`Jaeger`] handle runs, or any other
+/// Jaeger the test reaches (e.g. the one `deploy/components/jaeger` installs, through
+/// `kubectl port-forward`).
+pub struct JaegerQuery {
+    base_url: String,
     http: reqwest::Client,
 }
 
@@ -128,13 +135,8 @@ impl Jaeger {
             }
         }
         let process = ChildProcess::spawn("jaeger", command, dir.path())?;
-        let http = reqwest::Client::builder()
-            // Loopback must never go through a proxy from the environment.
-            .no_proxy()
-            .timeout(REQUEST_TIMEOUT)
-            .build()?;
-        let jaeger =
-            Self { process: Mutex::new(process), dir, otlp_grpc_addr, query_http_addr, http };
+        let query = JaegerQuery::new(&format!("http://{query_http_addr}"))?;
+        let jaeger = Self { process: Mutex::new(process), dir, otlp_grpc_addr, query };
         jaeger.wait_ready().await?;
         Ok(jaeger)
     }
@@ -151,7 +153,7 @@ impl Jaeger {
             if !self.log().contains(READY_LOG_LINE) {
                 last = format!("no {READY_LOG_LINE:?} in the log yet");
             } else {
-                match self.services().await {
+                match self.query.services().await {
                     Ok(_) => return Ok(()),
                     Err(err) => last = format!("query API: {err:#}"),
                 }
@@ -175,7 +177,7 @@ impl Jaeger {
 
     /// Base URL of the query HTTP API (and UI), e.g. `http://127.0.0.1:PORT`.
     pub fn query_url(&self) -> String {
-        format!("http://{}", self.query_http_addr)
+        self.query.base_url.clone()
     }
 
     /// Directory holding Jaeger's config and log; removed on drop.
@@ -191,6 +193,53 @@ impl Jaeger {
     /// Fails with Jaeger's log if it has exited.
     pub fn ensure_running(&self) -> anyhow::Result<()> {
         self.process.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).ensure_running()
+    }
+
+    /// The service names Jaeger has received spans from.
+    pub async fn services(&self) -> anyhow::Result<Vec<String>> {
+        self.query.services().await
+    }
+
+    /// See [`JaegerQuery::traces`].
+    pub async fn traces(&self, service: &str) -> anyhow::Result<Vec<Trace>> {
+        self.query.traces(service).await
+    }
+
+    /// See [`JaegerQuery::wait_for_trace`]; fails early with Jaeger's log if it died.
+    pub async fn wait_for_trace(
+        &self,
+        service: &str,
+        predicate: impl Fn(&Trace) -> bool,
+        timeout: Duration,
+    ) -> anyhow::Result<Trace> {
+        self.query.wait_for_trace_with(service, None, predicate, timeout, || self.ensure_running()).await
+    }
+
+    /// See [`JaegerQuery::wait_for_operation_trace`]; fails early with Jaeger's log if it died.
+    pub async fn wait_for_operation_trace(
+        &self,
+        service: &str,
+        operation: &str,
+        predicate: impl Fn(&Trace) -> bool,
+        timeout: Duration,
+    ) -> anyhow::Result<Trace> {
+        self.query
+            .wait_for_trace_with(service, Some(operation), predicate, timeout, || {
+                self.ensure_running()
+            })
+            .await
+    }
+}
+
+impl JaegerQuery {
+    /// The query API at `base_url`, e.g. `http://127.0.0.1:16686`.
+    pub fn new(base_url: &str) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            // Loopback must never go through a proxy from the environment.
+            .no_proxy()
+            .timeout(REQUEST_TIMEOUT)
+            .build()?;
+        Ok(Self { base_url: base_url.trim_end_matches('/').to_string(), http })
     }
 
     /// The service names Jaeger has received spans from.
@@ -218,14 +267,14 @@ impl Jaeger {
     }
 
     /// Polls `traces(service)` until one trace satisfies `predicate` and returns it; after
-    /// `timeout` fails listing what it did see (and Jaeger's log if Jaeger died).
+    /// `timeout` fails listing what it did see.
     pub async fn wait_for_trace(
         &self,
         service: &str,
         predicate: impl Fn(&Trace) -> bool,
         timeout: Duration,
     ) -> anyhow::Result<Trace> {
-        self.wait_for_trace_with(service, None, predicate, timeout).await
+        self.wait_for_trace_with(service, None, predicate, timeout, || Ok(())).await
     }
 
     /// Like `wait_for_trace`, among the traces with a span of `service` named `operation`: a
@@ -237,21 +286,24 @@ impl Jaeger {
         predicate: impl Fn(&Trace) -> bool,
         timeout: Duration,
     ) -> anyhow::Result<Trace> {
-        self.wait_for_trace_with(service, Some(operation), predicate, timeout).await
+        self.wait_for_trace_with(service, Some(operation), predicate, timeout, || Ok(())).await
     }
 
+    /// The polling behind both waits; `alive` fails it early (e.g. with the log of a Jaeger
+    /// process that died).
     async fn wait_for_trace_with(
         &self,
         service: &str,
         operation: Option<&str>,
         predicate: impl Fn(&Trace) -> bool,
         timeout: Duration,
+        alive: impl Fn() -> anyhow::Result<()>,
     ) -> anyhow::Result<Trace> {
         let deadline = Instant::now() + timeout;
         let mut seen = Vec::new();
         let mut last_error;
         loop {
-            self.ensure_running()?;
+            alive()?;
             match self.traces_with(service, operation).await {
                 Ok(traces) => {
                     if let Some(found) = traces.iter().find(|trace| predicate(trace)) {
@@ -286,7 +338,7 @@ impl Jaeger {
         path: &str,
         query: &[(&str, &str)],
     ) -> anyhow::Result<ApiResponse<T>> {
-        let url = format!("{}{path}", self.query_url());
+        let url = format!("{}{path}", self.base_url);
         let response = self.http.get(&url).query(query).send().await?;
         let status = response.status();
         let body = response.text().await?;

@@ -6,40 +6,20 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    path::{Path, PathBuf},
+    path::Path,
     process::Command,
 };
 
 use metallb_tests::{
+    helm::{chart_dir, helm},
     kube_control_plane::ControlPlane,
-    manifests::{deploy_dir, jaeger_overlay, kustomize, parse_objects, repo_dir},
-    tools::{cached_tool, our_binary},
+    manifests::{deploy_dir, jaeger_overlay, kustomize, parse_objects},
+    tools::our_binary,
 };
 use serde_json::{Value, json};
 
 const RELEASE: &str = "metallb-rs";
 const NAMESPACE: &str = "metallb-system";
-
-fn chart_dir() -> PathBuf {
-    repo_dir().join("charts/metallb-rs")
-}
-
-/// Runs helm with its cache, configuration and data in `home` (nothing from the user's own).
-fn helm(home: &Path, args: &[&str]) -> Result<String, String> {
-    let output = Command::new(cached_tool("helm"))
-        .args(args)
-        .env("HELM_CACHE_HOME", home.join("cache"))
-        .env("HELM_CONFIG_HOME", home.join("config"))
-        .env("HELM_DATA_HOME", home.join("data"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    if output.status.success() {
-        Ok(stdout)
-    } else {
-        Err(format!("helm {args:?}: {stdout}{}", String::from_utf8_lossy(&output.stderr)))
-    }
-}
 
 /// `helm template` of the chart into `namespace` with `values` (a values file as JSON, which is
 /// YAML), as text.
