@@ -50,7 +50,8 @@ oci_copy_libraries() {
   local file library
   for file in "$@"; do
     for library in $(ldd "$file" 2>/dev/null | grep -o '/[^ ]*' | sort -u); do
-      install -D -m 0644 "$(readlink -f "$library")" "$rootfs$library"
+      # 0755: the kernel only runs a program whose loader (one of these) is executable.
+      install -D -m 0755 "$(readlink -f "$library")" "$rootfs$library"
     done
   done
 }
