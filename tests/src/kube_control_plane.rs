@@ -15,7 +15,7 @@ mod readiness;
 
 use std::{
     ffi::OsStr,
-    net::SocketAddr,
+    net::{IpAddr, Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
     sync::{
         Mutex,
@@ -29,7 +29,10 @@ use self::{
     certificates::{CertificateAuthority, write_service_account_keys},
     etcd::EtcdAddrs,
 };
-pub use self::{apiserver::SERVICE_CLUSTER_IP_RANGE, kubeconfig::client_from_kubeconfig};
+pub use self::{
+    apiserver::{KUBERNETES_SERVICE_IP, SERVICE_CLUSTER_IP_RANGE},
+    kubeconfig::client_from_kubeconfig,
+};
 use crate::{child::ChildProcess, ports::free_loopback_addr};
 
 /// How long etcd and kube-apiserver together may take to become ready (usually a few seconds).
@@ -56,6 +59,20 @@ const LOG_TAIL_LINES: usize = 80;
 const ADMIN_USER: &str = "metallb-tests-admin";
 const ADMIN_GROUP: &str = "system:masters";
 
+/// How the control plane is started; [`Default`] is loopback only, for tests without a node.
+#[derive(Clone, Debug, Default)]
+pub struct ControlPlaneOptions {
+    /// Serve on this address instead of 127.0.0.1: the host end of a veth into a node
+    /// namespace (see [`crate::host_link::HostLink`]), so that a kubelet, kube-proxy and pods
+    /// there reach the apiserver. It is also the advertised address, so the `kubernetes`
+    /// Service (whose ClusterIP, [`KUBERNETES_SERVICE_IP`], is in the serving certificate too)
+    /// leads to it, and the control plane then runs as a real cluster's does: pods get
+    /// service-account tokens, and the apiserver reaches kubelets with the admin's client
+    /// certificate. Clients in the test's own namespace use it as they would 127.0.0.1: it is
+    /// a local address, so their traffic never leaves the machine.
+    pub node_facing_address: Option<Ipv4Addr>,
+}
+
 /// A running etcd + kube-apiserver pair and the credentials to use it.
 pub struct ControlPlane {
     // The processes are declared before `dir` so they are killed before their files go.
@@ -64,6 +81,9 @@ pub struct ControlPlane {
     server_url: String,
     ca: CertificateAuthority,
     admin_kubeconfig: PathBuf,
+    admin_client_cert: PathBuf,
+    admin_client_key: PathBuf,
+    service_account_signing_key: PathBuf,
     admin_config: kube::Config,
     /// Numbers issued user credentials so that asking twice for a name never overwrites files
     /// an earlier kubeconfig points to.
@@ -75,9 +95,14 @@ impl ControlPlane {
     /// Starts etcd and kube-apiserver and waits (at most 60 s) until the apiserver is ready and
     /// the `default` namespace exists; fails with the components' logs otherwise.
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(ControlPlaneOptions::default()).await
+    }
+
+    /// Like [`ControlPlane::start`], with `options`.
+    pub async fn start_with(options: ControlPlaneOptions) -> anyhow::Result<Self> {
         let mut attempt = 1;
         loop {
-            match Self::start_once().await {
+            match Self::start_once(&options).await {
                 Ok(control_plane) => return Ok(control_plane),
                 // Ports are probed free and released again, so a parallel test can take one
                 // before our process binds it; fresh ports make that race go away.
@@ -92,18 +117,27 @@ impl ControlPlane {
         }
     }
 
-    async fn start_once() -> anyhow::Result<Self> {
+    async fn start_once(options: &ControlPlaneOptions) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("metallb-kube-").tempdir()?;
         let path = dir.path();
 
         let ca = CertificateAuthority::create(path)?;
-        let serving = ca.issue_serving(path, "apiserver")?;
+        let extra_addresses: Vec<IpAddr> = match options.node_facing_address {
+            Some(address) => vec![address.into(), KUBERNETES_SERVICE_IP.into()],
+            None => Vec::new(),
+        };
+        let serving = ca.issue_serving(path, "apiserver", &extra_addresses)?;
         let admin = ca.issue_client(ADMIN_USER, &[ADMIN_GROUP], path, "admin")?;
         let service_account_signing_key = path.join("service-account.key");
         let service_account_public_key = path.join("service-account.pub");
         write_service_account_keys(&service_account_signing_key, &service_account_public_key)?;
 
-        let [etcd_client, etcd_peer, secure_addr] = distinct_free_ports();
+        let [etcd_client, etcd_peer, mut secure_addr] = distinct_free_ports();
+        if let Some(address) = options.node_facing_address {
+            // A port free on loopback is almost always free on another local address too; the
+            // retry on "address already in use" covers the rest.
+            secure_addr.set_ip(address.into());
+        }
         let etcd_addrs = EtcdAddrs { client: etcd_client, peer: etcd_peer };
         let server_url = format!("https://{secure_addr}");
         let admin_kubeconfig = path.join("admin.kubeconfig");
@@ -126,6 +160,9 @@ impl ControlPlane {
             serving_key: &serving.key,
             service_account_signing_key: &service_account_signing_key,
             service_account_public_key: &service_account_public_key,
+            serves_nodes: options.node_facing_address.is_some(),
+            kubelet_client_cert: &admin.cert,
+            kubelet_client_key: &admin.key,
         });
         let apiserver = ChildProcess::spawn("kube-apiserver", apiserver_command, path)?;
 
@@ -135,6 +172,9 @@ impl ControlPlane {
             server_url,
             ca,
             admin_kubeconfig,
+            admin_client_cert: admin.cert,
+            admin_client_key: admin.key,
+            service_account_signing_key,
             admin_config,
             issued_users: AtomicUsize::new(0),
             dir,
@@ -214,6 +254,18 @@ impl ControlPlane {
     /// Process IDs of etcd and kube-apiserver (to check that nothing outlives the handle).
     pub fn process_ids(&self) -> [u32; 2] {
         [lock(&self.etcd).pid(), lock(&self.apiserver).pid()]
+    }
+
+    /// The admin's client certificate and key (PEM files), for components that take them
+    /// rather than a kubeconfig.
+    pub fn admin_client_credentials(&self) -> (&Path, &Path) {
+        (&self.admin_client_cert, &self.admin_client_key)
+    }
+
+    /// The private key the apiserver signs service-account tokens with, which
+    /// kube-controller-manager needs too (PKCS#8 PEM).
+    pub fn service_account_signing_key_path(&self) -> &Path {
+        &self.service_account_signing_key
     }
 
     /// A kube client for the admin user.

@@ -15,12 +15,20 @@ pub(super) struct ApiserverConfig<'a> {
     pub(super) serving_key: &'a Path,
     pub(super) service_account_signing_key: &'a Path,
     pub(super) service_account_public_key: &'a Path,
+    /// Whether kubelets and pods use this apiserver (see `ControlPlaneOptions`).
+    pub(super) serves_nodes: bool,
+    /// What the apiserver presents to kubelets (for logs, exec, port-forward).
+    pub(super) kubelet_client_cert: &'a Path,
+    pub(super) kubelet_client_key: &'a Path,
 }
 
 /// The Service ClusterIP ranges, IPv4 first (the family of single-stack Services that name
 /// none) and IPv6 (so tests can make IPv6 and dual-stack Services, as in a dual-stack cluster).
 /// Only configuration: nothing routes to them.
 pub const SERVICE_CLUSTER_IP_RANGE: &str = "10.96.0.0/16,fd00:10:96::/112";
+
+/// The ClusterIP of the `kubernetes` Service: the first address of the IPv4 range.
+pub const KUBERNETES_SERVICE_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 96, 0, 1);
 
 /// The command that runs kube-apiserver with `config`.
 pub(super) fn command(config: &ApiserverConfig<'_>) -> Command {
@@ -33,6 +41,9 @@ pub(super) fn command(config: &ApiserverConfig<'_>) -> Command {
         serving_key,
         service_account_signing_key,
         service_account_public_key,
+        serves_nodes,
+        kubelet_client_cert,
+        kubelet_client_key,
     } = config;
     let mut command = Command::new(cached_tool("kube-apiserver"));
     command
@@ -55,15 +66,29 @@ pub(super) fn command(config: &ApiserverConfig<'_>) -> Command {
             "--service-account-signing-key-file={}",
             service_account_signing_key.display()
         ))
-        // Without a controller manager nobody creates the default ServiceAccount, and this
-        // plugin would reject every Pod for lacking it.
-        .arg("--disable-admission-plugins=ServiceAccount")
         // The test is the only client: API priority and fairness would only add bootstrap
         // work to the readiness path.
         .arg("--enable-priority-and-fairness=false")
-        // With a single apiserver there is no `kubernetes` endpoint lease to reconcile.
-        .arg("--endpoint-reconciler-type=none")
         .arg("--allow-privileged=true")
         .arg("--profiling=false");
+    if *serves_nodes {
+        // Pods talk to the apiserver through the `kubernetes` Service, whose endpoint this
+        // reconciler keeps; a controller manager creates the ServiceAccounts that admission
+        // then requires and mounts tokens of.
+        command
+            .arg("--endpoint-reconciler-type=lease")
+            .arg(format!("--kubelet-client-certificate={}", kubelet_client_cert.display()))
+            .arg(format!("--kubelet-client-key={}", kubelet_client_key.display()))
+            // The node's address on the link to the apiserver: its other addresses are only
+            // reachable inside the lab.
+            .arg("--kubelet-preferred-address-types=InternalIP");
+    } else {
+        command
+            // Without a controller manager nobody creates the default ServiceAccount, and
+            // this plugin would reject every Pod for lacking it.
+            .arg("--disable-admission-plugins=ServiceAccount")
+            // Nothing routes to the `kubernetes` Service without nodes: no endpoint to keep.
+            .arg("--endpoint-reconciler-type=none");
+    }
     command
 }

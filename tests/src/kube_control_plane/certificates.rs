@@ -3,12 +3,23 @@
 //! keys are ECDSA P-256, which Go's TLS stack, rustls (with ring) and kube-apiserver's token
 //! signer all accept, and which is much faster to generate than RSA.
 
-use std::path::{Path, PathBuf};
+use std::{
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
 };
+
+/// The names of the `kubernetes` Service in the default cluster domain, as pods resolve it.
+const KUBERNETES_SERVICE_NAMES: [&str; 4] = [
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+];
 
 /// The X.520 organizationName attribute. Kubernetes reads a client's groups from every O
 /// attribute of its certificate's subject.
@@ -49,15 +60,30 @@ impl CertificateAuthority {
         &self.cert_path
     }
 
-    /// Issues the apiserver's serving certificate, valid for 127.0.0.1 and localhost, and
-    /// writes it to `<dir>/<stem>.crt` and `.key`.
-    pub(super) fn issue_serving(&self, dir: &Path, stem: &str) -> anyhow::Result<PemFiles> {
+    /// Issues the apiserver's serving certificate, valid for 127.0.0.1, localhost and
+    /// `extra_addresses`, and writes it to `<dir>/<stem>.crt` and `.key`. With extra addresses
+    /// (a control plane that serves nodes) it is also valid for the names pods use for the
+    /// `kubernetes` Service.
+    pub(super) fn issue_serving(
+        &self,
+        dir: &Path,
+        stem: &str,
+        extra_addresses: &[IpAddr],
+    ) -> anyhow::Result<PemFiles> {
         let mut params = CertificateParams::default();
         params.distinguished_name = distinguished_name("kube-apiserver", &[])?;
         params.subject_alt_names = vec![
             SanType::IpAddress([127, 0, 0, 1].into()),
             SanType::DnsName("localhost".try_into()?),
         ];
+        if !extra_addresses.is_empty() {
+            params
+                .subject_alt_names
+                .extend(extra_addresses.iter().copied().map(SanType::IpAddress));
+            for name in KUBERNETES_SERVICE_NAMES {
+                params.subject_alt_names.push(SanType::DnsName(name.try_into()?));
+            }
+        }
         params.key_usages =
             vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
