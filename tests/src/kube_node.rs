@@ -28,6 +28,7 @@ mod cleanup;
 mod cni;
 mod containerd;
 mod controllers;
+mod kernel_tunables;
 mod kube_proxy;
 mod kubelet;
 
@@ -155,8 +156,12 @@ impl KubeNode {
         node.prepare_namespace(control_plane, link)?;
         node.start_containerd(&pause.reference).await?;
         node.import_image(&pause.archive).await.context("importing the pause image")?;
+        // Held until the kubelet has come up (or failed to): then the machine's kernel
+        // settings it changed are put back.
+        let tunables = kernel_tunables::SavedKernelTunables::save().await;
         node.start_kubelet_and_proxy(control_plane, &options)?;
         node.wait_ready(control_plane).await?;
+        tunables.restore_once_written().await;
         Ok(node)
     }
 

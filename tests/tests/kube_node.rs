@@ -13,7 +13,7 @@ use std::{
 
 use k8s_openapi::api::{
     apps::v1::Deployment,
-    core::v1::{Node, Pod, Service},
+    core::v1::{Endpoints, Node, Pod, Service},
 };
 use kube::{Api, api::ListParams};
 use metallb_tests::{
@@ -112,11 +112,30 @@ async fn a_real_node_runs_pods_and_services() -> anyhow::Result<()> {
     })
     .await?;
     let mut controllers = ClusterControllers::start(&control_plane, CLUSTER_CIDR)?;
+    let kernel_settings = machine_kernel_settings();
     let started = Instant::now();
     let node =
         KubeNode::start(&control_plane, &namespace, &link, KubeNodeOptions::default()).await?;
     eprintln!("node Ready {:?} after its start", started.elapsed());
     let client = control_plane.client().await;
+    assert_eq!(
+        machine_kernel_settings(),
+        kernel_settings,
+        "the kubelet's changes to machine-wide kernel settings were not undone"
+    );
+
+    // Pods reach the apiserver as in a real cluster: the `kubernetes` Service leads to the
+    // host end of the node's link.
+    let endpoints =
+        Api::<Endpoints>::namespaced(client.clone(), "default").get("kubernetes").await?;
+    let addresses: Vec<String> = endpoints
+        .subsets
+        .unwrap_or_default()
+        .into_iter()
+        .flat_map(|subset| subset.addresses.unwrap_or_default())
+        .map(|address| address.ip)
+        .collect();
+    assert_eq!(addresses, [link.host_address.to_string()]);
 
     let registered = Api::<Node>::all(client.clone()).get(node.name()).await?;
     let addresses = registered.status.and_then(|status| status.addresses).unwrap_or_default();
@@ -318,6 +337,14 @@ fn echo_image() -> anyhow::Result<(String, std::path::PathBuf)> {
         .split_once(' ')
         .ok_or_else(|| anyhow::anyhow!("{script} printed {stdout:?}"))?;
     Ok((reference.to_string(), archive.into()))
+}
+
+/// The machine-wide kernel settings a kubelet would change if the harness let it.
+fn machine_kernel_settings() -> Vec<String> {
+    ["vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops", "kernel/keys/root_maxkeys"]
+        .iter()
+        .map(|name| std::fs::read_to_string(Path::new("/proc/sys").join(name)).unwrap_or_default())
+        .collect()
 }
 
 fn in_cidr(address: Ipv4Addr, cidr: &str) -> bool {
