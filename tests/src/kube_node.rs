@@ -140,7 +140,9 @@ impl KubeNode {
         let pause = pause_image()?;
         let serial = NEXT_NODE.fetch_add(1, Ordering::Relaxed);
         let unique = format!("mlbrs-{}-{serial}", std::process::id());
-        let dir = tempfile::Builder::new().prefix("metallb-node-").tempdir()?;
+        // The test's process ID in the name lets tests/scripts/remove-stale-namespaces.sh
+        // clean up after a killed run.
+        let dir = tempfile::Builder::new().prefix(&format!("metallb-node-{unique}-")).tempdir()?;
         let node = Self {
             name: options.name.clone(),
             namespace: namespace.to_string(),
