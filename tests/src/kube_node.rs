@@ -344,6 +344,14 @@ impl KubeNode {
         wrapped
     }
 
+    /// Routes `pod_cidr` (another node's) via `next_hop` (that node's address on a segment both
+    /// are on, e.g. the lab's 192.0.2.0/24), so pods reach pods on other nodes as with a
+    /// flat pod network. Only inside this node's namespace.
+    pub fn route_pod_cidr(&self, pod_cidr: &str, next_hop: Ipv4Addr) -> anyhow::Result<()> {
+        ip_in(&self.namespace, &["route", "replace", pod_cidr, "via", &next_hop.to_string()])?;
+        Ok(())
+    }
+
     /// Fails with the log of whichever node process has exited.
     pub fn ensure_running(&self) -> anyhow::Result<()> {
         for process in lock(&self.processes).iter_mut() {
