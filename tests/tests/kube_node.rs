@@ -1,5 +1,6 @@
 //! Smoke test of the real node harness: a kubelet, containerd and kube-proxy inside a lab
-//! namespace register with the control plane and become Ready; a Deployment of the locally
+//! namespace register with the control plane and become Ready; the `kubernetes` Service leads
+//! to the apiserver, whose certificate holds for it; a Deployment of the locally
 //! built pause image runs; pods get addresses from the node's pod CIDR; a ClusterIP Service
 //! leads, through kube-proxy's rules, to an echo server pod, from the node and from another
 //! pod; and nothing of the node is left once the handle drops.
@@ -18,10 +19,10 @@ use k8s_openapi::api::{
 use kube::{Api, api::ListParams};
 use metallb_tests::{
     host_link::HostLink,
-    kube_control_plane::{ControlPlane, ControlPlaneOptions},
+    kube_control_plane::{ControlPlane, ControlPlaneOptions, KUBERNETES_SERVICE_IP},
     kube_node::{CLUSTER_CIDR, ClusterControllers, KubeNode, KubeNodeOptions},
     lab::Lab,
-    tools::our_binary,
+    tools::{our_binary, system_tool},
 };
 
 /// How long a Deployment's pods may take to become Ready (a first container start on a fresh
@@ -136,6 +137,16 @@ async fn a_real_node_runs_pods_and_services() -> anyhow::Result<()> {
         .map(|address| address.ip)
         .collect();
     assert_eq!(addresses, [link.host_address.to_string()]);
+    // Through kube-proxy's rules for that Service, verifying the serving certificate for its
+    // ClusterIP as in-cluster clients do.
+    run_in_node_until_success(&node, || {
+        let mut curl = Command::new(system_tool("curl"));
+        curl.args(["--silent", "--show-error", "--fail", "--max-time", "5", "--cacert"])
+            .arg(control_plane.ca_cert_path())
+            .arg(format!("https://{KUBERNETES_SERVICE_IP}/version"));
+        curl
+    })
+    .await?;
 
     let registered = Api::<Node>::all(client.clone()).get(node.name()).await?;
     let addresses = registered.status.and_then(|status| status.addresses).unwrap_or_default();
@@ -294,14 +305,29 @@ fn is_ready(pod: &Pod) -> bool {
     })
 }
 
-/// Connects to `addr` from the node's namespace until the echo server answers (kube-proxy
-/// programs a new Service within a second or so); returns the answer.
+/// Connects to `addr` from the node's namespace until the echo server answers; returns the
+/// answer.
 async fn connect_from_node(node: &KubeNode, addr: &str) -> anyhow::Result<String> {
-    let deadline = Instant::now() + SERVICE_TIMEOUT;
-    loop {
+    run_in_node_until_success(node, || {
         let mut connect = Command::new(our_binary("metallb-test-echo"));
         connect.args(["connect", addr]);
-        let output = tokio::process::Command::from(node.command_in_namespace(connect))
+        connect
+    })
+    .await
+}
+
+/// Runs the command `make` returns in the node's namespace until it succeeds (kube-proxy
+/// programs a new Service within a second or so, and its first sync follows the node's start);
+/// returns its output.
+async fn run_in_node_until_success(
+    node: &KubeNode,
+    make: impl Fn() -> Command,
+) -> anyhow::Result<String> {
+    let deadline = Instant::now() + SERVICE_TIMEOUT;
+    loop {
+        let command = make();
+        let description = format!("{command:?}");
+        let output = tokio::process::Command::from(node.command_in_namespace(command))
             .kill_on_drop(true)
             .output()
             .await?;
@@ -310,7 +336,7 @@ async fn connect_from_node(node: &KubeNode, addr: &str) -> anyhow::Result<String
         }
         if Instant::now() >= deadline {
             anyhow::bail!(
-                "{addr} unreachable from node {} within {SERVICE_TIMEOUT:?}: {}\n{}",
+                "{description} failed in node {} for {SERVICE_TIMEOUT:?}: {}\n{}",
                 node.name(),
                 String::from_utf8_lossy(&output.stderr).trim(),
                 node.log_tails()
