@@ -79,6 +79,9 @@ const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// How much of each log a failure shows.
 const LOG_TAIL_LINES: usize = 60;
 
+/// What the kubelet and kube-proxy log when their configuration has fields they do not know.
+const LENIENT_DECODING: &str = "strict decoding failed";
+
 static NEXT_NODE: AtomicU32 = AtomicU32::new(0);
 
 /// What differs between nodes.
@@ -164,6 +167,7 @@ impl KubeNode {
         node.start_kubelet_and_proxy(control_plane, &options)?;
         node.wait_ready(control_plane).await?;
         tunables.restore_once_written().await;
+        node.ensure_configurations_understood()?;
         Ok(node)
     }
 
@@ -295,6 +299,21 @@ impl KubeNode {
             }
             tokio::time::sleep(POLL_INTERVAL).await;
         }
+    }
+
+    /// The kubelet and kube-proxy accept configuration fields they do not know (and ignore
+    /// them), saying so only in their logs: a misspelt field here would silently fall back to a
+    /// default, such as a directory outside the node's.
+    fn ensure_configurations_understood(&self) -> anyhow::Result<()> {
+        for process in lock(&self.processes).iter() {
+            if let Some(line) = process.log().lines().find(|line| line.contains(LENIENT_DECODING)) {
+                anyhow::bail!(
+                    "{} did not understand its configuration: {line}",
+                    process.log_path().display()
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Imports the OCI (or Docker) archive at `path` into the node's containerd, under the
