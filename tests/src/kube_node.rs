@@ -93,10 +93,6 @@ pub struct KubeNodeOptions {
     pub pod_cidr: String,
     /// The cluster DNS address written into pods' resolv.conf.
     pub cluster_dns: Ipv4Addr,
-    /// The node's InternalIP. By default the namespace end of its host link, the one address
-    /// of the node the apiserver reaches (for logs and exec); a lab address (192.0.2.x) makes
-    /// the node look like a host on the lab's segment instead, at the cost of `kubectl logs`.
-    pub node_ip: Option<Ipv4Addr>,
 }
 
 impl Default for KubeNodeOptions {
@@ -105,7 +101,6 @@ impl Default for KubeNodeOptions {
             name: "node-1".to_string(),
             pod_cidr: "10.244.1.0/24".to_string(),
             cluster_dns: DEFAULT_CLUSTER_DNS,
-            node_ip: None,
         }
     }
 }
@@ -149,7 +144,10 @@ impl KubeNode {
         let node = Self {
             name: options.name.clone(),
             namespace: namespace.to_string(),
-            node_ip: options.node_ip.unwrap_or(link.namespace_address),
+            // The one address of the node the apiserver (in the test's own namespace) reaches
+            // without leaving the machine: it calls kubelets for logs and exec, and a lab
+            // address (192.0.2.x) would be looked for on the machine's real network instead.
+            node_ip: link.namespace_address,
             pod_cidr: options.pod_cidr.clone(),
             cgroup_root: format!("/{unique}"),
             cni_network: unique,
@@ -408,7 +406,8 @@ impl KubeNode {
         &self.namespace
     }
 
-    /// The node's InternalIP.
+    /// The node's InternalIP (and so pods' `status.hostIP`): the namespace end of its host
+    /// link. Its lab addresses are still its own for everything inside the lab (BGP, ARP).
     pub fn node_ip(&self) -> Ipv4Addr {
         self.node_ip
     }
