@@ -15,8 +15,11 @@ use std::{
     time::Duration,
 };
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::{Api, Client};
+use k8s_openapi::{
+    ByteString,
+    api::core::v1::{ConfigMap, Secret},
+};
+use kube::{Api, Client, api::PostParams};
 use metallb_process::{AllocatorClientArgs, AllocatorConnector, allocator_client};
 use metallb_proto::pb;
 use metallb_tests::{
@@ -26,8 +29,11 @@ use metallb_tests::{
     stack::wait::eventually,
     trust::{self, ANNOUNCER_ACCOUNT, AUDIENCE, NAMESPACE, SERVER_NAME, Trust, WATCHER_ACCOUNT},
 };
-use metallb_watcher::allocator_tls::{
-    BUNDLE_CONFIG_MAP, BUNDLE_PROPAGATION, CA_SECRET, Rotation, TLS_SECRET, TlsSettings, ensure,
+use metallb_watcher::{
+    allocator_tls::{
+        BUNDLE_CONFIG_MAP, BUNDLE_PROPAGATION, CA_SECRET, Rotation, TLS_SECRET, TlsSettings, ensure,
+    },
+    pki,
 };
 use time::OffsetDateTime;
 
@@ -401,6 +407,45 @@ async fn a_new_ca_is_in_the_bundle_before_it_signs_the_serving_certificate() {
     let old_ca_only = mounts.file("old-ca.crt", &old.ca_cert);
     let stale = call(&allocator, &old_ca_only, &writer, "ListPools", "{}");
     assert_ne!(stale.code, 0, "{stale:?}");
+}
+
+/// Every watcher replica checks the material, so two that start together both bootstrap: each
+/// makes a CA (same name, same second, so the same notAfter), and the last write of each object
+/// wins. Found on a real node: the CA and bundle of one, the serving certificate of the other,
+/// which no client accepts. The next check (seconds later) puts them back in agreement.
+#[tokio::test]
+async fn two_watchers_bootstrapping_at_once_agree_at_the_next_check() {
+    let (control_plane, _trust) = trust::standalone(&[]).await.unwrap();
+    let client = control_plane.client().await;
+    let settings = settings();
+    let now = OffsetDateTime::now_utc();
+    ensure(&client, &settings, now).await.unwrap();
+    let first = Material::read(&client).await;
+    let server_name = &settings.dns_names()[0];
+    assert!(pki::bundle_accepts(&first.bundle, &first.serving_cert, server_name, now));
+
+    // The other watcher's CA and bundle land last; its serving certificate did not.
+    let twin = pki::new_authority("metallb-allocator-ca", now, 10 * YEAR).unwrap();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
+    let mut ca = secrets.get(CA_SECRET).await.unwrap();
+    let data = ca.data.get_or_insert_default();
+    data.insert("ca.crt".into(), ByteString(twin.cert.clone().into_bytes()));
+    data.insert("ca.key".into(), ByteString(twin.key.clone().into_bytes()));
+    secrets.replace(CA_SECRET, &PostParams::default(), &ca).await.unwrap();
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACE);
+    let mut bundle = config_maps.get(BUNDLE_CONFIG_MAP).await.unwrap();
+    bundle.data.get_or_insert_default().insert("ca.crt".into(), twin.cert.clone());
+    config_maps.replace(BUNDLE_CONFIG_MAP, &PostParams::default(), &bundle).await.unwrap();
+    let mixed = Material::read(&client).await;
+    assert!(!pki::bundle_accepts(&mixed.bundle, &mixed.serving_cert, server_name, now));
+
+    // Although the bundle is brand new, a certificate nobody accepts is replaced at once.
+    let rotation = ensure(&client, &settings, now).await.unwrap();
+    assert_eq!(rotation, Rotation { serving_issued: true, ..Rotation::default() });
+    let agreed = Material::read(&client).await;
+    assert_eq!(agreed.ca_cert, twin.cert);
+    assert!(pki::bundle_accepts(&agreed.bundle, &agreed.serving_cert, server_name, now));
+    assert_eq!(ensure(&client, &settings, now).await.unwrap(), Rotation::default());
 }
 
 #[tokio::test]

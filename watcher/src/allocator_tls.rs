@@ -49,6 +49,9 @@ const CA_RENEW_BEFORE: Duration = Duration::from_secs(365 * 86_400);
 /// minute each by default); ten minutes covers slow nodes.
 pub const BUNDLE_PROPAGATION: Duration = Duration::from_secs(600);
 
+/// How soon a check that changed something is followed by another.
+const RECHECK_AFTER_CHANGE: Duration = Duration::from_secs(5);
+
 /// What the rotation needs to know.
 #[derive(Clone, Debug)]
 pub struct TlsSettings {
@@ -94,13 +97,17 @@ pub async fn keep_current(client: Client, settings: TlsSettings, interval: Durat
     loop {
         let wait = match ensure(&client, &settings, OffsetDateTime::now_utc()).await {
             Ok(rotation) => {
-                if rotation != Rotation::default() {
-                    tracing::info!(?rotation, "allocator TLS material updated")
-                } else {
-                    tracing::debug!("allocator TLS material current")
-                }
                 retry.reset();
-                interval
+                if rotation != Rotation::default() {
+                    tracing::info!(?rotation, "allocator TLS material updated");
+                    // Every watcher replica runs this check, and two that bootstrap at once
+                    // each write their own objects, the last write of each winning: look
+                    // again soon, so the objects agree within seconds rather than an interval.
+                    RECHECK_AFTER_CHANGE.min(interval)
+                } else {
+                    tracing::debug!("allocator TLS material current");
+                    interval
+                }
             }
             Err(err) => {
                 let wait = retry.next_delay();
@@ -172,13 +179,21 @@ pub async fn ensure(
     let renew_before = settings.serving_validity.as_secs() as i64 / 3;
     let expiring = serving_not_after.is_none_or(|not_after| not_after - now_s < renew_before);
     let other_ca = signed_by != Some(authority.not_after);
+    // A certificate no client trusting the bundle accepts (signed by a CA that is not in it,
+    // as when two watchers bootstrap at once and each stores some of its own objects) is of
+    // no use to anyone: it is replaced at once, whatever the bundle's age.
+    let accepted = stored_tls
+        .as_ref()
+        .and_then(|secret| secret_text(secret, "tls.crt"))
+        .is_some_and(|cert| pki::bundle_accepts(&bundle, &cert, &settings.dns_names()[0], now));
     let bundle_settled = now_s - bundle_changed_at >= BUNDLE_PROPAGATION.as_secs() as i64;
     // Usable: it outlives the time the bundle needs to reach every client.
-    let usable = serving_not_after
-        .is_some_and(|not_after| not_after - now_s > BUNDLE_PROPAGATION.as_secs() as i64);
+    let usable = accepted
+        && serving_not_after
+            .is_some_and(|not_after| not_after - now_s > BUNDLE_PROPAGATION.as_secs() as i64);
     // A certificate that is due (expiring, or from the previous CA) is replaced once every
-    // client trusts the CA that signs the new one; one that is missing or about to lapse is
-    // replaced at once, since nothing better can be served meanwhile.
+    // client trusts the CA that signs the new one; one that is missing, unacceptable or about
+    // to lapse is replaced at once, since nothing better can be served meanwhile.
     if !usable || ((expiring || other_ca) && bundle_settled) {
         let serving = pki::issue_serving(
             &authority,
@@ -205,6 +220,11 @@ pub fn read_authority(secret: &Secret) -> Option<(PemPair, Option<(String, i64)>
     let previous =
         text("previous.crt").zip(annotation(&secret.metadata, "metallb.io/previous-not-after"));
     Some((authority, previous))
+}
+
+fn secret_text(secret: &Secret, key: &str) -> Option<String> {
+    let value = secret.data.as_ref()?.get(key)?;
+    String::from_utf8(value.0.clone()).ok()
 }
 
 fn bundle_of(map: &ConfigMap) -> Option<&str> {

@@ -77,6 +77,46 @@ pub fn issue_serving(
     Ok(PemPair { cert: cert.pem(), key: key.serialize_pem(), not_after })
 }
 
+/// Whether a client trusting `bundle` (PEM, one or more CA certificates) accepts
+/// `serving_cert` (PEM) for `dns_name` at `now`: what the allocator's clients will decide.
+pub fn bundle_accepts(
+    bundle: &str,
+    serving_cert: &str,
+    dns_name: &str,
+    now: OffsetDateTime,
+) -> bool {
+    use std::sync::Arc;
+
+    use rustls_pki_types::{CertificateDer, ServerName, UnixTime, pem::PemObject};
+    use tokio_rustls::rustls::{
+        RootCertStore,
+        client::{WebPkiServerVerifier, danger::ServerCertVerifier},
+    };
+
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(bundle.as_bytes()).flatten() {
+        let _ = roots.add(cert);
+    }
+    let Ok(leaf) = CertificateDer::from_pem_slice(serving_cert.as_bytes()) else { return false };
+    let Ok(name) = ServerName::try_from(dns_name.to_string()) else { return false };
+    let Ok(seconds) = u64::try_from(now.unix_timestamp()) else { return false };
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let Ok(verifier) =
+        WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider).build()
+    else {
+        return false;
+    };
+    verifier
+        .verify_server_cert(
+            &leaf,
+            &[],
+            &name,
+            &[],
+            UnixTime::since_unix_epoch(Duration::from_secs(seconds)),
+        )
+        .is_ok()
+}
+
 fn set_validity(params: &mut CertificateParams, now: OffsetDateTime, validity: Duration) -> i64 {
     params.not_before = now - BACKDATE;
     params.not_after = now + validity;
@@ -100,6 +140,23 @@ mod tests {
         assert_eq!(short.not_after, (now + DAY).unix_timestamp());
         assert!(serving.cert.starts_with("-----BEGIN CERTIFICATE-----"));
         assert_ne!(serving.key, authority.key);
+    }
+
+    #[test]
+    fn only_the_signing_authority_makes_a_bundle_accept_a_certificate() {
+        let now = OffsetDateTime::now_utc();
+        // Same name and same second, as two watchers racing to bootstrap make them: only the
+        // signature tells them apart.
+        let signing = new_authority("metallb-allocator-ca", now, DAY).unwrap();
+        let twin = new_authority("metallb-allocator-ca", now, DAY).unwrap();
+        let serving = issue_serving(&signing, &["a.example".into()], &[], now, DAY).unwrap();
+        assert!(bundle_accepts(&signing.cert, &serving.cert, "a.example", now));
+        assert!(!bundle_accepts(&twin.cert, &serving.cert, "a.example", now));
+        let both = format!("{}{}", twin.cert, signing.cert);
+        assert!(bundle_accepts(&both, &serving.cert, "a.example", now));
+        assert!(!bundle_accepts(&signing.cert, &serving.cert, "b.example", now));
+        assert!(!bundle_accepts(&signing.cert, &serving.cert, "a.example", now + 2 * DAY));
+        assert!(!bundle_accepts(&signing.cert, "not a certificate", "a.example", now));
     }
 
     #[test]
