@@ -212,7 +212,9 @@ impl Jaeger {
         predicate: impl Fn(&Trace) -> bool,
         timeout: Duration,
     ) -> anyhow::Result<Trace> {
-        self.query.wait_for_trace_with(service, None, predicate, timeout, || self.ensure_running()).await
+        self.query
+            .wait_for_trace_with(service, None, predicate, timeout, || self.ensure_running())
+            .await
     }
 
     /// See [`JaegerQuery::wait_for_operation_trace`]; fails early with Jaeger's log if it died.
