@@ -58,9 +58,11 @@ printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home
 printf 'root:x:0:\nnonroot:x:65532:\n' >"$rootfs/etc/group"
 
 archive="$out/metallb-rs-$version-$commit.oci.tar"
+# Archives of earlier commits are of no further use here (23 MB each).
+find "$out" -maxdepth 1 -name 'metallb-rs-*.oci.tar' ! -path "$archive" -delete
 oci_image_from_rootfs "$reference" "$rootfs" "$archive" \
   --user 65532:65532 \
-  --port 50051 --port 7472 --port 7473 \
+  --port 50051/tcp --port 7472/tcp --port 7473/tcp \
   --label "org.opencontainers.image.title=metallb-rs" \
   --label "org.opencontainers.image.version=$version" \
   --label "org.opencontainers.image.revision=$(git rev-parse HEAD)"

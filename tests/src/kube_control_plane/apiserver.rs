@@ -22,6 +22,10 @@ pub(super) struct ApiserverConfig<'a> {
     pub(super) kubelet_client_key: &'a Path,
 }
 
+/// The ServiceAccount token issuer of kubeadm's clusters (its `--service-account-issuer`
+/// default), which deploy/ and the chart expect unless told otherwise.
+pub const KUBEADM_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+
 /// The Service ClusterIP ranges, IPv4 first (the family of single-stack Services that name
 /// none) and IPv6 (so tests can make IPv6 and dual-stack Services, as in a dual-stack cluster).
 /// Only configuration: nothing routes to them.
@@ -59,8 +63,16 @@ pub(super) fn command(config: &ApiserverConfig<'_>) -> Command {
         .arg(format!("--client-ca-file={}", ca_cert.display()))
         .arg("--authorization-mode=RBAC")
         .arg(format!("--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}"))
-        // Required since 1.20, even though no test needs service-account tokens.
-        .arg(format!("--service-account-issuer=https://{secure_addr}"))
+        // Required since 1.20. A cluster with nodes issues tokens as kubeadm's clusters do, the
+        // issuer deploy/ expects by default; without nodes, tests name the apiserver itself.
+        .arg(format!(
+            "--service-account-issuer={}",
+            if *serves_nodes {
+                KUBEADM_ISSUER.to_string()
+            } else {
+                format!("https://{secure_addr}")
+            }
+        ))
         .arg(format!("--service-account-key-file={}", service_account_public_key.display()))
         .arg(format!(
             "--service-account-signing-key-file={}",
