@@ -1,5 +1,6 @@
 //! The admin HTTP endpoint each binary serves beside its main work: Prometheus metrics on
-//! `/metrics`, liveness on `/healthz`, readiness on `/readyz`.
+//! `/metrics` (with the standard `process_*` metrics added to every registry), liveness on
+//! `/healthz`, readiness on `/readyz`.
 
 use std::{
     net::SocketAddr,
@@ -61,11 +62,13 @@ struct AdminState {
 
 impl AdminServer {
     /// Binds `addr` now, so that a port in use is reported at start-up rather than later.
+    /// Adds the `process_*` metrics to `registry`.
     pub async fn bind(
         addr: SocketAddr,
-        registry: Registry,
+        mut registry: Registry,
         readiness: Readiness,
     ) -> anyhow::Result<Self> {
+        registry.register_collector(Box::new(crate::process_metrics::ProcessCollector));
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|err| anyhow::anyhow!("cannot listen on admin address {addr}: {err}"))?;
@@ -159,6 +162,8 @@ mod tests {
 
         let metrics = get(addr, "/metrics").await;
         assert!(metrics.contains("test_events_total 1"), "{metrics}");
+        assert!(metrics.contains("process_cpu_seconds_total "), "{metrics}");
+        assert!(metrics.contains("process_open_fds "), "{metrics}");
         assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
         let not_ready = get(addr, "/readyz").await;
         assert!(not_ready.starts_with("HTTP/1.1 503"), "{not_ready}");

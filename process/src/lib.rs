@@ -8,6 +8,7 @@ pub mod cli;
 pub mod issuer_args;
 pub mod issuer_keys;
 pub mod lifecycle;
+pub mod process_metrics;
 pub mod propagation;
 pub mod secure_metrics;
 pub mod service_account_token;
