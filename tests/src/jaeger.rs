@@ -424,6 +424,37 @@ impl Trace {
         span.parent_span_id.as_deref().and_then(|id| self.span_by_id(id))
     }
 
+    /// The trace as a person reads it: each span on a line of its own under its parent,
+    /// children in the order they started, with the service that emitted it and how long it
+    /// took. Spans whose parent is not in the trace (it was not exported, or not yet) are
+    /// roots.
+    pub fn tree(&self) -> String {
+        let mut spans: Vec<&Span> = self.spans.iter().collect();
+        spans.sort_by_key(|span| span.start_time_us);
+        let is_root = |span: &Span| self.parent_of(span).is_none();
+        let mut out = String::new();
+        let mut stack: Vec<(&Span, usize)> =
+            spans.iter().rev().filter(|span| is_root(span)).map(|span| (*span, 0)).collect();
+        // Bounded by the number of spans: each is pushed once, under its one parent.
+        while let Some((span, depth)) = stack.pop() {
+            let _ = writeln!(
+                out,
+                "{:indent$}{} {} ({:.1} ms)",
+                "",
+                span.service_name,
+                span.operation_name,
+                span.duration_us as f64 / 1000.0,
+                indent = depth * 2
+            );
+            let children = spans
+                .iter()
+                .rev()
+                .filter(|child| child.parent_span_id.as_deref() == Some(span.span_id.as_str()));
+            stack.extend(children.map(|child| (*child, depth + 1)));
+        }
+        out
+    }
+
     /// One line for failure messages: the trace ID and each span as service/operation.
     pub fn summary(&self) -> String {
         let spans: Vec<String> = self
@@ -631,6 +662,41 @@ mod tests {
         assert_eq!(traces[0].parent_of(child).unwrap().operation_name, "parent");
         assert_eq!(traces[0].span("parent").unwrap().tag_str("span.kind"), Some("internal"));
         assert_eq!(traces[0].span("parent").unwrap().parent_span_id, None);
+    }
+
+    #[test]
+    fn the_tree_puts_children_under_their_parent_in_start_order() {
+        let span = |id: &str, parent: Option<&str>, service: &str, operation: &str, start| Span {
+            trace_id: "t".into(),
+            span_id: id.into(),
+            operation_name: operation.into(),
+            service_name: service.into(),
+            parent_span_id: parent.map(String::from),
+            references: Vec::new(),
+            tags: Vec::new(),
+            start_time_us: start,
+            duration_us: 1500,
+        };
+        // Listed out of order, as Jaeger may return them.
+        let trace = Trace {
+            trace_id: "t".into(),
+            spans: vec![
+                span("c", Some("b"), "metallb-announcer", "send_update", 30),
+                span(
+                    "b",
+                    Some("a"),
+                    "metallb-allocator",
+                    "/metallb.v1.Allocator/UpsertService",
+                    20,
+                ),
+                span("a", None, "metallb-watcher", "watcher.service", 10),
+                span("d", Some("a"), "metallb-watcher", "write_status", 40),
+            ],
+        };
+        assert_eq!(
+            trace.tree(),
+            "metallb-watcher watcher.service (1.5 ms)\n  metallb-allocator /metallb.v1.Allocator/UpsertService (1.5 ms)\n    metallb-announcer send_update (1.5 ms)\n  metallb-watcher write_status (1.5 ms)\n"
+        );
     }
 
     #[test]
