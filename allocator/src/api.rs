@@ -434,8 +434,16 @@ impl Allocator for AllocatorApi {
     ) -> RpcResult<pb::NodeAssignments> {
         let node = required_name("node_name", &request.get_ref().node_name)?;
         self.authorize_node(&request, node, Access::NodeRead, "GetNodeAssignments")?;
-        let view = self.core.read(|state| state.node_view(node));
-        Ok(Response::new(redact_passwords(view.ok_or(Error::NotSynced("GetNodeAssignments"))?)))
+        let view = self.core.read(|state| Some((state.node_view(node)?, state.knows_node(node))));
+        let (view, known) = view.ok_or(Error::NotSynced("GetNodeAssignments"))?;
+        if !known {
+            return Err(Error::NotFound(format!(
+                "node {node} is unknown: the watcher has not reported it and no announcer \
+                 opened an assignment stream for it"
+            ))
+            .into());
+        }
+        Ok(Response::new(redact_passwords(view)))
     }
 
     type WatchAssignmentsStream =

@@ -40,10 +40,11 @@ pub struct Core {
     health: HealthReporter,
 }
 
-/// What the lock guards: the state, and the trace of the latest change not yet published.
+/// What the lock guards: the state, and the trace of the latest change not yet published and
+/// when the first of those changes was made.
 struct Guarded {
     state: AllocatorState,
-    unpublished: Option<pb::TraceContext>,
+    unpublished: Option<(pb::TraceContext, Instant)>,
 }
 
 impl Core {
@@ -56,7 +57,7 @@ impl Core {
         metrics.update(&state);
         let core = Arc::new(Self {
             guarded: Mutex::new(Guarded { state, unpublished: None }),
-            streams: NodeStreams::default(),
+            streams: NodeStreams::new(metrics.streams()),
             publish: Arc::new(Notify::new()),
             metrics,
             readiness,
@@ -76,7 +77,8 @@ impl Core {
         let result = {
             let mut guarded = self.guarded.lock().expect("allocator state lock poisoned");
             let result = change(&mut guarded.state);
-            guarded.unpublished = Some(trace.clone());
+            let since = guarded.unpublished.take().map_or_else(Instant::now, |(_, since)| since);
+            guarded.unpublished = Some((trace.clone(), since));
             self.metrics.update(&guarded.state);
             result
         };
@@ -118,6 +120,11 @@ impl Core {
         read(&self.guarded.lock().expect("allocator state lock poisoned").state)
     }
 
+    /// The metrics, refreshed by every change.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// The streams.
     pub fn streams(&self) -> &NodeStreams {
         &self.streams
@@ -130,9 +137,10 @@ impl Core {
         let mut guarded = self.guarded.lock().expect("allocator state lock poisoned");
         let now = Instant::now();
         let owners_changed = guarded.state.refresh_l2(now);
-        let trace = guarded.unpublished.take();
-        if let Some(trace) = trace.or_else(|| owners_changed.then(pb::TraceContext::default)) {
-            self.streams.publish(&guarded.state, &trace);
+        let unpublished = guarded.unpublished.take();
+        let owners_changed = owners_changed.then(|| (pb::TraceContext::default(), now));
+        if let Some((trace, since)) = unpublished.or(owners_changed) {
+            self.streams.publish_since(&guarded.state, &trace, since);
         }
         guarded.state.l2_deadline(now)
     }

@@ -8,6 +8,7 @@ pub mod allocate;
 pub mod api;
 pub mod args;
 pub mod auth;
+pub mod call_metrics;
 pub mod config;
 pub mod core;
 pub mod error;

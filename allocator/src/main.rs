@@ -11,7 +11,9 @@ use metallb_allocator::{
     server::{Keepalive, Security, Transport, serve_grpc},
     tls::{CertificateFiles, ReloadingCertificate},
 };
-use metallb_process::{AdminServer, Readiness, parse_args_or_exit, run_until_shutdown};
+use metallb_process::{
+    AdminServer, Readiness, parse_args_or_exit, process_metrics::ReadinessGauge, run_until_shutdown,
+};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
@@ -33,6 +35,11 @@ async fn run(args: Args, bindings: RoleBindings) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
     let auth_metrics = AuthMetrics::register(&mut registry);
+    registry.register_collector(Box::new(ReadinessGauge::new(
+        "metallb_allocator_ready",
+        "1 when this allocator's /readyz answers ready (it had its first full sync), else 0",
+        readiness.clone(),
+    )));
     let admin = AdminServer::bind(args.common.admin_addr, registry, readiness.clone()).await?;
     let grpc_listener = TcpListener::bind(args.grpc_addr).await.map_err(|err| {
         anyhow::anyhow!("cannot listen on gRPC address {}: {err}", args.grpc_addr)

@@ -15,6 +15,7 @@ use tonic_health::pb::health_server::{Health, HealthServer};
 use crate::{
     api::AllocatorApi,
     auth::{Authenticator, layer::AuthLayer},
+    call_metrics::CallMetricsLayer,
     core::Core,
     instance::{instance_layer, new_instance},
     limits::{DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_STREAMS_PER_CALLER},
@@ -100,6 +101,7 @@ where
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
+    let call_metrics = CallMetricsLayer::new(core.metrics().grpc());
     let api =
         AllocatorApi::new(core, security.authenticator.clone(), security.max_streams_per_caller);
     let router = Server::builder()
@@ -110,6 +112,8 @@ where
         .http2_keepalive_timeout(Some(security.keepalive.timeout))
         // Outermost, so that every answer says which allocator gave it, refusals included.
         .layer(instance_layer(new_instance()))
+        // Outside the auth layer, so that refusals are counted with their status.
+        .layer(call_metrics)
         .layer(AuthLayer::new(security.authenticator))
         .add_service(health)
         .add_service(reflection_v1)

@@ -16,6 +16,7 @@ use tonic::Status;
 
 use crate::{
     l2::L2Fencing,
+    metrics::{OpenStream, StreamMetrics},
     replica_role::RoleLease,
     routes::{delta, is_empty},
     state::AllocatorState,
@@ -31,6 +32,9 @@ pub struct NodeView {
     pub assignments: Arc<pb::NodeAssignments>,
     /// Trace context of the change.
     pub trace: pb::TraceContext,
+    /// When the change was made (the first of a burst published together); `None` for the
+    /// view a stream starts with, which no change caused.
+    pub changed_at: Option<Instant>,
 }
 
 type ViewSender = watch::Sender<Option<NodeView>>;
@@ -42,9 +46,15 @@ pub struct NodeStreams {
     fencing: Mutex<L2Fencing>,
     /// Whether this replica decides layer 2 owners: heartbeats only while it does.
     role: Arc<RoleLease>,
+    metrics: StreamMetrics,
 }
 
 impl NodeStreams {
+    /// No streams yet; their count and lag go to `metrics`.
+    pub fn new(metrics: StreamMetrics) -> Self {
+        Self { metrics, ..Self::default() }
+    }
+
     /// This replica's role, which gates heartbeats.
     pub fn role(&self) -> &Arc<RoleLease> {
         &self.role
@@ -55,9 +65,20 @@ impl NodeStreams {
         *self.fencing.lock().expect("node streams lock poisoned") = fencing;
     }
 
-    /// Recomputes every subscribed node's view after a change caused by `trace`; nodes whose
-    /// view did not change are not woken.
+    /// `publish_since` for a change made now.
+    #[cfg(test)]
     pub fn publish(&self, state: &AllocatorState, trace: &pb::TraceContext) {
+        self.publish_since(state, trace, Instant::now());
+    }
+
+    /// Recomputes every subscribed node's view after a change caused by `trace` and made at
+    /// `changed_at`; nodes whose view did not change are not woken.
+    pub fn publish_since(
+        &self,
+        state: &AllocatorState,
+        trace: &pb::TraceContext,
+        changed_at: Instant,
+    ) {
         let mut senders = self.senders.lock().expect("node streams lock poisoned");
         senders.retain(|_, sender| sender.receiver_count() > 0);
         for (node, sender) in senders.iter() {
@@ -69,8 +90,11 @@ impl NodeStreams {
                     _ => false,
                 };
                 if !unchanged {
-                    *current = view
-                        .map(|view| NodeView { assignments: Arc::new(view), trace: trace.clone() });
+                    *current = view.map(|view| NodeView {
+                        assignments: Arc::new(view),
+                        trace: trace.clone(),
+                        changed_at: Some(changed_at),
+                    });
                 }
                 !unchanged
             });
@@ -89,6 +113,7 @@ impl NodeStreams {
                 let view = state.node_view(node).map(|view| NodeView {
                     assignments: Arc::new(view),
                     trace: pb::TraceContext::default(),
+                    changed_at: None,
                 });
                 watch::channel(view).0
             });
@@ -97,7 +122,9 @@ impl NodeStreams {
         let (sender, stream) = mpsc::channel(STREAM_BUFFER);
         let fencing = *self.fencing.lock().expect("node streams lock poisoned");
         let heartbeat = Heartbeats { fencing, role: self.role.clone() };
-        tokio::spawn(feed(receiver, sender, node.to_string(), heartbeat));
+        // Counted from now, not from when the task first runs.
+        let counted = (self.metrics.opened(), self.metrics.clone());
+        tokio::spawn(feed(receiver, sender, node.to_string(), heartbeat, counted));
         stream
     }
 
@@ -128,7 +155,13 @@ async fn feed(
     out: mpsc::Sender<Result<pb::AssignmentUpdate, Status>>,
     node: String,
     Heartbeats { fencing, role }: Heartbeats,
+    (_open, metrics): (OpenStream, StreamMetrics),
 ) {
+    let sent_since = |changed_at: Option<Instant>| {
+        if let Some(changed_at) = changed_at {
+            metrics.sent(changed_at.elapsed());
+        }
+    };
     let opened = Instant::now();
     let mut heartbeats = tokio::time::interval(fencing.heartbeat_every());
     heartbeats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -153,6 +186,7 @@ async fn feed(
                 match out.try_send(Ok(message)) {
                     Ok(()) => {
                         sequence += 1;
+                        sent_since(view.changed_at);
                         sent = Some(view.assignments.clone());
                     }
                     Err(mpsc::error::TrySendError::Full(_)) => {
@@ -168,6 +202,7 @@ async fn feed(
                             trace: Some(latest.trace.clone()),
                             update: Some(Update::Snapshot((*latest.assignments).clone())),
                         }));
+                        sent_since(latest.changed_at);
                         sent = Some(latest.assignments);
                     }
                     Err(mpsc::error::TrySendError::Closed(_)) => return,

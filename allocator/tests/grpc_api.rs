@@ -14,17 +14,29 @@ use prometheus_client::registry::Registry;
 use tonic::transport::Channel;
 
 async fn start() -> (AllocatorClient<Channel>, tokio::sync::oneshot::Sender<()>) {
+    let (client, stop, _) = start_with_metrics().await;
+    (client, stop)
+}
+
+/// `start`, and the registry of the allocator's metrics.
+async fn start_with_metrics()
+-> (AllocatorClient<Channel>, tokio::sync::oneshot::Sender<()>, Registry) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (health, health_service) = tonic_health::server::health_reporter();
-    let core =
-        Core::new(Metrics::register(&mut Registry::default()), Readiness::new("test"), health)
-            .await;
+    let mut registry = Registry::default();
+    let core = Core::new(Metrics::register(&mut registry), Readiness::new("test"), health).await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(serve_grpc(listener, core, health_service, Security::insecure(), async move {
         let _ = stopped.await;
     }));
-    (AllocatorClient::connect(format!("http://{addr}")).await.unwrap(), stop)
+    (AllocatorClient::connect(format!("http://{addr}")).await.unwrap(), stop, registry)
+}
+
+fn scrape(registry: &Registry) -> String {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+    text
 }
 
 fn config() -> pb::Config {
@@ -188,4 +200,95 @@ async fn sessions_reported_by_announcers_are_listed() {
         .unwrap()
         .into_inner();
     assert!(other.sessions.is_empty());
+}
+
+#[tokio::test]
+async fn assignments_of_a_node_never_heard_of_are_not_found() {
+    let (mut client, _stop, registry) = start_with_metrics().await;
+    client
+        .apply_config(pb::ApplyConfigRequest { config: Some(config()), ..Default::default() })
+        .await
+        .unwrap();
+    let ask = |node: &str| pb::GetNodeAssignmentsRequest { node_name: node.into() };
+    // Before the first sync, that comes first.
+    let early = client.get_node_assignments(ask("n1")).await.unwrap_err();
+    assert_eq!(early.code(), tonic::Code::FailedPrecondition, "{early:?}");
+    client.sync_services(pb::SyncServicesRequest::default()).await.unwrap();
+
+    let typo = client.get_node_assignments(ask("nl")).await.unwrap_err();
+    assert_eq!(typo.code(), tonic::Code::NotFound, "{typo:?}");
+    assert!(typo.message().contains("node nl is unknown"), "{typo:?}");
+
+    // Known from the watcher: an answer, empty or not.
+    let node = pb::Node { name: "n1".into(), ..Default::default() };
+    client.update_node(pb::UpdateNodeRequest { node: Some(node), trace: None }).await.unwrap();
+    let assignments = client.get_node_assignments(ask("n1")).await.unwrap().into_inner();
+    assert_eq!(assignments.peers[0].name, "router");
+    // Deleted by the watcher: no longer known.
+    client.delete_node(pb::DeleteNodeRequest { name: "n1".into(), trace: None }).await.unwrap();
+    let deleted = client.get_node_assignments(ask("n1")).await.unwrap_err();
+    assert_eq!(deleted.code(), tonic::Code::NotFound, "{deleted:?}");
+
+    // Known from an announcer's stream, even before (or without) the watcher's word on it,
+    // and after the stream closed.
+    let stream = client
+        .watch_assignments(pb::WatchAssignmentsRequest { node_name: "n2".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    let streaming = client.get_node_assignments(ask("n2")).await.unwrap().into_inner();
+    assert_eq!(streaming, pb::NodeAssignments::default(), "nothing for a node not reported");
+    assert!(scrape(&registry).contains("metallb_allocator_assignment_streams 1"));
+    drop(stream);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    client.get_node_assignments(ask("n2")).await.unwrap();
+    assert!(scrape(&registry).contains("metallb_allocator_assignment_streams 0"));
+
+    // The refusals are counted with their method and code by the server's layer.
+    let text = scrape(&registry);
+    for expected in [
+        r#"metallb_allocator_grpc_errors_total{method="GetNodeAssignments",code="NOT_FOUND"} 2"#,
+        r#"metallb_allocator_grpc_errors_total{method="GetNodeAssignments",code="FAILED_PRECONDITION"} 1"#,
+        r#"metallb_allocator_grpc_request_duration_seconds_count{method="GetNodeAssignments",code="OK"} 3"#,
+        r#"metallb_allocator_grpc_request_duration_seconds_count{method="WatchAssignments",code="OK"} 1"#,
+    ] {
+        assert!(text.contains(expected), "{expected} missing:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn a_change_reaches_the_stream_and_its_lag_is_measured() {
+    let (mut client, _stop, registry) = start_with_metrics().await;
+    client
+        .apply_config(pb::ApplyConfigRequest { config: Some(config()), ..Default::default() })
+        .await
+        .unwrap();
+    let node = pb::Node { name: "n1".into(), ..Default::default() };
+    client.update_node(pb::UpdateNodeRequest { node: Some(node), trace: None }).await.unwrap();
+    client.sync_services(pb::SyncServicesRequest::default()).await.unwrap();
+    let mut stream = client
+        .watch_assignments(pb::WatchAssignmentsRequest { node_name: "n1".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    next(&mut stream).await;
+    let lag_count = |text: &str| {
+        text.lines()
+            .find_map(|line| {
+                line.strip_prefix("metallb_allocator_assignment_stream_lag_seconds_count ")
+            })
+            .map(|count| count.trim().parse::<u64>().unwrap())
+    };
+    let before = lag_count(&scrape(&registry)).unwrap();
+    client
+        .upsert_service(pb::UpsertServiceRequest {
+            service: Some(local_service("web", &["n1"])),
+            trace: None,
+        })
+        .await
+        .unwrap();
+    let delta = next(&mut stream).await;
+    assert!(matches!(delta.update, Some(Update::Delta(_))), "{delta:?}");
+    let text = scrape(&registry);
+    assert!(lag_count(&text).unwrap() > before, "{text}");
 }

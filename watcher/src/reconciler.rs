@@ -432,8 +432,13 @@ impl Reconciler {
         let mut per_node = Vec::with_capacity(nodes.len());
         for node in &nodes {
             let request = pb::GetNodeAssignmentsRequest { node_name: node.clone() };
-            per_node
-                .push((node.as_str(), client.get_node_assignments(request).await?.into_inner()));
+            match client.get_node_assignments(request).await {
+                Ok(assignments) => per_node.push((node.as_str(), assignments.into_inner())),
+                // A node that appeared after this pass told the allocator its nodes: the next
+                // pass tells it, and reads its assignments then.
+                Err(status) if status.code() == tonic::Code::NotFound => {}
+                Err(status) => return Err(status.into()),
+            }
         }
         let views = || per_node.iter().map(|(node, assignments)| (*node, assignments));
         let bgp = crate::announcement_status::bgp_announcements(views());

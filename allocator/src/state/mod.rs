@@ -66,6 +66,8 @@ pub struct AllocatorState {
     services: BTreeMap<ServiceKey, ServiceSpec>,
     failures: BTreeMap<ServiceKey, Failure>,
     nodes: BTreeMap<String, NodeInfo>,
+    /// Nodes an announcer opened an assignment stream for since this allocator started.
+    streamed_nodes: BTreeSet<String>,
     sessions: BTreeMap<(String, String), pb::SessionState>,
     synced: bool,
     l2: L2Owners,
@@ -305,7 +307,18 @@ impl AllocatorState {
 
     /// An assignment stream of `node` opened: the node is alive.
     pub fn stream_opened(&mut self, node: &str) {
+        if !self.streamed_nodes.contains(node) {
+            self.streamed_nodes.insert(node.to_string());
+        }
         self.l2.stream_opened(node);
+    }
+
+    /// Whether the allocator has heard of `node`: the watcher reported it (and has not deleted
+    /// it since), or an announcer opened an assignment stream for it since this allocator
+    /// started. `GetNodeAssignments` answers NOT_FOUND for any other, so that a misspelt name
+    /// does not read as "this node announces nothing".
+    pub fn knows_node(&self, node: &str) -> bool {
+        self.nodes.contains_key(node) || self.streamed_nodes.contains(node)
     }
 
     /// An assignment stream of `node` closed at `now`.
