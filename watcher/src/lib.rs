@@ -11,6 +11,7 @@ pub mod events;
 pub mod kube_connection;
 pub mod leadership;
 pub mod leftovers;
+pub mod metrics;
 pub mod pki;
 pub mod pool_status;
 pub mod reconciler;

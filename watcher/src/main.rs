@@ -12,6 +12,7 @@ use metallb_watcher::{
     kube_connection,
     leadership::{Election, ElectionSettings},
     leftovers,
+    metrics::WatcherMetrics,
     reconciler::{Reconciler, Settings},
     sources::Sources,
     webhook_tls::{self, CurrentCertificate},
@@ -32,7 +33,8 @@ fn main() -> ExitCode {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let readiness = Readiness::new("the Kubernetes API has not answered yet");
-    let registry = Registry::default();
+    let mut registry = Registry::default();
+    let metrics = WatcherMetrics::register(&mut registry);
     let admin = AdminServer::bind(args.common.admin_addr, registry, readiness.clone()).await?;
     let client = kube_connection::client(args.kubeconfig.as_deref()).await?;
     let connector = AllocatorConnector::new(&args.allocator)?;
@@ -64,7 +66,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
             readiness.set_not_ready("reading the initial lists");
             let changed = Arc::new(Notify::new());
-            let sources = Sources::start(&client, &args.config_namespace, changed.clone()).await;
+            let sources = Sources::start(&client, &args.config_namespace, changed.clone(), &metrics).await;
             sources.wait_until_ready().await?;
             tracing::info!("initial lists read");
             if let Some(plan) = webhook {
@@ -107,6 +109,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 allocator: connector,
                 config_namespace: args.config_namespace.clone(),
                 load_balancer_class: args.load_balancer_class.clone(),
+                metrics,
             };
             Reconciler::new(settings, sources, Writer::new(client.clone()))
                 .run(changed, leading, readiness)

@@ -20,6 +20,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use crate::{
     announcement_status::{StatusKind, StatusObjects, new_announcers},
     desired::DesiredServices,
+    metrics::WatcherMetrics,
     replica::Replica,
     replica::Role,
     sources::Sources,
@@ -50,6 +51,8 @@ pub struct Settings {
     pub config_namespace: String,
     /// Our loadBalancerClass, or `None` for Services without one.
     pub load_balancer_class: Option<String>,
+    /// Where passes, write-backs and the configuration's fate are counted.
+    pub metrics: WatcherMetrics,
 }
 
 /// The loop's memory of what the allocator has been told and what was written back.
@@ -93,7 +96,7 @@ impl Reconciler {
         let (failed, failed_writes) = mpsc::unbounded_channel();
         let mut reconciler = Self {
             sources,
-            writes: WriteQueue::spawn(writer.clone(), failed),
+            writes: WriteQueue::spawn(writer.clone(), failed, settings.metrics.clone()),
             failed_writes,
             writer,
             replicas: settings.allocator.replicas().into_iter().map(Replica::new).collect(),
@@ -145,6 +148,7 @@ impl Reconciler {
                     tokio::time::sleep(COALESCE).await;
                 }
                 Err(err) => {
+                    self.settings.metrics.update_error();
                     let failed_over = self.fail_over().await;
                     if failed_over {
                         tracing::warn!(
@@ -596,6 +600,7 @@ impl Reconciler {
     }
 
     async fn report_state(&mut self, valid: bool, summary: String) -> anyhow::Result<()> {
+        self.settings.metrics.config_outcome(valid);
         let state = (valid, summary);
         if self.reported_state.as_ref() == Some(&state) {
             return Ok(());

@@ -22,6 +22,8 @@ use kube::{
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
+use crate::metrics::WatcherMetrics;
+
 /// The metallb.io kinds read as configuration, with the version MetalLB serves them in.
 pub const CONFIG_KINDS: [(&str, &str); 6] = [
     ("IPAddressPool", "v1beta1"),
@@ -52,8 +54,15 @@ pub struct Sources {
 }
 
 impl Sources {
-    /// Starts a watcher per source; `changed` is notified on every event.
-    pub async fn start(client: &Client, config_namespace: &str, changed: Arc<Notify>) -> Self {
+    /// Starts a watcher per source; `changed` is notified on every event, which `metrics`
+    /// counts.
+    pub async fn start(
+        client: &Client,
+        config_namespace: &str,
+        changed: Arc<Notify>,
+        metrics: &WatcherMetrics,
+    ) -> Self {
+        let changed = Wake { changed, metrics: metrics.clone() };
         let mut resources = Vec::new();
         for (kind, version) in CONFIG_KINDS {
             let resource =
@@ -143,8 +152,15 @@ impl Sources {
     }
 }
 
+/// Whom a watch event concerns: the reconciler, woken, and the metrics.
+#[derive(Clone)]
+struct Wake {
+    changed: Arc<Notify>,
+    metrics: WatcherMetrics,
+}
+
 /// A reflector over `api`, with kube-runtime's default backoff on errors.
-fn watch<K>(api: Api<K>, dynamic_type: K::DynamicType, changed: Arc<Notify>) -> Store<K>
+fn watch<K>(api: Api<K>, dynamic_type: K::DynamicType, changed: Wake) -> Store<K>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync + 'static,
@@ -157,8 +173,23 @@ where
         stream
             .for_each(|event| {
                 match event {
-                    Ok(_) => changed.notify_one(),
-                    Err(err) => tracing::warn!(error = %err, "watch error; retrying with backoff"),
+                    Ok(event) => {
+                        // An object listed, added, changed or deleted; not the markers around
+                        // a (re)list.
+                        if matches!(
+                            event,
+                            watcher::Event::Apply(_)
+                                | watcher::Event::Delete(_)
+                                | watcher::Event::InitApply(_)
+                        ) {
+                            changed.metrics.update();
+                        }
+                        changed.changed.notify_one()
+                    }
+                    Err(err) => {
+                        changed.metrics.update_error();
+                        tracing::warn!(error = %err, "watch error; retrying with backoff")
+                    }
                 }
                 futures::future::ready(())
             })

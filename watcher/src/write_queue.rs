@@ -11,6 +11,7 @@
 use std::{
     collections::{HashMap, HashSet, VecDeque},
     sync::Arc,
+    time::Instant,
 };
 
 use futures::{StreamExt, stream::FuturesUnordered};
@@ -18,7 +19,7 @@ use k8s_openapi::api::core::v1::Service;
 use metallb_proto::pb;
 use tokio::sync::mpsc;
 
-use crate::writeback::Writer;
+use crate::{metrics::WatcherMetrics, writeback::Writer};
 
 /// A Service, as (namespace, name).
 pub type Key = (String, String);
@@ -52,10 +53,15 @@ pub struct WriteQueue {
 }
 
 impl WriteQueue {
-    /// Starts the writing task. Keys whose write failed are sent to `failed`.
-    pub fn spawn(writer: Writer, failed: mpsc::UnboundedSender<Key>) -> Self {
+    /// Starts the writing task. Keys whose write failed are sent to `failed`; the writes'
+    /// duration, failures and the queue's depth go to `metrics`.
+    pub fn spawn(
+        writer: Writer,
+        failed: mpsc::UnboundedSender<Key>,
+        metrics: WatcherMetrics,
+    ) -> Self {
         let (jobs, receiver) = mpsc::unbounded_channel();
-        tokio::spawn(run(writer, receiver, failed));
+        tokio::spawn(run(writer, receiver, failed, metrics));
         Self { jobs }
     }
 
@@ -117,6 +123,11 @@ impl Schedule {
         }
     }
 
+    /// Writes waiting to start.
+    fn depth(&self) -> usize {
+        self.waiting.len() + self.details_ready.len()
+    }
+
     fn is_idle(&self) -> bool {
         self.waiting.is_empty() && self.details_ready.is_empty() && self.busy.is_empty()
     }
@@ -126,6 +137,7 @@ async fn run(
     writer: Writer,
     mut jobs: mpsc::UnboundedReceiver<(Key, Job)>,
     failed: mpsc::UnboundedSender<Key>,
+    metrics: WatcherMetrics,
 ) {
     let mut schedule = Schedule::default();
     let mut running = FuturesUnordered::new();
@@ -133,12 +145,15 @@ async fn run(
     loop {
         while running.len() < CONCURRENCY {
             let Some((key, job, phase)) = schedule.next() else { break };
-            let writer = writer.clone();
+            let (writer, metrics) = (writer.clone(), metrics.clone());
             running.push(async move {
+                let started = Instant::now();
                 let result = write(&writer, &job, phase).await;
+                metrics.wrote(write_kind(&job, phase), started.elapsed());
                 (key, job, phase, result)
             });
         }
+        metrics.queue_depth(schedule.depth());
         if !open && schedule.is_idle() {
             return;
         }
@@ -149,12 +164,22 @@ async fn run(
             },
             Some((key, job, phase, result)) = running.next() => {
                 if let Err(err) = &result {
+                    metrics.update_error();
                     tracing::warn!(service = %format!("{}/{}", key.0, key.1), error = %err, "writing the outcome back failed; retrying");
                     let _ = failed.send(key.clone());
                 }
                 schedule.finish(key, job, phase, result.is_ok());
             }
         }
+    }
+}
+
+/// The label of a write in `metallb_watcher_writeback_duration_seconds`.
+fn write_kind(job: &Job, phase: Phase) -> &'static str {
+    match (&job.write, phase) {
+        (Write::Outcome { .. }, Phase::Status) => "status",
+        (Write::Outcome { .. }, Phase::Details) => "details",
+        (Write::Clear, _) => "clear",
     }
 }
 
@@ -211,14 +236,18 @@ mod tests {
         let mut schedule = Schedule::default();
         schedule.add(key("a"), job("192.0.2.1"));
         schedule.add(key("b"), job("192.0.2.2"));
+        assert_eq!(schedule.depth(), 2);
         let (k, j, phase) = schedule.next().unwrap();
         assert!(phase == Phase::Status && k == key("a"));
+        assert_eq!(schedule.depth(), 1, "a write in progress no longer waits");
         schedule.finish(k, j, phase, true);
+        assert_eq!(schedule.depth(), 2, "b's status and a's details");
         let (k, _, phase) = schedule.next().unwrap();
         assert!(phase == Phase::Status && k == key("b"), "b's status before a's details");
         let (k, _, phase) = schedule.next().unwrap();
         assert!(phase == Phase::Details && k == key("a"));
         assert!(schedule.next().is_none());
+        assert_eq!(schedule.depth(), 0);
     }
 
     #[test]
