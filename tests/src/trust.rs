@@ -183,6 +183,37 @@ impl Trust {
         Ok(path)
     }
 
+    /// Token files of the announcers of `nodes`, for benches with hundreds of nodes: each
+    /// node's announcer pod made and its token requested through the API (a TokenRequest bound
+    /// to the pod, as the kubelet asks for a projected token), `concurrency` at a time, rather
+    /// than one `kubectl` run per token. The files are in the order of `nodes`.
+    pub async fn announcer_token_files(
+        &self,
+        client: &kube::Client,
+        nodes: &[String],
+        concurrency: usize,
+    ) -> anyhow::Result<Vec<PathBuf>> {
+        let mut files = Vec::with_capacity(nodes.len());
+        for chunk in nodes.chunks(concurrency.max(1)) {
+            let mut requests = tokio::task::JoinSet::new();
+            for (index, node) in chunk.iter().enumerate() {
+                let (client, node) = (client.clone(), node.clone());
+                requests.spawn(async move { (index, announcer_token(client, &node).await) });
+            }
+            let mut tokens = vec![String::new(); chunk.len()];
+            while let Some(joined) = requests.join_next().await {
+                let (index, token) = joined?;
+                tokens[index] = token?;
+            }
+            for (node, token) in chunk.iter().zip(tokens) {
+                let path = self.dir.path().join(format!("token-{ANNOUNCER_ACCOUNT}-{node}"));
+                std::fs::write(&path, token)?;
+                files.push(path);
+            }
+        }
+        Ok(files)
+    }
+
     /// The watcher's flags to reach the allocator: the CA bundle and a writer's token.
     pub async fn watcher_args(&self) -> anyhow::Result<Vec<String>> {
         Ok(self.client_args(&self.token_file(WATCHER_ACCOUNT, None).await?))
@@ -230,6 +261,48 @@ pub async fn standalone(nodes: &[&str]) -> anyhow::Result<(ControlPlane, Trust)>
     let control_plane = ControlPlane::start().await?;
     let trust = Trust::new(&control_plane, nodes).await?;
     Ok((control_plane, trust))
+}
+
+/// Makes the announcer pod of `node` (unless it exists) and requests a token bound to it.
+async fn announcer_token(client: kube::Client, node: &str) -> anyhow::Result<String> {
+    use k8s_openapi::api::{
+        authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec},
+        core::v1::{Pod, ServiceAccount},
+    };
+    let pods: kube::Api<Pod> = kube::Api::namespaced(client.clone(), NAMESPACE);
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": announcer_pod(node), "namespace": NAMESPACE},
+        "spec": {
+            "nodeName": node,
+            "serviceAccountName": ANNOUNCER_ACCOUNT,
+            "containers": [{"name": "announcer", "image": "metallb-rs:test"}],
+        },
+    }))?;
+    let pod = match pods.create(&Default::default(), &pod).await {
+        Ok(pod) => pod,
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            pods.get(&announcer_pod(node)).await?
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            audiences: Some(vec![AUDIENCE.to_string()]),
+            expiration_seconds: Some(2 * 3600),
+            bound_object_ref: Some(BoundObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: pod.metadata.name,
+                uid: pod.metadata.uid,
+            }),
+        }),
+        ..Default::default()
+    };
+    let accounts: kube::Api<ServiceAccount> = kube::Api::namespaced(client, NAMESPACE);
+    let params = Default::default();
+    let issued = accounts.create_token_request(ANNOUNCER_ACCOUNT, &params, &request).await?;
+    let status = issued.status;
+    status.and_then(|status| status.token).ok_or_else(|| anyhow::anyhow!("no token for {node}"))
 }
 
 /// The pod an announcer on `node` runs as.
