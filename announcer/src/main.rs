@@ -52,6 +52,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             args.node_name.clone(),
             readiness,
             Box::pin(std::future::pending()),
+            metrics.stream_connected(),
         );
         let mut speaker = Speaker::new(args.node_address);
         let refresh = (args.l2_refresh_interval_ms > 0)

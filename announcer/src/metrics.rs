@@ -27,6 +27,9 @@ struct IpLabels {
     ip: String,
 }
 
+/// A session's (UPDATEs, failures, flaps) since the process started.
+type Totals = (u64, u64, u64);
+
 /// BGP session metrics, per peer `ip:port` (`[ip]:port` for IPv6), as MetalLB labels them: two
 /// peers on one router address (different ports) are two series.
 #[derive(Clone, Debug, Default)]
@@ -36,8 +39,11 @@ pub struct Metrics {
     announced: Family<PeerLabels, Gauge>,
     pending: Family<PeerLabels, Gauge>,
     failures: Family<PeerLabels, Counter<u64, AtomicU64>>,
-    /// The totals last seen per peer, (UPDATEs, failures): counters advance by the difference.
-    seen: std::sync::Arc<std::sync::Mutex<HashMap<String, (u64, u64)>>>,
+    flaps: Family<PeerLabels, Counter<u64, AtomicU64>>,
+    /// The totals last seen per peer, (UPDATEs, failures, flaps): counters advance by the
+    /// difference.
+    seen: std::sync::Arc<std::sync::Mutex<HashMap<String, Totals>>>,
+    stream_connected: Gauge,
     bfd: BfdMetrics,
     l2: L2Metrics,
 }
@@ -184,6 +190,16 @@ impl Metrics {
             metrics.failures.clone(),
         );
         registry.register(
+            "metallb_bgp_session_flaps",
+            "Established BGP sessions with the peer that went down",
+            metrics.flaps.clone(),
+        );
+        registry.register(
+            "metallb_announcer_allocator_stream_connected",
+            "1 while the assignment stream from the allocator is open, else 0",
+            metrics.stream_connected.clone(),
+        );
+        registry.register(
             "metallb_bgp_pending_prefixes_total",
             "Prefixes that should be advertised to the peer but are not (session down, no next hop)",
             metrics.pending.clone(),
@@ -191,6 +207,11 @@ impl Metrics {
         metrics.bfd.register(registry);
         metrics.l2.register_into(registry);
         metrics
+    }
+
+    /// The gauge that says whether the assignment stream is open, for the subscription.
+    pub fn stream_connected(&self) -> Gauge {
+        self.stream_connected.clone()
     }
 
     /// The layer 2 counters, registered with the others.
@@ -213,10 +234,11 @@ impl Metrics {
                 .set(i64::from(status.state == State::Established));
             self.announced.get_or_create(&labels).set(status.prefixes_sent as i64);
             self.pending.get_or_create(&labels).set(status.prefixes_pending as i64);
-            let totals = (status.updates_sent, status.failures_total);
+            let totals = (status.updates_sent, status.failures_total, status.flaps_total);
             let previous = seen.insert(labels.peer.clone(), totals).unwrap_or_default();
             self.updates.get_or_create(&labels).inc_by(totals.0.saturating_sub(previous.0));
             self.failures.get_or_create(&labels).inc_by(totals.1.saturating_sub(previous.1));
+            self.flaps.get_or_create(&labels).inc_by(totals.2.saturating_sub(previous.2));
         }
     }
 }
@@ -248,6 +270,7 @@ mod tests {
         ]);
         status.updates_sent = 5;
         status.state = State::Idle;
+        status.flaps_total = 1;
         metrics.update(&[
             ("router".into(), first, status),
             ("router-b".into(), second, quiet.clone()),
@@ -285,6 +308,9 @@ mod tests {
             r#"metallb_bgp_updates_total{peer="192.0.2.1:1179"} 0"#,
             r#"metallb_bgp_session_up{peer="[2001:db8::1]:179"} 1"#,
             r#"metallb_bgp_session_failures_total{peer="192.0.2.1:179"} 0"#,
+            r#"metallb_bgp_session_flaps_total{peer="192.0.2.1:179"} 1"#,
+            r#"metallb_bgp_session_flaps_total{peer="192.0.2.1:1179"} 0"#,
+            "metallb_announcer_allocator_stream_connected 0",
             r#"metallb_layer2_requests_received{ip="192.0.2.100"} 3"#,
             r#"metallb_layer2_responses_sent{ip="192.0.2.100"} 1"#,
             r#"metallb_layer2_gratuitous_sent{ip="2001:db8::100"} 3"#,

@@ -13,6 +13,7 @@ use metallb_proto::{
     STANDBY_REFUSAL,
     pb::{self, assignment_update::Update},
 };
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::{sync::watch, task::JoinHandle};
 use tracing::{Instrument, Span};
 
@@ -29,21 +30,25 @@ pub type AnswerUntilReceiver = watch::Receiver<Option<Instant>>;
 struct Outputs {
     assignments: watch::Sender<Option<Arc<Assignments>>>,
     answer_until: watch::Sender<Option<Instant>>,
+    /// `metallb_announcer_allocator_stream_connected`: 1 while a stream is open.
+    connected: Gauge,
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Starts following the allocator's assignments for `node_name`. Marks `readiness` ready once
-/// the first snapshot is applied. The task ends when `shutdown` fires.
+/// the first snapshot is applied; `connected` is 1 while a stream is open. The task ends when
+/// `shutdown` fires.
 pub fn subscribe(
     connector: AllocatorConnector,
     node_name: String,
     readiness: Readiness,
     shutdown: ShutdownSignal,
+    connected: Gauge,
 ) -> (AssignmentsReceiver, AnswerUntilReceiver, JoinHandle<()>) {
     let (assignments, assignments_receiver) = watch::channel(None);
     let (answer_until, answer_until_receiver) = watch::channel(None);
-    let outputs = Outputs { assignments, answer_until };
+    let outputs = Outputs { assignments, answer_until, connected };
     let task = tokio::spawn(async move {
         tokio::select! {
             () = follow(&connector, &node_name, &outputs, &readiness) => {}
@@ -71,6 +76,7 @@ async fn follow(
     let mut backoff = Backoff::default();
     loop {
         let outcome = stream_once(connector, node_name, outputs, readiness, &mut backoff).await;
+        outputs.connected.set(0);
         // Without a stream there is no word from the allocator: layer 2 answers stop now,
         // while routes stay as they were.
         outputs.answer_until.send_replace(None);
@@ -109,6 +115,7 @@ async fn stream_once(
     let mut client = connector.connect(CONNECT_TIMEOUT).await?;
     let request = pb::WatchAssignmentsRequest { node_name: node_name.to_string() };
     let mut stream = client.watch_assignments(request).await?.into_inner();
+    outputs.connected.set(1);
     let mut fence = Fence::new(Instant::now());
 
     let mut current: Option<Assignments> = None;

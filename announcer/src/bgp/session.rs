@@ -98,6 +98,8 @@ pub struct SessionStatus {
     pub queued_bytes: u64,
     /// Failed connection attempts and sessions lost, since the process started.
     pub failures_total: u64,
+    /// Sessions lost after reaching Established (flaps), since the process started.
+    pub flaps_total: u64,
     /// The last error that took the session down.
     pub last_error: Option<String>,
     /// The peer's last OPEN exactly as it arrived, for diagnosing capability mismatches.
@@ -118,6 +120,7 @@ impl Default for SessionStatus {
             updates_sent: 0,
             queued_bytes: 0,
             failures_total: 0,
+            flaps_total: 0,
             last_error: None,
             peer_open: None,
             bfd: None,
@@ -484,7 +487,9 @@ impl Driver {
             Action::Up(negotiated) => self.session_up(negotiated),
             Action::Down(reason) => {
                 tracing::warn!(peer = %self.endpoint.address, reason, "BGP session down");
-                self.report.established_since = None;
+                if self.report.established_since.take().is_some() {
+                    self.report.flaps_total += 1;
+                }
                 self.report.last_error = Some(reason);
                 self.failure_logged = true;
             }
