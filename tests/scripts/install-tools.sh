@@ -75,6 +75,11 @@ go_install grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl v1.9.3
 go_install helm helm.sh/helm/v4/cmd/helm v4.3.2
 # The test node's cluster DNS (tests/src/kube_addons.rs), as an image made from this binary.
 go_install coredns github.com/coredns/coredns v1.15.0
+# Prometheus 3.16 and promtool (the Go module tags 3.x releases v0.3xx.y): the scrape test's
+# server (tests/src/prometheus.rs) and the alerting rules' checks. Built without the web UI's
+# assets (the builtinassets tag): the tests use the HTTP API only.
+go_install prometheus github.com/prometheus/prometheus/cmd/prometheus v0.316.0
+go_install promtool github.com/prometheus/prometheus/cmd/promtool v0.316.0
 build_tool etcd etcd go.etcd.io/etcd/server/v3
 build_tool kube-apiserver kubernetes k8s.io/kubernetes/cmd/kube-apiserver
 build_tool kubectl kubernetes k8s.io/kubernetes/cmd/kubectl

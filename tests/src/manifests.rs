@@ -25,12 +25,17 @@ pub fn deploy_dir() -> PathBuf {
 /// under `parent` (kustomize refuses an overlay inside its base's directory), naming deploy/
 /// and its Jaeger component by relative paths.
 pub fn jaeger_overlay(parent: &Path) -> PathBuf {
-    let overlay = parent.join("overlay-jaeger");
+    component_overlay(parent, "jaeger")
+}
+
+/// Like `jaeger_overlay`, for the component `deploy/components/{component}`.
+pub fn component_overlay(parent: &Path, component: &str) -> PathBuf {
+    let overlay = parent.join(format!("overlay-{component}"));
     std::fs::create_dir(&overlay).unwrap();
     let overlay = overlay.canonicalize().unwrap();
     let deploy = relative_path(&overlay, &deploy_dir());
     let kustomization = format!(
-        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- {deploy}\ncomponents:\n- {deploy}/components/jaeger\n",
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- {deploy}\ncomponents:\n- {deploy}/components/{component}\n",
         deploy = deploy.display()
     );
     std::fs::write(overlay.join("kustomization.yaml"), kustomization).unwrap();

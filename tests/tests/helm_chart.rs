@@ -1,7 +1,9 @@
 //! charts/metallb-rs is deploy/ for Helm users: `helm lint --strict` passes; with default values
 //! `helm template` renders exactly the objects of `kubectl kustomize deploy/` (and, with Jaeger
 //! on, those of deploy/ plus its Jaeger component), compared as parsed objects; every value
-//! changes what it says; the chart's CRDs are the generator's; and a real kube-apiserver accepts
+//! changes what it says; the chart's CRDs are the generator's; the Prometheus objects are those
+//! of deploy/components/prometheus, whose alerting rules are the chart's one copy of them
+//! (files/prometheus-rules.yaml); and a real kube-apiserver accepts
 //! the renders with strict field validation (dry run).
 
 use std::{
@@ -13,7 +15,7 @@ use std::{
 use metallb_tests::{
     helm::{chart_dir, helm},
     kube_control_plane::ControlPlane,
-    manifests::{deploy_dir, jaeger_overlay, kustomize, parse_objects},
+    manifests::{component_overlay, deploy_dir, jaeger_overlay, kustomize, parse_objects},
     tools::our_binary,
 };
 use serde_json::{Value, json};
@@ -199,10 +201,13 @@ fn every_option_on() -> Value {
     json!({
         "tls": {"provider": "cert-manager"},
         "jaeger": {"enabled": true},
-        "prometheus": {"podMonitors": {
-            "enabled": true,
-            "announcerTokenSecret": {"name": "prometheus-token", "key": "token"},
-        }},
+        "prometheus": {
+            "podMonitors": {
+                "enabled": true,
+                "announcerTokenSecret": {"name": "prometheus-token", "key": "token"},
+            },
+            "prometheusRule": {"enabled": true},
+        },
     })
 }
 
@@ -238,6 +243,68 @@ fn jaeger_on_renders_deploy_with_its_jaeger_component() {
     let overlay = jaeger_overlay(dir.path());
     let chart = without_keep_annotation(render(json!({"jaeger": {"enabled": true}})));
     assert_same_objects(chart, kustomized(&overlay));
+}
+
+/// The values deploy/components/prometheus stands for (its kustomization.yaml names them).
+fn prometheus_component_values() -> Value {
+    json!({"prometheus": {
+        "podMonitors": {"enabled": true, "announcerTokenSecret": {"name": "metallb-prometheus-token"}},
+        "prometheusRule": {"enabled": true},
+    }})
+}
+
+#[test]
+fn prometheus_on_renders_deploy_with_its_prometheus_component() {
+    let dir = tempfile::tempdir().unwrap();
+    let overlay = component_overlay(dir.path(), "prometheus");
+    let chart = without_keep_annotation(render(prometheus_component_values()));
+    assert_same_objects(chart, kustomized(&overlay));
+}
+
+/// The rule group lives once, in the chart's files/prometheus-rules.yaml; the component holds a
+/// copy under its PrometheusRule's spec, which must not drift (as files/crds.yaml must not).
+#[test]
+fn the_components_alerting_rules_are_the_charts() {
+    let source = std::fs::read_to_string(chart_dir().join("files/prometheus-rules.yaml")).unwrap();
+    let source = &parse_objects(&source).unwrap()[0];
+    let component = deploy_dir().join("components/prometheus/prometheusrule.yaml");
+    let copy = &parse_objects(&std::fs::read_to_string(&component).unwrap()).unwrap()[0];
+    assert!(
+        &copy["spec"] == source,
+        "{} differs from charts/metallb-rs/files/prometheus-rules.yaml: copy that file's groups under its spec",
+        component.display()
+    );
+}
+
+#[test]
+fn the_prometheus_rule_follows_its_values() {
+    let values = json!({"prometheus": {"prometheusRule": {
+        "enabled": true,
+        "namespace": "monitoring",
+        "labels": {"release": "kube-prometheus"},
+    }}});
+    let objects = render(values);
+    let rule = find(&objects, "PrometheusRule", "metallb-rs");
+    assert_eq!(rule["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(rule["metadata"]["namespace"], "monitoring");
+    assert_eq!(rule["metadata"]["labels"]["release"], "kube-prometheus");
+    assert_eq!(rule["metadata"]["labels"]["app.kubernetes.io/name"], "metallb-rs");
+    let source = std::fs::read_to_string(chart_dir().join("files/prometheus-rules.yaml")).unwrap();
+    assert_eq!(rule["spec"], parse_objects(&source).unwrap()[0]);
+    let alerts = rule["spec"]["groups"][0]["rules"].as_array().unwrap();
+    assert!(alerts.iter().any(|a| a["alert"] == "MetalLBBGPSessionDown"), "{alerts:?}");
+
+    // Its own switch: the PodMonitors neither need it nor bring it.
+    let monitors_only = render(json!({"prometheus": {"podMonitors": {"enabled": true}}}));
+    assert!(!monitors_only.iter().any(|o| o["kind"] == "PrometheusRule"));
+    let rule_only = render(json!({"prometheus": {"prometheusRule": {"enabled": true}}}));
+    let monitoring: Vec<&Value> =
+        rule_only.iter().filter(|o| o["apiVersion"] == "monitoring.coreos.com/v1").collect();
+    assert_eq!(monitoring.len(), 1, "{monitoring:?}");
+    assert_eq!(
+        find(&rule_only, "PrometheusRule", "metallb-rs")["metadata"]["namespace"],
+        NAMESPACE
+    );
 }
 
 /// Values that differ from every default they touch.
