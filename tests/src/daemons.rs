@@ -65,7 +65,20 @@ impl Daemon {
         env: &[(&str, String)],
         log_dir: &Path,
     ) -> anyhow::Result<Self> {
-        let admin_addr = free_loopback_addr();
+        Self::start_with_admin(name, namespace, free_loopback_addr(), binary, args, env, log_dir)
+    }
+
+    /// Like `start_as`, with the admin endpoint at `admin_addr` (e.g. an address of the lab that
+    /// a Prometheus in another namespace reaches).
+    pub fn start_with_admin(
+        name: &str,
+        namespace: Option<&str>,
+        admin_addr: SocketAddr,
+        binary: &str,
+        args: &[String],
+        env: &[(&str, String)],
+        log_dir: &Path,
+    ) -> anyhow::Result<Self> {
         let mut command = match namespace {
             Some(namespace) => in_namespace(namespace, &our_binary(binary)),
             None => Command::new(our_binary(binary)),

@@ -20,6 +20,7 @@ pub mod manifests;
 pub mod neighbor_probes;
 pub mod port_forward;
 pub mod ports;
+pub mod prometheus;
 pub mod route_monitor;
 pub mod stack;
 pub mod tools;

@@ -42,7 +42,9 @@ use crate::{
     jaeger::Jaeger,
     kube_control_plane::ControlPlane,
     lab::{Lab, ROUTER_V4},
-    trust::{ANNOUNCER_ACCOUNT, Trust, WATCHER_ACCOUNT},
+    ports::free_loopback_addr,
+    prometheus::ScrapeJob,
+    trust::{ANNOUNCER_ACCOUNT, NAMESPACE, READER_ACCOUNT, Trust, WATCHER_ACCOUNT},
 };
 
 /// The nodes' AS.
@@ -51,6 +53,9 @@ pub const NODE_ASN: u32 = 64512;
 pub const EBGP_ROUTER_ASN: u32 = 64500;
 /// The allocator's gRPC port in the router's namespace.
 pub const ALLOCATOR_PORT: u16 = 50051;
+/// The announcers' HTTPS metrics port on their node address (with `StackOptions::scrape`), as
+/// in deploy/announcer.yaml.
+pub const ANNOUNCER_METRICS_PORT: u16 = 7474;
 /// How long any one wait of the stack may take.
 pub const WAIT: Duration = Duration::from_secs(30);
 
@@ -73,6 +78,11 @@ pub struct StackOptions {
     /// Replicas of the allocator and of the watcher (the watchers elect a leader; every
     /// component is given every allocator endpoint).
     pub replicas: usize,
+    /// Every daemon's metrics in reach of a Prometheus in the router's namespace, as
+    /// `scrape_jobs` lists them: the watchers' admin endpoints on the host link's root address
+    /// instead of root loopback, and the announcers' HTTPS metrics on their node address (the
+    /// allocators' admin endpoints are on the router namespace's loopback already).
+    pub scrape: bool,
 }
 
 impl Default for StackOptions {
@@ -84,6 +94,7 @@ impl Default for StackOptions {
             segment_client: false,
             jaeger: false,
             replicas: 1,
+            scrape: false,
         }
     }
 }
@@ -124,6 +135,8 @@ pub struct Stack {
     pub trust: Trust,
     /// How each daemon was started, to start it again.
     starts: Starts,
+    /// Whether `StackOptions::scrape` was set.
+    scrape: bool,
     logs: tempfile::TempDir,
 }
 
@@ -134,6 +147,8 @@ struct Starts {
     announcer_args: Vec<Vec<String>>,
     announcer_env: Vec<(&'static str, String)>,
     allocator_env: Vec<(&'static str, String)>,
+    /// Where the watchers' admin endpoints listen instead of root loopback.
+    watcher_admin_ip: Option<Ipv4Addr>,
     /// Starts so far, numbering the logs of restarted daemons.
     count: std::sync::atomic::AtomicUsize,
 }
@@ -228,6 +243,23 @@ impl Stack {
                 "1",
             ]);
             args.extend(trust.client_args(&token));
+            if options.scrape {
+                // As deploy/announcer.yaml: tokens of the API server's audience (a Prometheus
+                // pod's own), of the harness's reader account.
+                let metrics_addr = SocketAddr::from((node.address, ANNOUNCER_METRICS_PORT));
+                args.extend(strings(&[
+                    "--metrics-https-addr",
+                    &metrics_addr.to_string(),
+                    "--metrics-reader-service-accounts",
+                    &format!("{NAMESPACE}/{READER_ACCOUNT}"),
+                    "--metrics-token-audience",
+                    trust.issuer(),
+                    "--token-issuer",
+                    trust.issuer(),
+                    "--jwks-file",
+                    &trust.jwks_file().to_string_lossy(),
+                ]));
+            }
             let env = telemetry(ROUTER_V4);
             let namespace = Some(node.namespace.as_str());
             announcers.push(Daemon::start_in(
@@ -257,6 +289,7 @@ impl Stack {
             announcer_args,
             announcer_env: telemetry(ROUTER_V4),
             allocator_env: telemetry(ROUTER_V4),
+            watcher_admin_ip: options.scrape.then_some(link.root_address),
             count: Default::default(),
         };
         let mut watchers = Vec::new();
@@ -278,6 +311,7 @@ impl Stack {
             router_asn,
             trust,
             starts,
+            scrape: options.scrape,
             logs,
         };
         stack.wait_ready().await?;
@@ -394,6 +428,41 @@ impl Stack {
     /// The router's address on the veth pair to the root namespace.
     pub fn router_address_from_root(&self) -> Ipv4Addr {
         self.link.namespace_address
+    }
+
+    /// What a Prometheus in the router's namespace scrapes (`StackOptions::scrape`): jobs
+    /// `metallb-allocator` (admin endpoints on that namespace's loopback), `metallb-watcher`
+    /// (admin endpoints on the host link's root address) and `metallb-announcer` (HTTPS on each
+    /// node's address, with a token of the reader account written into the log directory).
+    pub async fn scrape_jobs(&self) -> anyhow::Result<Vec<ScrapeJob>> {
+        anyhow::ensure!(self.scrape, "the daemons are out of reach: set StackOptions::scrape");
+        let token = self.trust.token(READER_ACCOUNT, None, self.trust.issuer(), "2h").await?;
+        let token_file = self.log_dir().join("prometheus-token");
+        std::fs::write(&token_file, token)?;
+        let admin = |daemons: Vec<&Daemon>| -> Vec<SocketAddr> {
+            daemons.iter().map(|daemon| daemon.admin_addr()).collect()
+        };
+        Ok(vec![
+            ScrapeJob {
+                name: "metallb-allocator".into(),
+                targets: admin(self.allocators.iter().map(|a| &a.daemon).collect()),
+                bearer_token_file: None,
+            },
+            ScrapeJob {
+                name: "metallb-watcher".into(),
+                targets: admin(self.watchers.iter().collect()),
+                bearer_token_file: None,
+            },
+            ScrapeJob {
+                name: "metallb-announcer".into(),
+                targets: self
+                    .nodes
+                    .iter()
+                    .map(|node| SocketAddr::from((node.address, ANNOUNCER_METRICS_PORT)))
+                    .collect(),
+                bearer_token_file: Some(token_file),
+            },
+        ])
     }
 
     /// The `peers:` section of a v0.1 ConfigMap naming the router.
@@ -623,7 +692,14 @@ impl Starts {
         let mut args = self.watcher_args.clone();
         args.extend(["--leader-identity".to_string(), identity.clone()]);
         let name = format!("metallb-{identity}.{}", self.next());
-        Daemon::start_as(&name, None, "metallb-watcher", &args, &self.watcher_env, log_dir)
+        let (binary, env) = ("metallb-watcher", &self.watcher_env);
+        match self.watcher_admin_ip {
+            Some(ip) => {
+                let admin_addr = SocketAddr::from((ip, free_loopback_addr().port()));
+                Daemon::start_with_admin(&name, None, admin_addr, binary, &args, env, log_dir)
+            }
+            None => Daemon::start_as(&name, None, binary, &args, env, log_dir),
+        }
     }
 
     fn next(&self) -> usize {

@@ -211,6 +211,26 @@ impl Router {
             .collect()
     }
 
+    /// Kills the router's daemons (SIGKILL, as a crash would): the kernel closes their
+    /// sockets, so every session drops at once. The handle stays, for its logs.
+    pub fn stop(&mut self) {
+        self.kill_processes();
+    }
+
+    /// Kills the daemons (each `ChildProcess` does on drop) and removes what they keep outside
+    /// our directory: FRR a scratch directory per process.
+    fn kill_processes(&mut self) {
+        let pids = self.pids();
+        self.processes.clear();
+        if self.kind == RouterKind::Frr {
+            for pid in pids {
+                for daemon in ["zebra", "bgpd", "bfdd"] {
+                    let _ = std::fs::remove_dir_all(format!("/var/tmp/frr/{daemon}.{pid}"));
+                }
+            }
+        }
+    }
+
     /// The router's working directory (configuration, logs, control socket).
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -244,16 +264,7 @@ impl Router {
 
 impl Drop for Router {
     fn drop(&mut self) {
-        // FRR daemons keep a scratch directory per process outside ours; remove it with them.
-        if self.kind == RouterKind::Frr {
-            let pids = self.pids();
-            self.processes.clear();
-            for pid in pids {
-                for daemon in ["zebra", "bgpd", "bfdd"] {
-                    let _ = std::fs::remove_dir_all(format!("/var/tmp/frr/{daemon}.{pid}"));
-                }
-            }
-        }
+        self.kill_processes();
     }
 }
 
