@@ -434,8 +434,9 @@ impl Allocator for AllocatorApi {
     ) -> RpcResult<pb::NodeAssignments> {
         let node = required_name("node_name", &request.get_ref().node_name)?;
         self.authorize_node(&request, node, Access::NodeRead, "GetNodeAssignments")?;
-        let view = self.core.read(|state| Some((state.node_view(node)?, state.knows_node(node))));
-        let (view, known) = view.ok_or(Error::NotSynced("GetNodeAssignments"))?;
+        let (view, known) = self
+            .core
+            .read(|state| (state.node_view(node), !state.is_synced() || state.knows_node(node)));
         if !known {
             return Err(Error::NotFound(format!(
                 "node {node} is unknown: the watcher has not reported it and no announcer \
@@ -443,6 +444,7 @@ impl Allocator for AllocatorApi {
             ))
             .into());
         }
+        let view = view.ok_or(Error::NotSynced("GetNodeAssignments"))?;
         Ok(Response::new(redact_passwords(view)))
     }
 

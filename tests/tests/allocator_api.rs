@@ -279,6 +279,13 @@ async fn bad_requests_get_precise_status_codes() {
         ),
         (
             &writer,
+            "GetNodeAssignments",
+            r#"{"node_name": "nodo-a"}"#,
+            tonic::Code::NotFound,
+            "node nodo-a is unknown",
+        ),
+        (
+            &writer,
             "SyncServices",
             r#"{"services": [{}]}"#,
             tonic::Code::InvalidArgument,

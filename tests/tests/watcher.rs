@@ -57,6 +57,19 @@ fn load_balancer(name: &str, load_balancer_ip: Option<&str>) -> Service {
     kube_objects::load_balancer(name, load_balancer_ip, TrafficPolicy::Cluster)
 }
 
+/// The watcher's /metrics.
+async fn watcher_metrics(watcher: &Daemon) -> String {
+    let (status, metrics) = watcher.admin_get("/metrics").await.unwrap();
+    assert_eq!(status, 200, "{metrics}");
+    metrics
+}
+
+/// The value of the unlabelled series `name` in `metrics`.
+fn sample(metrics: &str, name: &str) -> f64 {
+    let value = metrics.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' '));
+    value.unwrap_or_else(|| panic!("{name} missing:\n{metrics}")).trim().parse().unwrap()
+}
+
 /// Polls `check` until it returns `Some`, for at most `WAIT`; fails with the watcher's log.
 async fn eventually<T, F: Future<Output = Option<T>>>(
     what: &str,
@@ -100,6 +113,22 @@ async fn services_get_ips_events_and_keep_them_across_restarts() {
     })
     .await;
     assert_eq!(pool, "my-ip-space");
+    // The watcher is metallb-rs's Kubernetes client: after a sync it has MetalLB's k8s client
+    // series, and its own.
+    let metrics = watcher_metrics(&watcher).await;
+    for expected in [
+        "metallb_k8s_client_config_loaded_bool 1",
+        "metallb_k8s_client_config_stale_bool 0",
+        "metallb_k8s_client_update_errors_total ",
+        r#"metallb_watcher_writeback_duration_seconds_count{write="status"} "#,
+        "metallb_watcher_write_queue_depth ",
+        "process_resident_memory_bytes ",
+        "process_cpu_seconds_total ",
+    ] {
+        assert!(metrics.contains(expected), "{expected} missing:\n{metrics}");
+    }
+    let updates = sample(&metrics, "metallb_k8s_client_updates_total");
+    assert!(updates >= 2.0, "the ConfigMap, the Service and more were seen: {metrics}");
     let note = eventually("IPAllocated", &watcher, || {
         event_note(&client, "default", "web", "IPAllocated")
     })
@@ -132,6 +161,9 @@ async fn services_get_ips_events_and_keep_them_across_restarts() {
     })
     .await;
     assert!(state.contains("/33"), "{state}");
+    let metrics = watcher_metrics(&watcher).await;
+    assert!(metrics.contains("metallb_k8s_client_config_stale_bool 1"), "{metrics}");
+    assert!(metrics.contains("metallb_k8s_client_config_loaded_bool 1"), "{metrics}");
     assert_eq!(ingress(&client, "web").await.as_deref(), Some("203.0.113.0"));
     config_map(&client, CONFIG).await.unwrap();
     eventually("ConfigurationState Valid", &watcher, || {
