@@ -164,10 +164,29 @@ async fn services_are_announced_from_eligible_nodes_and_survive_the_allocator() 
     // Back again, then the allocator dies: the announcers keep what they have.
     call(&lab, &allocator, "UpsertService", &format!(r#"{{"service": {}}}"#, service(None)));
     wait_for_next_hops(&router, &lab, &both, &refs);
+    let (_, metrics) = allocator.daemon.admin_get("/metrics").await.unwrap();
+    for expected in ["metallb_allocator_ready 1", "metallb_allocator_assignment_streams 2"] {
+        assert!(metrics.contains(expected), "{expected} missing:\n{metrics}");
+    }
+    for announcer in &announcers {
+        let (_, metrics) = announcer.admin_get("/metrics").await.unwrap();
+        for expected in [
+            "metallb_announcer_allocator_stream_connected 1",
+            "metallb_bgp_session_flaps_total{",
+            "process_open_fds ",
+        ] {
+            assert!(metrics.contains(expected), "{expected} missing:\n{metrics}");
+        }
+    }
     allocator.daemon.terminate(Duration::from_secs(10)).unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(kernel_next_hops(&lab), both, "announcers withdrew when the allocator went away");
     for announcer in &announcers {
         assert!(announcer.log().contains("assignment stream unavailable"), "{}", announcer.log());
+        let (_, metrics) = announcer.admin_get("/metrics").await.unwrap();
+        assert!(
+            metrics.contains("metallb_announcer_allocator_stream_connected 0"),
+            "the stream is down: {metrics}"
+        );
     }
 }
