@@ -364,6 +364,7 @@ async fn a_peer_that_stops_reading_is_torn_down_by_the_send_hold_timer() {
         largest_queue <= 2 * 1024 * 1024,
         "{largest_queue} bytes queued for a peer that reads nothing"
     );
+    assert_eq!(session.status().flaps_total, 1, "an established session lost is a flap");
     keepalives.abort();
     session.stop().await;
 }
@@ -397,6 +398,7 @@ async fn a_refused_peer_is_retried_with_growing_pauses_and_the_reason_on_record(
             .expect("three failures within 10 s")
             .unwrap()
             .clone();
+    assert_eq!(failed.flaps_total, 0, "never established, so never a flap");
     let error = failed.last_error.expect("the reason is on record");
     assert!(error.contains("refused"), "{error}");
     session.stop().await;

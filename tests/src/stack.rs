@@ -83,6 +83,9 @@ pub struct StackOptions {
     /// instead of root loopback, and the announcers' HTTPS metrics on their node address (the
     /// allocators' admin endpoints are on the router namespace's loopback already).
     pub scrape: bool,
+    /// BFD on the router's side of every session (BIRD's `bfd on`, MetalLB's default timers);
+    /// a BGPPeer with a BFDProfile turns it on at the announcers.
+    pub bfd: bool,
 }
 
 impl Default for StackOptions {
@@ -95,6 +98,7 @@ impl Default for StackOptions {
             jaeger: false,
             replicas: 1,
             scrape: false,
+            bfd: false,
         }
     }
 }
@@ -176,8 +180,8 @@ impl Stack {
         }
         let link = HostLink::new(&lab.router)?;
         let router_asn = if options.ibgp { NODE_ASN } else { EBGP_ROUTER_ASN };
-        let neighbors =
-            lab.nodes.iter().map(|node| Neighbor::new(IpAddr::V4(node.v4), NODE_ASN)).collect();
+        let neighbor = |address| Neighbor { bfd: options.bfd, ..Neighbor::new(address, NODE_ASN) };
+        let neighbors = lab.nodes.iter().map(|node| neighbor(IpAddr::V4(node.v4))).collect();
         let router = Router::start(
             RouterKind::Bird,
             &lab.router,
