@@ -21,7 +21,7 @@ fn home_dir() -> PathBuf {
 }
 
 /// Path of a Go-built tool from the cache: "etcd", "kube-apiserver", "kubectl", "jaeger",
-/// "grpcurl", "helm". Panics with the install hint when it is missing.
+/// "grpcurl", "helm", "prometheus", "promtool". Panics with the install hint when it is missing.
 pub fn cached_tool(name: &str) -> PathBuf {
     let path = cache_dir().join("bin").join(name);
     if !is_executable(&path) {
