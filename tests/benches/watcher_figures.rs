@@ -1,9 +1,12 @@
 //! Watcher figures (a bench binary that prints them, not a timed test), against a real
 //! kube-apiserver and allocator: creation-to-status latency of 1,000 Services created one after
 //! another and of 1,000 created in a burst (p50, p99, total),
-//! the initial sync with 10,000 existing Services, and the watcher's RSS.
+//! the initial sync with 10,000 existing Services (`METALLB_WATCHER_SERVICES` sets the count),
+//! the watcher's RSS, and one Service change while all of them exist: the change's API call to
+//! the allocator holding its result.
 //!
 //! Run: `cargo build --bins --release && cargo bench -p metallb-tests --bench watcher_figures`
+//! (issue 17's 20,000: `METALLB_WATCHER_SERVICES=20000 cargo bench ... --bench watcher_figures`)
 
 use std::{
     collections::HashMap,
@@ -18,15 +21,20 @@ use kube::{
     api::PostParams,
     runtime::{WatchStreamExt, watcher},
 };
+use metallb_process::{AllocatorClientArgs, AllocatorConnector};
+use metallb_proto::pb;
 use metallb_tests::{
     daemons::{Allocator, Daemon},
     kube_control_plane::ControlPlane,
-    trust::Trust,
+    trust::{self, READER_ACCOUNT, Trust},
 };
 
 const FIRST: usize = 1_000;
+/// Services at the initial sync, unless `METALLB_WATCHER_SERVICES` says otherwise.
 const TOTAL: usize = 10_000;
 const CREATORS: usize = 16;
+/// Single Service changes timed while all the others exist.
+const CHANGES: usize = 20;
 
 fn service(n: usize) -> Service {
     serde_json::from_value(serde_json::json!({
@@ -126,8 +134,64 @@ fn rss_mib(pid: u32) -> f64 {
         / 1024.0
 }
 
+/// One Service change at a time while `total` exist: each of `CHANGES` Services is given an
+/// IP of its own by annotation (`metallb.io/loadBalancerIPs`), and the allocator is asked
+/// (GetLease, as a reader, every millisecond) until it holds that IP. Prints the latency from
+/// the patch call's start, and the patch call's own share.
+async fn one_change_among(client: &Client, trust: &Trust, allocator: &Allocator, total: usize) {
+    let token = trust.token_file(READER_ACCOUNT, None).await.unwrap();
+    let connector = AllocatorConnector::new(&AllocatorClientArgs {
+        allocator_endpoint: vec![allocator.grpc_url()],
+        allocator_ca_file: trust.ca_file(),
+        allocator_server_name: Some(trust::SERVER_NAME.into()),
+        allocator_token_file: token,
+        insecure: false,
+    })
+    .unwrap();
+    let mut reader = connector.connect(Duration::from_secs(10)).await.unwrap();
+    let api: Api<Service> = Api::namespaced(client.clone(), "default");
+    let (mut to_lease, mut calls) = (Vec::new(), Vec::new());
+    for n in 0..CHANGES {
+        let name = format!("svc-{n}");
+        // Free addresses: the Services hold the first ones of 198.18.0.0/15.
+        let ip = format!("198.19.200.{}", n + 1);
+        let patch =
+            serde_json::json!({"metadata": {"annotations": {"metallb.io/loadBalancerIPs": ip}}});
+        let started = Instant::now();
+        api.patch(&name, &Default::default(), &kube::api::Patch::Merge(&patch)).await.unwrap();
+        calls.push(started.elapsed());
+        let deadline = started + Duration::from_secs(30);
+        let key = pb::ServiceKey { namespace: "default".into(), name: name.clone() };
+        loop {
+            let request = pb::GetLeaseRequest { service: Some(key.clone()) };
+            if let Ok(lease) = reader.get_lease(request).await
+                && lease.into_inner().ips.contains(&ip)
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the allocator did not give {name} {ip} within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        to_lease.push(started.elapsed());
+    }
+    let (p50, p99, max) = percentiles(to_lease);
+    let (call_p50, call_p99, _) = percentiles(calls);
+    println!(
+        "one Service change while {total} exist ({CHANGES} changes, one at a time: an IP asked for by annotation): \
+         patch call start to the allocator holding the IP p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms \
+         (of which the patch call itself: p50 {call_p50:.1} ms, p99 {call_p99:.1} ms)"
+    );
+}
+
 #[tokio::main]
 async fn main() {
+    let total: usize = std::env::var("METALLB_WATCHER_SERVICES")
+        .map(|value| value.parse().expect("METALLB_WATCHER_SERVICES is a number"))
+        .unwrap_or(TOTAL);
+    assert!(total >= 2 * FIRST, "METALLB_WATCHER_SERVICES must be at least {}", 2 * FIRST);
     let logs = tempfile::tempdir().unwrap();
     let control_plane = ControlPlane::start().await.unwrap();
     control_plane.kubectl(&["create", "namespace", "metallb-system"]).await.unwrap();
@@ -177,18 +241,18 @@ async fn main() {
     let started = Instant::now();
     let calls = create(&client, burst.clone(), CREATORS, &created).await;
     let (p50, p99, max) = percentiles(wait_for_statuses(burst, &latencies).await);
-    let total = started.elapsed();
+    let burst_took = started.elapsed();
     let (call_p50, call_p99, _) = percentiles(calls);
     observer.abort();
     println!(
         "{FIRST} Services created by {CREATORS} concurrent clients: creation-to-status p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms (of which the create call itself: p50 {call_p50:.1} ms, p99 {call_p99:.1} ms); all with an IP after {:.2} s; watcher RSS {:.1} MiB",
-        total.as_secs_f64(),
+        burst_took.as_secs_f64(),
         rss_mib(daemon.pid())
     );
 
-    // Initial sync: 10,000 Services with their IPs exist when a fresh watcher and allocator
-    // start (a restart of both), which must adopt every IP before it is ready.
-    create(&client, 2 * FIRST..TOTAL, CREATORS, &created).await;
+    // Initial sync: `total` (10,000) Services with their IPs exist when a fresh watcher and
+    // allocator start (a restart of both), which must adopt every IP before it is ready.
+    create(&client, 2 * FIRST..total, CREATORS, &created).await;
     let api: Api<Service> = Api::namespaced(client.clone(), "default");
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
@@ -199,7 +263,7 @@ async fn main() {
             .iter()
             .filter(|s| s.metadata.name.as_deref().is_some_and(|n| n.starts_with("svc-")))
             .collect();
-        if ours.len() == TOTAL
+        if ours.len() == total
             && ours.iter().all(|s| !metallb_watcher::translate::ingress_ips(s).is_empty())
         {
             break;
@@ -234,10 +298,12 @@ async fn main() {
     )
     .unwrap();
     println!(
-        "initial sync of {TOTAL} existing Services after a restart of watcher and allocator (watcher start to ready: \
+        "initial sync of {total} existing Services after a restart of watcher and allocator (watcher start to ready: \
          lists, configuration, nodes, full sync): {:.2} s; watcher RSS {:.1} MiB; allocator pools: {}",
         synced.as_secs_f64(),
         rss_mib(daemon.pid()),
         leases.stdout.split_whitespace().collect::<String>()
     );
+    one_change_among(&client, &trust, &allocator, total).await;
+    println!("watcher RSS after the changes: {:.1} MiB", rss_mib(daemon.pid()));
 }
