@@ -2,14 +2,27 @@
 //! exports MetalLB's `metallb_k8s_client_*` series with their meaning there (MetalLB's
 //! controller and speakers export them); the write-back series are ours. `docs/metrics.md`
 //! lists them all.
+//!
+//! Only the leading watcher reads the configuration and has the allocator judge it, so only
+//! the leader exports the two `config_*` gauges: a standby replica showing "not loaded" would
+//! set off every alert on them, and a former leader would show a stale word.
 
-use std::time::Duration;
+use std::{
+    fmt,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicI64, Ordering},
+    },
+    time::Duration,
+};
 
 use prometheus_client::{
-    encoding::EncodeLabelSet,
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric},
     metrics::{
         counter::Counter,
         family::Family,
+        gauge::ConstGauge,
         gauge::Gauge,
         histogram::{Histogram, exponential_buckets},
     },
@@ -26,8 +39,7 @@ struct WriteLabels {
 pub struct WatcherMetrics {
     updates: Counter,
     update_errors: Counter,
-    config_loaded: Gauge,
-    config_stale: Gauge,
+    config: Arc<ConfigGauges>,
     write_duration: Family<WriteLabels, Histogram>,
     write_queue_depth: Gauge,
 }
@@ -37,8 +49,7 @@ impl Default for WatcherMetrics {
         Self {
             updates: Counter::default(),
             update_errors: Counter::default(),
-            config_loaded: Gauge::default(),
-            config_stale: Gauge::default(),
+            config: Arc::default(),
             // 1 ms to about 65 s: one patch, or one throttled by the API server.
             write_duration: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.001, 4.0, 9))
@@ -64,18 +75,7 @@ impl WatcherMetrics {
              and failed write-backs",
             metrics.update_errors.clone(),
         );
-        registry.register(
-            "metallb_k8s_client_config_loaded_bool",
-            "1 if the MetalLB configuration was loaded (read and accepted by the allocator) at \
-             least once by this watcher while leading",
-            metrics.config_loaded.clone(),
-        );
-        registry.register(
-            "metallb_k8s_client_config_stale_bool",
-            "1 if running on a stale configuration, because the latest one could not be read \
-             or was rejected",
-            metrics.config_stale.clone(),
-        );
+        registry.register_collector(Box::new(metrics.config.clone()));
         registry.register(
             "metallb_watcher_writeback_duration_seconds",
             "Time to write one outcome back to Kubernetes, by write (status, details, clear)",
@@ -103,9 +103,18 @@ impl WatcherMetrics {
     /// leaves the previous one in force.
     pub fn config_outcome(&self, valid: bool) {
         if valid {
-            self.config_loaded.set(1);
+            self.config.loaded.store(1, Ordering::Relaxed);
         }
-        self.config_stale.set(i64::from(!valid));
+        self.config.stale.store(i64::from(!valid), Ordering::Relaxed);
+        self.config.shown.store(true, Ordering::Relaxed);
+    }
+
+    /// This watcher stopped leading: its word on the configuration is no longer the one that
+    /// counts, so the `config_*` gauges go until it leads again and hears of it afresh.
+    pub fn standing_by(&self) {
+        self.config.shown.store(false, Ordering::Relaxed);
+        self.config.loaded.store(0, Ordering::Relaxed);
+        self.config.stale.store(0, Ordering::Relaxed);
     }
 
     /// Records one write-back of kind `write` that took `elapsed`.
@@ -116,6 +125,41 @@ impl WatcherMetrics {
     /// Sets the number of write-backs waiting.
     pub fn queue_depth(&self, depth: usize) {
         self.write_queue_depth.set(i64::try_from(depth).unwrap_or(i64::MAX));
+    }
+}
+
+/// `metallb_k8s_client_config_loaded_bool` and `_stale_bool`, exported only while shown.
+#[derive(Debug, Default)]
+struct ConfigGauges {
+    shown: AtomicBool,
+    loaded: AtomicI64,
+    stale: AtomicI64,
+}
+
+impl Collector for ConfigGauges {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        if !self.shown.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let gauges = [
+            (
+                "metallb_k8s_client_config_loaded_bool",
+                "1 if the MetalLB configuration was loaded (read and accepted by the allocator) \
+                 at least once since this watcher became the leader",
+                &self.loaded,
+            ),
+            (
+                "metallb_k8s_client_config_stale_bool",
+                "1 if running on a stale configuration, because the latest one could not be \
+                 read or was rejected",
+                &self.stale,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(value.load(Ordering::Relaxed));
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        Ok(())
     }
 }
 
@@ -137,12 +181,11 @@ mod tests {
         for expected in [
             "metallb_k8s_client_updates_total 0",
             "metallb_k8s_client_update_errors_total 0",
-            "metallb_k8s_client_config_loaded_bool 0",
-            "metallb_k8s_client_config_stale_bool 0",
             "metallb_watcher_write_queue_depth 0",
         ] {
             assert!(text.contains(expected), "{expected} missing:\n{text}");
         }
+        assert!(!text.contains("metallb_k8s_client_config"), "not before leading: {text}");
         metrics.update();
         metrics.update();
         metrics.update_error();
@@ -159,6 +202,12 @@ mod tests {
         assert!(text.contains("metallb_k8s_client_config_stale_bool 1"), "{text}");
         metrics.config_outcome(true);
         assert!(scrape(&registry).contains("metallb_k8s_client_config_stale_bool 0"));
+        metrics.standing_by();
+        assert!(!scrape(&registry).contains("metallb_k8s_client_config"), "gone on standby");
+        metrics.config_outcome(false);
+        let text = scrape(&registry);
+        assert!(text.contains("metallb_k8s_client_config_loaded_bool 0"), "afresh: {text}");
+        assert!(text.contains("metallb_k8s_client_config_stale_bool 1"), "{text}");
 
         metrics.wrote("status", Duration::from_millis(3));
         metrics.queue_depth(7);

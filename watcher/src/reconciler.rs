@@ -182,6 +182,7 @@ impl Reconciler {
     async fn stand_by(&mut self, leading: &mut watch::Receiver<bool>, readiness: &Readiness) {
         tracing::info!("not the leader; standing by");
         readiness.set_ready();
+        self.settings.metrics.standing_by();
         for replica in &mut self.replicas {
             replica.forget();
         }
