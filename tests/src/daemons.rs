@@ -105,6 +105,19 @@ impl Daemon {
         self.admin_addr
     }
 
+    /// A shell command that prints this daemon's metrics, from the root namespace: the admin
+    /// endpoint listens on the loopback of the daemon's namespace, so the command enters it.
+    pub fn metrics_command(&self) -> String {
+        let curl =
+            format!("{} -s http://{}/metrics", system_tool("curl").display(), self.admin_addr);
+        match &self.namespace {
+            Some(namespace) => {
+                format!("{} netns exec {namespace} {curl}", system_tool("ip").display())
+            }
+            None => curl,
+        }
+    }
+
     /// GETs `path` from the admin endpoint: (status code, body).
     pub async fn admin_get(&self, path: &str) -> anyhow::Result<(u16, String)> {
         let url = format!("http://{}{path}", self.admin_addr);

@@ -78,6 +78,9 @@ pub struct StackOptions {
     /// Replicas of the allocator and of the watcher (the watchers elect a leader; every
     /// component is given every allocator endpoint).
     pub replicas: usize,
+    /// Where the processes log. Unset: a temporary directory removed with the stack; set (the
+    /// demo): this directory, emptied first and kept afterwards for reading.
+    pub log_dir: Option<std::path::PathBuf>,
     /// Every daemon's metrics in reach of a Prometheus in the router's namespace, as
     /// `scrape_jobs` lists them: the watchers' admin endpoints on the host link's root address
     /// instead of root loopback, and the announcers' HTTPS metrics on their node address (the
@@ -97,6 +100,7 @@ impl Default for StackOptions {
             segment_client: false,
             jaeger: false,
             replicas: 1,
+            log_dir: None,
             scrape: false,
             bfd: false,
         }
@@ -141,7 +145,38 @@ pub struct Stack {
     starts: Starts,
     /// Whether `StackOptions::scrape` was set.
     scrape: bool,
-    logs: tempfile::TempDir,
+    logs: LogDir,
+}
+
+/// Where the stack's processes log.
+enum LogDir {
+    /// Removed with the stack.
+    Temporary(tempfile::TempDir),
+    /// Kept.
+    Kept(std::path::PathBuf),
+}
+
+impl LogDir {
+    fn new(kept: Option<&Path>) -> anyhow::Result<Self> {
+        Ok(match kept {
+            None => Self::Temporary(tempfile::Builder::new().prefix("metallb-stack-").tempdir()?),
+            Some(dir) => {
+                // A previous run's logs would mix with this one's.
+                if dir.exists() {
+                    std::fs::remove_dir_all(dir)?;
+                }
+                std::fs::create_dir_all(dir)?;
+                Self::Kept(dir.canonicalize()?)
+            }
+        })
+    }
+
+    fn path(&self) -> &Path {
+        match self {
+            Self::Temporary(dir) => dir.path(),
+            Self::Kept(dir) => dir,
+        }
+    }
 }
 
 /// The arguments and environment each daemon of the stack was started with.
@@ -162,7 +197,7 @@ impl Stack {
     /// and every announcer follows the allocator. No MetalLB configuration is applied yet:
     /// tests bring their own (see `v01_peers` and `bgp_peer_resource`).
     pub async fn start(options: StackOptions) -> anyhow::Result<Self> {
-        let logs = tempfile::Builder::new().prefix("metallb-stack-").tempdir()?;
+        let logs = LogDir::new(options.log_dir.as_deref())?;
         let control_plane = ControlPlane::start().await?;
         let watcher_kubeconfig = kube_objects::install_metallb(&control_plane).await?;
         let client = control_plane.client().await;
@@ -413,7 +448,7 @@ impl Stack {
         &self.client
     }
 
-    /// Where every process logs (removed with the stack).
+    /// Where every process logs (removed with the stack unless `StackOptions::log_dir` named it).
     pub fn log_dir(&self) -> &Path {
         self.logs.path()
     }

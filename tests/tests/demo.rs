@@ -9,7 +9,14 @@ use metallb_tests::tools::our_binary;
 
 #[test]
 fn the_demo_tours_the_stack_and_cleans_up() {
-    let output = Command::new(our_binary("metallb-demo")).arg("--once").output().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let log_dir = logs.path().join("demo-logs");
+    let output = Command::new(our_binary("metallb-demo"))
+        .arg("--once")
+        .arg("--log-dir")
+        .arg(&log_dir)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "the demo failed:\n{stdout}\n{stderr}");
@@ -25,10 +32,13 @@ fn the_demo_tours_the_stack_and_cleans_up() {
         "nexthop via 192.0.2.13",
         "\"pool\": \"demo\"",
         "\"pool\": \"segment\"",
-        "metallb-announcer/send_update",
-        "/trace/",
-        "Every grpcurl line above ran as printed.",
-        "Stopped; everything is removed.",
+        // The trace as a tree: the UPDATE under the allocator's span, under the watcher's.
+        "metallb-watcher watcher.service (",
+        "    metallb-announcer send_update (",
+        "/api/traces/",
+        "curl -s http://",
+        "Every grpcurl, metrics and trace line above ran as printed.",
+        "Stopped; everything is removed but the logs",
     ] {
         assert!(stdout.contains(expected), "the demo did not print {expected:?}:\n{stdout}");
     }
@@ -44,6 +54,16 @@ fn the_demo_tours_the_stack_and_cleans_up() {
     let tcp = node_after("segment client -> 192.0.2.200:80: answered by ");
     assert!(["node-1", "node-2", "node-3"].contains(&assigned.as_str()), "{assigned:?}");
     assert_eq!((arp.as_str(), tcp.as_str()), (assigned.as_str(), assigned.as_str()), "{stdout}");
+    // The logs stay where the demo said they would.
+    assert!(stdout.contains(&format!("logs:     {}", log_dir.display())), "{stdout}");
+    let kept: Vec<String> = std::fs::read_dir(&log_dir)
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    for daemon in ["metallb-watcher", "metallb-allocator", "metallb-announcer"] {
+        assert!(kept.iter().any(|name| name.starts_with(daemon)), "no {daemon} log in {kept:?}");
+    }
 }
 
 #[test]

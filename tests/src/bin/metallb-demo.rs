@@ -8,9 +8,14 @@
 //! from there; and how to look further (kubectl, grpcurl, Jaeger). Ctrl-C (or SIGTERM) tears
 //! everything down. `--once` stops after the tour instead of waiting.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use metallb_tests::{
+    daemons::Daemon,
     lab::{SEGMENT_CLIENT_V4, in_namespace, ip_in},
     neighbor_probes::{self, run_bounded},
     stack::{Stack, StackOptions, kube_objects::TrafficPolicy},
@@ -65,24 +70,57 @@ fn heading(title: &str) {
     println!("\n== {title}");
 }
 
+/// What the command line asks for.
+struct DemoArgs {
+    /// Stop after the tour instead of waiting for Ctrl-C.
+    once: bool,
+    /// Where the processes log; kept after the demo stops.
+    log_dir: PathBuf,
+}
+
+const USAGE: &str = "usage: metallb-demo [--once] [--log-dir DIR]";
+
+fn parse_args() -> Result<DemoArgs, String> {
+    let mut args = std::env::args().skip(1);
+    let mut parsed = DemoArgs { once: false, log_dir: default_log_dir() };
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--once" => parsed.once = true,
+            "--log-dir" => {
+                parsed.log_dir = args.next().ok_or("--log-dir needs a directory")?.into()
+            }
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(parsed)
+}
+
+/// `target/metallb-demo-logs`, beside the demo's own binary (in target/debug).
+fn default_log_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let target = exe.parent().and_then(Path::parent).unwrap_or(Path::new("."));
+    target.join("metallb-demo-logs")
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let once = match std::env::args().nth(1).as_deref() {
-        None => false,
-        Some("--once") => true,
-        Some(other) => {
-            eprintln!("metallb-demo: unknown argument {other:?} (the only one is --once)");
-            std::process::exit(64);
-        }
-    };
+    let DemoArgs { once, log_dir } = parse_args().unwrap_or_else(|err| {
+        eprintln!("metallb-demo: {err}\n{USAGE}");
+        std::process::exit(64);
+    });
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
 
     heading(
         "Starting kube-apiserver, a BGP router, three nodes, two clients, Jaeger and metallb-rs",
     );
-    let options =
-        StackOptions { client: true, segment_client: true, jaeger: true, ..Default::default() };
+    let options = StackOptions {
+        client: true,
+        segment_client: true,
+        jaeger: true,
+        log_dir: Some(log_dir.clone()),
+        ..Default::default()
+    };
     let stack = Stack::start(options).await?;
     let result = tour(&stack, once).await;
     if let Err(err) = &result {
@@ -96,7 +134,7 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("\nStopping: daemons, router, namespaces, control plane...");
     drop(stack);
-    println!("Stopped; everything is removed.");
+    println!("Stopped; everything is removed but the logs, in {}.", log_dir.display());
     result
 }
 
@@ -158,8 +196,15 @@ async fn tour(stack: &Stack, once: bool) -> anyhow::Result<()> {
                     Duration::from_secs(20),
                 )
                 .await?;
-            println!("{}", trace.summary());
-            format!("{}/trace/{}", jaeger.query_url(), trace.trace_id)
+            print!("{}", trace.tree());
+            // Jaeger built from its Go module has no UI, only the query API: print what
+            // shows the trace here rather than a page that cannot.
+            format!(
+                "{} -s {}/api/traces/{}",
+                system_tool("curl").display(),
+                jaeger.query_url(),
+                trace.trace_id
+            )
         }
         None => "Jaeger is not running".into(),
     };
@@ -183,33 +228,41 @@ async fn tour(stack: &Stack, once: bool) -> anyhow::Result<()> {
             "{grpcurl} -d '{{\"node_name\": \"node-1\"}}' {allocator} metallb.v1.Allocator/GetNodeAssignments"
         ),
     ];
+    let metrics_lines: Vec<String> = stack
+        .watchers
+        .iter()
+        .chain(stack.allocators.iter().map(|allocator| &allocator.daemon))
+        .chain(&stack.announcers)
+        .map(Daemon::metrics_command)
+        .collect();
     println!(
         "kubectl:  KUBECONFIG={kubeconfig} {kubectl} get service {SERVICE} -o wide\n          \
          KUBECONFIG={kubeconfig} {kubectl} get events --field-selector involvedObject.name={SERVICE}\n          \
          KUBECONFIG={kubeconfig} {kubectl} -n metallb-system get servicel2statuses.metallb.io\n\
          grpcurl:  {}\n\
+         metrics:  {}\n          (watcher, allocator, then the announcers of node-1, node-2, node-3)\n\
          router:   {ip_tool} netns exec {router} birdc -s {bird_socket} show route all\n\
-         Jaeger:   {trace_line}\n          (or open {jaeger_ui} and pick the service metallb-watcher)\n\
-         logs:     {logs}",
+         trace:    {trace_line}\n          (Jaeger's query API; a cluster's Jaeger from deploy/components/jaeger has the UI too)\n\
+         logs:     {logs} (kept after the demo stops)",
         grpcurl_lines.join("\n          "),
+        metrics_lines.join("\n          "),
         ip_tool = system_tool("ip").display(),
         router = stack.lab.router,
         bird_socket = stack.router.dir().join("bird.ctl").display(),
-        jaeger_ui = stack.jaeger.as_ref().map(|j| j.query_url()).unwrap_or_default(),
         logs = stack.log_dir().display(),
     );
     if once {
         // The commands above are for pasting: run each exactly as printed.
-        for line in &grpcurl_lines {
+        for line in grpcurl_lines.iter().chain(&metrics_lines).chain([&trace_line]) {
             let output =
                 std::process::Command::new(system_tool("bash")).args(["-c", line]).output()?;
             anyhow::ensure!(
-                output.status.success(),
+                output.status.success() && !output.stdout.is_empty(),
                 "{line}\nfailed: {}",
                 String::from_utf8_lossy(&output.stderr)
             );
         }
-        println!("Every grpcurl line above ran as printed.");
+        println!("Every grpcurl, metrics and trace line above ran as printed.");
     }
     Ok(())
 }
