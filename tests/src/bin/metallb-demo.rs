@@ -235,25 +235,42 @@ async fn tour(stack: &Stack, once: bool) -> anyhow::Result<()> {
         .chain(&stack.announcers)
         .map(Daemon::metrics_command)
         .collect();
-    println!(
-        "kubectl:  KUBECONFIG={kubeconfig} {kubectl} get service {SERVICE} -o wide\n          \
-         KUBECONFIG={kubeconfig} {kubectl} get events --field-selector involvedObject.name={SERVICE}\n          \
-         KUBECONFIG={kubeconfig} {kubectl} -n metallb-system get servicel2statuses.metallb.io\n\
-         grpcurl:  {}\n\
-         metrics:  {}\n          (watcher, allocator, then the announcers of node-1, node-2, node-3)\n\
-         router:   {ip_tool} netns exec {router} birdc -s {bird_socket} show route all\n\
-         trace:    {trace_line}\n          (Jaeger's query API; a cluster's Jaeger from deploy/components/jaeger has the UI too)\n\
-         logs:     {logs} (kept after the demo stops)",
-        grpcurl_lines.join("\n          "),
-        metrics_lines.join("\n          "),
+    let kubectl_lines = [
+        format!("KUBECONFIG={kubeconfig} {kubectl} get service {SERVICE} -o wide"),
+        format!(
+            "KUBECONFIG={kubeconfig} {kubectl} get events --field-selector involvedObject.name={SERVICE}"
+        ),
+        format!(
+            "KUBECONFIG={kubeconfig} {kubectl} -n metallb-system get servicel2statuses.metallb.io"
+        ),
+    ];
+    let router_line = format!(
+        "{ip_tool} netns exec {router} birdc -s {bird_socket} show route all",
         ip_tool = system_tool("ip").display(),
         router = stack.lab.router,
         bird_socket = stack.router.dir().join("bird.ctl").display(),
+    );
+    let indent = "\n          ";
+    println!(
+        "kubectl:  {}\n\
+         grpcurl:  {}\n\
+         metrics:  {}\n          (watcher, allocator, then the announcers of node-1, node-2, node-3)\n\
+         router:   {router_line}\n\
+         trace:    {trace_line}\n          (Jaeger's query API; a cluster's Jaeger from deploy/components/jaeger has the UI too)\n\
+         logs:     {logs} (kept after the demo stops)",
+        kubectl_lines.join(indent),
+        grpcurl_lines.join(indent),
+        metrics_lines.join(indent),
         logs = stack.log_dir().display(),
     );
     if once {
         // The commands above are for pasting: run each exactly as printed.
-        for line in grpcurl_lines.iter().chain(&metrics_lines).chain([&trace_line]) {
+        let printed = kubectl_lines
+            .iter()
+            .chain(&grpcurl_lines)
+            .chain(&metrics_lines)
+            .chain([&router_line, &trace_line]);
+        for line in printed {
             let output =
                 std::process::Command::new(system_tool("bash")).args(["-c", line]).output()?;
             anyhow::ensure!(
@@ -262,7 +279,7 @@ async fn tour(stack: &Stack, once: bool) -> anyhow::Result<()> {
                 String::from_utf8_lossy(&output.stderr)
             );
         }
-        println!("Every grpcurl, metrics and trace line above ran as printed.");
+        println!("Every command above ran as printed.");
     }
     Ok(())
 }
