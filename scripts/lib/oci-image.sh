@@ -26,19 +26,24 @@ oci_image_from_rootfs() {
     return 1
   }
   mkdir -p "$oci_image_store" "$(dirname "$archive")"
-  # A build interrupted earlier may have left its working container behind.
-  oci_buildah rm --all >/dev/null 2>&1 || true
-  local container
-  container=$(oci_buildah from --quiet scratch)
-  oci_buildah copy --quiet "$container" "$rootfs/" / >/dev/null
-  if [ "$#" -gt 0 ]; then
-    oci_buildah config "$@" "$container"
-  fi
-  oci_buildah commit --quiet --rm "$container" "$reference" >/dev/null
-  rm -f "$archive.tmp"
-  oci_buildah push --quiet "$reference" "oci-archive:$archive.tmp:$reference" >/dev/null
-  oci_buildah rmi --force "$reference" >/dev/null 2>&1 || true
-  mv "$archive.tmp" "$archive"
+  # One build at a time per store: builds share buildah's storage, and one build's clean-up
+  # (`rm --all`, `rmi`) would pull the ground from under another (tests build in parallel).
+  (
+    flock 9
+    # A build interrupted earlier may have left its working container behind.
+    oci_buildah rm --all >/dev/null 2>&1 || true
+    local container
+    container=$(oci_buildah from --quiet scratch)
+    oci_buildah copy --quiet "$container" "$rootfs/" / >/dev/null
+    if [ "$#" -gt 0 ]; then
+      oci_buildah config "$@" "$container"
+    fi
+    oci_buildah commit --quiet --rm "$container" "$reference" >/dev/null
+    rm -f "$archive.tmp"
+    oci_buildah push --quiet "$reference" "oci-archive:$archive.tmp:$reference" >/dev/null
+    oci_buildah rmi --force "$reference" >/dev/null 2>&1 || true
+    mv "$archive.tmp" "$archive"
+  ) 9>"$oci_image_store/lock"
 }
 
 # oci_copy_libraries ROOTFS FILE...: copies every shared library `ldd` names for each

@@ -3,9 +3,10 @@
 //! Jaeger) by `tests/scripts/build-test-images.sh`. Each is built at most once per test process.
 
 use std::{
+    collections::BTreeMap,
     path::{Path, PathBuf},
     process::Command,
-    sync::OnceLock,
+    sync::{Mutex, OnceLock},
 };
 
 use anyhow::Context;
@@ -35,14 +36,22 @@ pub fn metallb_image() -> anyhow::Result<ImageArchive> {
         .map_err(anyhow::Error::msg)
 }
 
-/// The test image `name` (`echo`, `coredns` or `jaeger`).
+/// The test image `name` (`echo`, `coredns` or `jaeger`), built at most once per process
+/// (tests of one binary run in parallel and ask for the same images).
 pub fn test_image(name: &str) -> anyhow::Result<ImageArchive> {
+    static BUILT: Mutex<BTreeMap<String, ImageArchive>> = Mutex::new(BTreeMap::new());
+    let mut built = BUILT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(image) = built.get(name) {
+        return Ok(image.clone());
+    }
     let mut command = Command::new(Path::new(REPO).join("tests/scripts/build-test-images.sh"));
     command.arg(name);
-    run_image_script(command)?
+    let image = run_image_script(command)?
         .into_iter()
         .next()
-        .with_context(|| format!("build-test-images.sh printed no image for {name}"))
+        .with_context(|| format!("build-test-images.sh printed no image for {name}"))?;
+    built.insert(name.to_string(), image.clone());
+    Ok(image)
 }
 
 /// Runs a script that prints `reference archive` lines.
