@@ -31,3 +31,29 @@ pub fn helm(home: &Path, args: &[&str]) -> Result<String, String> {
         Err(format!("helm {args:?}: {stdout}{}", String::from_utf8_lossy(&output.stderr)))
     }
 }
+
+/// README.md's install command, `helm install metallb-rs charts/metallb-rs --namespace
+/// metallb-system --create-namespace --take-ownership`, against the cluster of `kubeconfig`,
+/// with `extra` arguments (`--set ...`) after it.
+pub fn install_documented(
+    home: &Path,
+    kubeconfig: &Path,
+    extra: &[&str],
+) -> Result<String, String> {
+    let chart = chart_dir();
+    let chart = chart.to_str().ok_or("chart path is not UTF-8")?;
+    let kubeconfig = kubeconfig.to_str().ok_or("kubeconfig path is not UTF-8")?;
+    let mut args = vec![
+        "install",
+        "metallb-rs",
+        chart,
+        "--namespace",
+        "metallb-system",
+        "--create-namespace",
+        "--take-ownership",
+        "--kubeconfig",
+        kubeconfig,
+    ];
+    args.extend_from_slice(extra);
+    helm(home, &args)
+}

@@ -32,7 +32,7 @@ use kube::{
 };
 use metallb_tests::{
     bgp_routers::{Neighbor, Router, RouterConfig, RouterKind},
-    helm::{chart_dir, helm},
+    helm,
     host_link::HostLink,
     images::{ImageArchive, metallb_image, test_image},
     jaeger::{JaegerQuery, Span},
@@ -239,23 +239,13 @@ async fn install(
             control_plane.kubectl(&["apply", "-k", overlay.to_str().unwrap()]).await.unwrap();
         }
         Installer::Helm => {
-            let kubeconfig = control_plane.kubeconfig_path().to_str().unwrap().to_string();
-            let chart = chart_dir();
             let image_repository = format!("image.repository={metallb_name}");
             let image_tag = format!("image.tag={metallb_tag}");
             let jaeger_image = format!("jaeger.image={}", jaeger.reference);
-            helm(
+            helm::install_documented(
                 work,
+                control_plane.kubeconfig_path(),
                 &[
-                    "install",
-                    "metallb-rs",
-                    chart.to_str().unwrap(),
-                    "--namespace",
-                    NAMESPACE,
-                    "--create-namespace",
-                    "--take-ownership",
-                    "--kubeconfig",
-                    &kubeconfig,
                     "--set",
                     &image_repository,
                     "--set",

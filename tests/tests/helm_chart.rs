@@ -13,7 +13,7 @@ use std::{
 };
 
 use metallb_tests::{
-    helm::{chart_dir, helm},
+    helm::{chart_dir, helm, install_documented},
     kube_control_plane::ControlPlane,
     manifests::{component_overlay, deploy_dir, jaeger_overlay, kustomize, parse_objects},
     tools::our_binary,
@@ -641,23 +641,8 @@ async fn a_real_apiserver_accepts_the_renders_and_the_documented_helm_install() 
     // The install command of README.md: the release adopts the namespace and labels it, and
     // every object of the default render is on the server.
     let home = tempfile::tempdir().unwrap();
-    let chart = chart_dir();
-    let kubeconfig = control_plane.kubeconfig_path().to_str().unwrap().to_string();
-    helm(
-        home.path(),
-        &[
-            "install",
-            RELEASE,
-            chart.to_str().unwrap(),
-            "--namespace",
-            NAMESPACE,
-            "--create-namespace",
-            "--take-ownership",
-            "--kubeconfig",
-            &kubeconfig,
-        ],
-    )
-    .unwrap_or_else(|err| panic!("{err}"));
+    install_documented(home.path(), control_plane.kubeconfig_path(), &[])
+        .unwrap_or_else(|err| panic!("{err}"));
     let path = write_list(control_plane.dir(), "installed", &default);
     let installed: Value = serde_json::from_str(
         &control_plane.kubectl(&["get", "-f", &path, "-o", "json"]).await.unwrap(),
