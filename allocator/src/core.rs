@@ -22,7 +22,7 @@ use crate::{
     l2::L2Fencing,
     metrics::Metrics,
     replica_role::{ReplicaRole, Transition},
-    state::AllocatorState,
+    state::{Affected, AllocatorState},
     streams::NodeStreams,
 };
 
@@ -137,10 +137,14 @@ impl Core {
         let mut guarded = self.guarded.lock().expect("allocator state lock poisoned");
         let now = Instant::now();
         let owners_changed = guarded.state.refresh_l2(now);
+        let mut affected = guarded.state.take_affected();
+        if owners_changed {
+            affected.merge(Affected::everything());
+        }
         let unpublished = guarded.unpublished.take();
         let owners_changed = owners_changed.then(|| (pb::TraceContext::default(), now));
         if let Some((trace, since)) = unpublished.or(owners_changed) {
-            self.streams.publish_since(&guarded.state, &trace, since);
+            self.streams.publish_since(&guarded.state, &trace, since, &affected);
         }
         guarded.state.l2_deadline(now)
     }

@@ -2,7 +2,11 @@
 //! with the number of leases, never with the size of a pool: free addresses are found from the
 //! gaps between held ones.
 
-use std::{collections::BTreeMap, net::IpAddr, time::SystemTime};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+    time::SystemTime,
+};
 
 use crate::{
     address::{Address, Family},
@@ -95,6 +99,8 @@ pub struct Leases {
     by_service: BTreeMap<ServiceKey, Lease>,
     holders: BTreeMap<Address, Holders>,
     runs: HeldRuns,
+    /// Services whose lease was given, replaced or taken since `take_changed`.
+    changed: BTreeSet<ServiceKey>,
 }
 
 impl Leases {
@@ -142,12 +148,20 @@ impl Leases {
                 }
             }
         }
+        self.changed.insert(lease.service.clone());
         self.by_service.insert(lease.service.clone(), lease);
+    }
+
+    /// The services whose lease changed since the last call (for publishing only what they
+    /// touch), and forgets them.
+    pub fn take_changed(&mut self) -> BTreeSet<ServiceKey> {
+        std::mem::take(&mut self.changed)
     }
 
     /// Takes `service`'s lease away.
     pub fn remove(&mut self, service: &ServiceKey) -> Option<Lease> {
         let lease = self.by_service.remove(service)?;
+        self.changed.insert(service.clone());
         for ip in &lease.ips {
             let address = Address::from_ip(*ip);
             if let Some(holders) = self.holders.get_mut(&address)

@@ -5,7 +5,7 @@
 //! ahead and, once there is room, sends a fresh snapshot.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeSet, HashMap},
     sync::{Arc, Mutex},
     time::Instant,
 };
@@ -19,7 +19,8 @@ use crate::{
     metrics::{OpenStream, StreamMetrics},
     replica_role::RoleLease,
     routes::{delta, is_empty},
-    state::AllocatorState,
+    service_spec::ServiceKey,
+    state::{Affected, AllocatorState},
 };
 
 /// Messages buffered per stream before it counts as lagging.
@@ -39,10 +40,109 @@ pub struct NodeView {
 
 type ViewSender = watch::Sender<Option<NodeView>>;
 
+/// The watch channel of every node with at least one open stream, and which of them announce
+/// each service.
+#[derive(Debug, Default)]
+struct Subscriptions {
+    senders: HashMap<String, ViewSender>,
+    /// For each service, the subscribed nodes whose current view routes it: the nodes a change
+    /// of that service must look at again, besides those that will route it.
+    routing: HashMap<ServiceKey, BTreeSet<String>>,
+}
+
+impl Subscriptions {
+    /// Sets `node`'s view, keeping `routing` in step; `false` when it was unchanged.
+    fn set_view(&mut self, node: &str, view: Option<NodeView>) -> bool {
+        let Some(sender) = self.senders.get(node) else { return false };
+        let mut before = BTreeSet::new();
+        let changed = sender.send_if_modified(|current| {
+            let unchanged = match (current.as_ref(), view.as_ref()) {
+                (Some(current), Some(view)) => current.assignments == view.assignments,
+                (None, None) => true,
+                _ => false,
+            };
+            if !unchanged {
+                before = routed_services(current.as_ref());
+                *current = view.clone();
+            }
+            !unchanged
+        });
+        if changed {
+            let after = routed_services(view.as_ref());
+            for gone in before.difference(&after) {
+                if let Some(nodes) = self.routing.get_mut(gone) {
+                    nodes.remove(node);
+                    if nodes.is_empty() {
+                        self.routing.remove(gone);
+                    }
+                }
+            }
+            for new in after.difference(&before) {
+                self.routing.entry(new.clone()).or_default().insert(node.to_string());
+            }
+        }
+        changed
+    }
+
+    /// Drops the channels nobody listens to any more, and their nodes from `routing`.
+    fn drop_unheard(&mut self) {
+        let unheard: Vec<String> = self
+            .senders
+            .iter()
+            .filter(|(_, sender)| sender.receiver_count() == 0)
+            .map(|(node, _)| node.clone())
+            .collect();
+        for node in unheard {
+            if let Some(sender) = self.senders.remove(&node) {
+                for service in routed_services(sender.borrow().as_ref()) {
+                    if let Some(nodes) = self.routing.get_mut(&service) {
+                        nodes.remove(&node);
+                        if nodes.is_empty() {
+                            self.routing.remove(&service);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The subscribed nodes whose view `affected` may have changed, given `state` after the
+    /// changes: every node for a global change or a service routed from every node; else the
+    /// nodes changed themselves, and for each changed service those that routed it and those
+    /// that may route it now.
+    fn nodes_to_refresh(&self, state: &AllocatorState, affected: &Affected) -> Vec<String> {
+        if affected.everything {
+            return self.senders.keys().cloned().collect();
+        }
+        let subscribed = |node: &String| self.senders.contains_key(node);
+        let mut nodes: BTreeSet<String> =
+            affected.nodes.iter().filter(|n| subscribed(n)).cloned().collect();
+        for service in &affected.services {
+            let Some(reach) = state.service_reach(service) else {
+                return self.senders.keys().cloned().collect();
+            };
+            nodes.extend(reach.into_iter().filter(|node| subscribed(node)));
+            if let Some(routing) = self.routing.get(service) {
+                nodes.extend(routing.iter().cloned());
+            }
+        }
+        nodes.into_iter().collect()
+    }
+}
+
+/// The services the routes of `view` carry.
+fn routed_services(view: Option<&NodeView>) -> BTreeSet<ServiceKey> {
+    view.into_iter()
+        .flat_map(|view| view.assignments.routes.iter())
+        .flat_map(|route| route.services.iter())
+        .filter_map(|key| ServiceKey::from_pb(Some(key)).ok())
+        .collect()
+}
+
 /// The watch channel of every node with at least one open stream.
 #[derive(Debug, Default)]
 pub struct NodeStreams {
-    senders: Mutex<HashMap<String, ViewSender>>,
+    subscriptions: Mutex<Subscriptions>,
     fencing: Mutex<L2Fencing>,
     /// Whether this replica decides layer 2 owners: heartbeats only while it does.
     role: Arc<RoleLease>,
@@ -65,40 +165,37 @@ impl NodeStreams {
         *self.fencing.lock().expect("node streams lock poisoned") = fencing;
     }
 
-    /// `publish_since` for a change made now.
+    /// `publish_since` for a change made now, of unknown extent.
     #[cfg(test)]
     pub fn publish(&self, state: &AllocatorState, trace: &pb::TraceContext) {
-        self.publish_since(state, trace, Instant::now());
+        self.publish_since(state, trace, Instant::now(), &Affected::everything());
     }
 
-    /// Recomputes every subscribed node's view after a change caused by `trace` and made at
-    /// `changed_at`; nodes whose view did not change are not woken.
+    /// Recomputes the view of every subscribed node that the changes `affected` describes
+    /// (caused by `trace`, the first made at `changed_at`) can have altered; nodes whose view
+    /// did not change are not woken. The cost follows the change: a Service announced from a
+    /// few nodes costs those nodes, not the cluster.
     pub fn publish_since(
         &self,
         state: &AllocatorState,
         trace: &pb::TraceContext,
         changed_at: Instant,
+        affected: &Affected,
     ) {
-        let mut senders = self.senders.lock().expect("node streams lock poisoned");
-        senders.retain(|_, sender| sender.receiver_count() > 0);
-        for (node, sender) in senders.iter() {
-            let view = state.node_view(node);
-            sender.send_if_modified(|current| {
-                let unchanged = match (current.as_ref(), view.as_ref()) {
-                    (Some(current), Some(view)) => *current.assignments == *view,
-                    (None, None) => true,
-                    _ => false,
-                };
-                if !unchanged {
-                    *current = view.map(|view| NodeView {
-                        assignments: Arc::new(view),
-                        trace: trace.clone(),
-                        changed_at: Some(changed_at),
-                    });
-                }
-                !unchanged
+        let mut subscriptions = self.lock();
+        subscriptions.drop_unheard();
+        for node in subscriptions.nodes_to_refresh(state, affected) {
+            let view = state.node_view(&node).map(|view| NodeView {
+                assignments: Arc::new(view),
+                trace: trace.clone(),
+                changed_at: Some(changed_at),
             });
+            subscriptions.set_view(&node, view);
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Subscriptions> {
+        self.subscriptions.lock().expect("node streams lock poisoned")
     }
 
     /// Opens a stream for `node`: spawns its task and returns the receiving end for tonic.
@@ -108,16 +205,17 @@ impl NodeStreams {
         state: &AllocatorState,
     ) -> mpsc::Receiver<Result<pb::AssignmentUpdate, Status>> {
         let receiver = {
-            let mut senders = self.senders.lock().expect("node streams lock poisoned");
-            let sender = senders.entry(node.to_string()).or_insert_with(|| {
+            let mut subscriptions = self.lock();
+            if !subscriptions.senders.contains_key(node) {
+                subscriptions.senders.insert(node.to_string(), watch::channel(None).0);
                 let view = state.node_view(node).map(|view| NodeView {
                     assignments: Arc::new(view),
                     trace: pb::TraceContext::default(),
                     changed_at: None,
                 });
-                watch::channel(view).0
-            });
-            sender.subscribe()
+                subscriptions.set_view(node, view);
+            }
+            subscriptions.senders[node].subscribe()
         };
         let (sender, stream) = mpsc::channel(STREAM_BUFFER);
         let fencing = *self.fencing.lock().expect("node streams lock poisoned");
@@ -132,12 +230,12 @@ impl NodeStreams {
     /// reconnects elsewhere or later. Open streams would otherwise hold the server's graceful
     /// shutdown until its grace period ran out.
     pub fn close(&self) {
-        self.senders.lock().expect("node streams lock poisoned").clear();
+        *self.lock() = Subscriptions::default();
     }
 
     /// Number of nodes with open streams.
     pub fn subscribed_nodes(&self) -> usize {
-        self.senders.lock().expect("node streams lock poisoned").len()
+        self.lock().senders.len()
     }
 }
 
@@ -457,3 +555,6 @@ pub(crate) mod tests {
         assert_eq!(fold(&slow_messages), fold(&fast_messages), "both end with the same routes");
     }
 }
+
+#[cfg(test)]
+mod scoped_publication_tests;

@@ -160,6 +160,7 @@ impl AllocatorState {
             self.leases.insert(lease);
         }
         self.config = Some(config);
+        self.affected.everything = true;
         self.pending = None;
         self.last_config_rejected = false;
         let before: Vec<_> =

@@ -1,6 +1,7 @@
 //! The allocator's state and every change to it. One owner: the API holds it behind a single
 //! lock taken for short, synchronous sections; nothing here awaits.
 
+mod affected;
 mod config_change;
 mod views;
 
@@ -12,7 +13,10 @@ use std::{
 
 use metallb_proto::pb;
 
-pub use self::views::{family_size_and_use, lease_to_pb, outcome_to_pb};
+pub use self::{
+    affected::Affected,
+    views::{family_size_and_use, lease_to_pb, outcome_to_pb},
+};
 use crate::{
     address::Address,
     allocate::{Failure, assign_while_waiting},
@@ -71,6 +75,8 @@ pub struct AllocatorState {
     sessions: BTreeMap<(String, String), pb::SessionState>,
     synced: bool,
     l2: L2Owners,
+    /// What changed since the last publication (lease changes are kept by `leases`).
+    affected: Affected,
 }
 
 impl AllocatorState {
@@ -112,6 +118,7 @@ impl AllocatorState {
         let key = invalid.key.clone()?;
         self.leases.remove(&key);
         self.services.remove(&key);
+        self.affected.services.insert(key.clone());
         let failure =
             Failure { reason: pb::FailureReason::InvalidRequest, message: invalid.message.clone() };
         self.failures.insert(key, failure.clone());
@@ -121,6 +128,7 @@ impl AllocatorState {
     /// Forgets a service; returns the IPs it released.
     pub fn delete(&mut self, key: &ServiceKey, now: SystemTime) -> ChangeResult<Vec<IpAddr>> {
         self.services.remove(key);
+        self.affected.services.insert(key.clone());
         self.failures.remove(key);
         let released = self.leases.remove(key).map(|lease| lease.ips).unwrap_or_default();
         let freed_any = !released.is_empty();
@@ -196,6 +204,7 @@ impl AllocatorState {
         let mut released: Vec<Lease> = Vec::new();
         for key in absent {
             self.services.remove(&key);
+            self.affected.services.insert(key.clone());
             self.failures.remove(&key);
             released.extend(self.leases.remove(&key));
         }
@@ -246,6 +255,8 @@ impl AllocatorState {
             outcomes[index] = self.evaluate_listed(spec, now);
         }
         self.synced = true;
+        // The first sync turns every view from "keep what you have" into a real one.
+        self.affected.everything = true;
         let deferred = self.retry_pending(now);
         // A service listed before the one whose IP it may share or take was evaluated too
         // early; one more pass settles it, and its outcome in the answer follows.
@@ -261,11 +272,13 @@ impl AllocatorState {
 
     /// Records a node.
     pub fn update_node(&mut self, node: NodeInfo) {
+        self.affected.nodes.insert(node.name.clone());
         self.nodes.insert(node.name.clone(), node);
     }
 
     /// Forgets a node.
     pub fn delete_node(&mut self, name: &str) {
+        self.affected.nodes.insert(name.to_string());
         self.nodes.remove(name);
     }
 
@@ -294,14 +307,47 @@ impl AllocatorState {
         Some(view)
     }
 
+    /// What changed since the last call, and forgets it. With layer 2 in the configuration
+    /// any change may move an owner, so it counts as everything (owners move rarely, and
+    /// layer 2 clusters are small next to BGP ones).
+    pub fn take_affected(&mut self) -> Affected {
+        let mut affected = std::mem::take(&mut self.affected);
+        affected.merge(Affected { services: self.leases.take_changed(), ..Affected::default() });
+        let layer2 =
+            self.config.as_ref().is_some_and(|config| !config.l2_advertisements.is_empty());
+        if layer2 && !affected.is_empty() {
+            affected = Affected::everything();
+        }
+        affected
+    }
+
+    /// The nodes whose view can hold `key`'s routes now: `None` for every node (it is
+    /// announced from every eligible node), else those with a ready endpoint (ETP=Local) or
+    /// none (no lease, no ready endpoint). A superset is fine: a view that did not change is
+    /// not sent.
+    pub fn service_reach(&self, key: &ServiceKey) -> Option<BTreeSet<String>> {
+        let (Some(_), Some(service)) = (self.leases.get(key), self.services.get(key)) else {
+            return Some(BTreeSet::new());
+        };
+        if service.local_traffic {
+            Some(service.ready_endpoint_nodes.iter().cloned().collect())
+        } else if service.has_ready_endpoints {
+            None
+        } else {
+            Some(BTreeSet::new())
+        }
+    }
+
     /// Starts layer 2 ownership afresh with `fencing`, as of `now`.
     pub fn configure_l2(&mut self, fencing: L2Fencing, now: Instant) {
+        self.affected.everything = true;
         self.l2 = L2Owners::new(fencing, now);
     }
 
     /// Starts layer 2 ownership afresh as of `now`, with the same fencing: nobody owns anything
     /// until announcers told by another replica have certainly fallen silent.
     pub fn restart_l2(&mut self, now: Instant) {
+        self.affected.everything = true;
         self.l2 = self.l2.restarted(now);
     }
 
@@ -379,6 +425,7 @@ impl AllocatorState {
                 self.failures.insert(key.clone(), failure.clone());
             }
         }
+        self.affected.services.insert(key.clone());
         self.services.insert(key, spec);
         outcome
     }
