@@ -38,6 +38,9 @@ use tokio::sync::Notify;
 const WAIT: Duration = Duration::from_secs(300);
 /// Connections opened at once when the streams first start (the storm opens all at once).
 const OPENERS: usize = 64;
+/// Pause after each measured change: longer than the allocator's publication interval
+/// (20 ms), so that each change is published as a lone change is, at once.
+const SETTLE: Duration = Duration::from_millis(100);
 /// How long the allocator's idle CPU (heartbeats, timers) is sampled.
 const IDLE_SAMPLE: Duration = Duration::from_secs(5);
 /// A Local Service's endpoints: on this many consecutive nodes.
@@ -196,7 +199,9 @@ impl Board {
 
     /// The latest update among `nodes` if each got one after `since`.
     fn updated_after(stamps: &[Stamp], nodes: &[usize], since: Instant) -> Option<Instant> {
-        nodes.iter().map(|&node| stamps[node].last_update.filter(|at| *at >= since)).max()?
+        let each: Option<Vec<Instant>> =
+            nodes.iter().map(|&node| stamps[node].last_update.filter(|at| *at >= since)).collect();
+        each?.into_iter().max()
     }
 }
 
@@ -403,9 +408,9 @@ async fn changes(
         board
             .wait_until(what, |stamps| Board::updated_after(stamps, &affected, started).is_some())
             .await;
-        let stamps = board.stamps.lock().unwrap();
-        let last = Board::updated_after(&stamps, &affected, started).expect("waited for");
-        latencies.push(last - started);
+        let last = Board::updated_after(&board.stamps.lock().unwrap(), &affected, started);
+        latencies.push(last.expect("waited for") - started);
+        tokio::time::sleep(SETTLE).await;
     }
     (latencies, cpu_seconds(pid) - cpu_before)
 }
@@ -419,12 +424,16 @@ async fn measure(
     tokens: &[PathBuf],
     logs: &std::path::Path,
 ) -> Figures {
+    if nodes <= ENDPOINT_NODES {
+        fail(&format!("{nodes} nodes: at least {} needed", ENDPOINT_NODES + 1));
+    }
     let layout = Layout { nodes, cluster_every };
     let extra = ["--max-message-bytes".to_string(), MAX_MESSAGE_BYTES.to_string()];
     let allocator = Allocator::start_with(trust, &extra, &[], logs)
         .await
         .unwrap_or_else(|err| fail(&format!("the allocator starts: {err:#}")));
     let pid = allocator.daemon.pid();
+    eprintln!("{nodes} nodes: allocator started, logs in {}", logs.display());
     let mut writer = writer_client(&allocator, trust).await;
 
     // The watcher's part: configuration, nodes, one full sync.
@@ -474,6 +483,7 @@ async fn measure(
         .await
         .unwrap_or_else(|status| fail(&format!("SyncServices of {services}: {status}")))
         .into_inner();
+    eprintln!("{nodes} nodes: configuration, nodes and {services} Services sent");
     let leased = synced
         .outcomes
         .iter()
@@ -488,6 +498,7 @@ async fn measure(
         tokens[..nodes].iter().map(|token| announcer_connector(&allocator, trust, token)).collect();
     let board = Board::new(nodes);
     let (readers, first_open) = open_all(&connectors, &board, OPENERS).await;
+    eprintln!("{nodes} nodes: every stream holds a snapshot");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss = rss_mib(pid);
 
@@ -496,8 +507,8 @@ async fn measure(
     tokio::time::sleep(IDLE_SAMPLE).await;
     let idle_cpu = (cpu_seconds(pid) - cpu_before) / IDLE_SAMPLE.as_secs_f64();
 
-    // A Local Service's endpoints move from its third node to the next: the third node
-    // withdraws its route, the next one announces it; no other node's view changes.
+    // A Local Service's endpoints move on by one node: its first node withdraws its route,
+    // the node after its last announces it; no other node's view changes.
     let local: Vec<usize> = (0..services)
         .filter(|&n| !layout.is_cluster(n))
         .step_by((services / change_count).max(1))
@@ -508,7 +519,7 @@ async fn measure(
     }
     let batch = local.iter().map(|&n| {
         let first = layout.first_node(n);
-        let affected = vec![(first + ENDPOINT_NODES - 1) % nodes, (first + ENDPOINT_NODES) % nodes];
+        let affected = vec![first, (first + ENDPOINT_NODES) % nodes];
         (layout.service(n, first + 1, true), affected)
     });
     let started = Instant::now();
@@ -516,6 +527,7 @@ async fn measure(
         changes(&mut writer, &board, pid, "a Local Service's endpoints moved", batch).await;
     let local_elapsed = started.elapsed().as_secs_f64();
 
+    eprintln!("{nodes} nodes: Local changes measured");
     // A Cluster Service loses its last ready endpoint: every node withdraws its route.
     let cluster: Vec<usize> =
         (0..services).filter(|&n| layout.is_cluster(n)).take(change_count).collect();
@@ -527,6 +539,7 @@ async fn measure(
         changes(&mut writer, &board, pid, "a Cluster Service lost its endpoints", batch).await;
     let cluster_elapsed = started.elapsed().as_secs_f64();
 
+    eprintln!("{nodes} nodes: Cluster changes measured");
     // A new configuration: LOCAL_PREF of every route changes, on every node.
     let mut new_config = Vec::new();
     for local_pref in [200, 100, 300] {
@@ -549,9 +562,9 @@ async fn measure(
                 Board::updated_after(stamps, &every, started).is_some()
             })
             .await;
-        let stamps = board.stamps.lock().unwrap();
-        new_config
-            .push(Board::updated_after(&stamps, &every, started).expect("waited for") - started);
+        let last = Board::updated_after(&board.stamps.lock().unwrap(), &every, started);
+        new_config.push(last.expect("waited for") - started);
+        tokio::time::sleep(SETTLE).await;
     }
 
     // Reconnect storm: every connection and stream dropped, then all reopened at once.
