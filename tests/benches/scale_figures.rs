@@ -16,7 +16,9 @@
 //! Run: `cargo build --release --bins && cargo bench -p metallb-tests --bench scale_figures`
 //! Environment: `METALLB_SCALE_NODES` (node counts, comma-separated; default `100,1000`),
 //! `METALLB_SCALE_SERVICES` (default 20000), `METALLB_SCALE_CHANGES` (Service changes per kind
-//! and node count; default 50), `METALLB_SCALE_CLUSTER_EVERY` (default 10).
+//! and node count; default 50), `METALLB_SCALE_CLUSTER_EVERY` (default 10),
+//! `METALLB_SCALE_KEEPALIVE_MS` (the allocator's HTTP/2 ping interval and timeout; default
+//! 10000, the allocator's own default being 1000).
 
 use std::{
     path::PathBuf,
@@ -65,10 +67,10 @@ fn node_counts() -> Vec<usize> {
         .collect()
 }
 
-/// Ends the bench: a figure could not be measured.
+/// Ends the bench: a figure could not be measured. A panic of the main task, so that the
+/// control plane and the allocator are stopped on the way out (exit code 101).
 fn fail(why: &str) -> ! {
-    eprintln!("scale_figures: {why}");
-    std::process::exit(1)
+    panic!("scale_figures: {why}")
 }
 
 fn node_name(n: usize) -> String {
@@ -176,14 +178,15 @@ impl Board {
         let deadline = Instant::now() + WAIT;
         loop {
             let notified = self.changed.notified();
-            {
+            let ended = {
                 let stamps = self.stamps.lock().unwrap();
                 if done(&stamps) {
                     return;
                 }
-                if let Some(node) = stamps.iter().position(|stamp| stamp.ended) {
-                    fail(&format!("{what}: the stream of {} ended", node_name(node)));
-                }
+                stamps.iter().position(|stamp| stamp.ended)
+            };
+            if let Some(node) = ended {
+                fail(&format!("{what}: the stream of {} ended", node_name(node)));
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if tokio::time::timeout(left, notified).await.is_err() {
@@ -252,7 +255,8 @@ async fn open_stream(
                     }
                     _ => {}
                 },
-                _ => {
+                end => {
+                    eprintln!("the stream of {} ended: {end:?}", node_name(node));
                     board.record(node, |stamp| stamp.ended = true);
                     return;
                 }
@@ -428,7 +432,19 @@ async fn measure(
         fail(&format!("{nodes} nodes: at least {} needed", ENDPOINT_NODES + 1));
     }
     let layout = Layout { nodes, cluster_every };
-    let extra = ["--max-message-bytes".to_string(), MAX_MESSAGE_BYTES.to_string()];
+    // Keepalive: every simulated announcer shares this process and the allocator's two cores,
+    // where a real one has a node of its own; with the default 1 s to answer a ping, streams
+    // were closed while hundreds of snapshots were being sent (`METALLB_SCALE_KEEPALIVE_MS=1000`
+    // shows it).
+    let keepalive = env_number("METALLB_SCALE_KEEPALIVE_MS", 10_000).to_string();
+    let extra = [
+        "--max-message-bytes".to_string(),
+        MAX_MESSAGE_BYTES.to_string(),
+        "--keepalive-interval-ms".to_string(),
+        keepalive.clone(),
+        "--keepalive-timeout-ms".to_string(),
+        keepalive,
+    ];
     let allocator = Allocator::start_with(trust, &extra, &[], logs)
         .await
         .unwrap_or_else(|err| fail(&format!("the allocator starts: {err:#}")));
@@ -511,7 +527,7 @@ async fn measure(
     // the node after its last announces it; no other node's view changes.
     let local: Vec<usize> = (0..services)
         .filter(|&n| !layout.is_cluster(n))
-        .step_by((services / change_count).max(1))
+        .step_by(((services - services.div_ceil(cluster_every)) / change_count.max(1)).max(1))
         .take(change_count)
         .collect();
     if local.len() < change_count {
