@@ -6,7 +6,8 @@
 //! Only the leader among watcher replicas runs passes (see `leadership`).
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, HashMap},
+    hash::{DefaultHasher, Hash, Hasher},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -19,11 +20,11 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use crate::{
     announcement_status::{StatusKind, StatusObjects, new_announcers},
-    desired::DesiredServices,
+    desired::{DesiredServices, Makings},
     metrics::WatcherMetrics,
     replica::Replica,
     replica::Role,
-    sources::Sources,
+    sources::{ConfigObjects, Sources},
     translate,
     write_queue::{Key, Write, WriteQueue},
     writeback::Writer,
@@ -66,10 +67,16 @@ pub struct Reconciler {
     replicas: Vec<Replica>,
     /// What the allocator should be told about Services.
     desired: DesiredServices,
+    /// The nodes as the allocator should know them, read again only when a Node changed.
+    desired_nodes: BTreeMap<String, pb::Node>,
+    /// The configuration objects and what they read as, read again only when one changed.
+    config: Option<ReadConfig>,
     /// The IPs the primary gave each Service (empty: none, for a reason it gave). Sent as the
     /// Service's current IPs, so that every replica, and a standby taking over, holds them.
     decided: BTreeMap<Key, Vec<String>>,
-    written: BTreeMap<Key, pb::ServiceOutcome>,
+    /// What was last handed to the write queue for each Service, as `outcome_digest` says it:
+    /// an Event is written only for news. A digest, not the outcome: one per Service adds up.
+    written: HashMap<Key, u64>,
     /// Services whose outcome could not be written: asked again next pass if still ours
     /// (the allocator keeps the lease, so that costs nothing), cleaned up if no longer ours.
     rewrite: BTreeSet<Key>,
@@ -102,8 +109,10 @@ impl Reconciler {
             replicas: settings.allocator.replicas().into_iter().map(Replica::new).collect(),
             settings,
             desired: DesiredServices::default(),
+            desired_nodes: BTreeMap::new(),
+            config: None,
             decided: BTreeMap::new(),
-            written: BTreeMap::new(),
+            written: HashMap::new(),
             rewrite: Default::default(),
             reported_state: None,
             sent_config_state: None,
@@ -389,14 +398,32 @@ impl Reconciler {
         }
         let class = self.settings.load_balancer_class.as_deref();
         let sources = &self.sources;
-        let changed = self.desired.refresh(
-            &sources.services,
-            &sources.endpoint_slices,
-            &sources.namespaces,
-            class,
-        );
+        // Taken before the stores are read: what changes from now on is in the next pass's.
+        let changes = sources.changes.take();
+        let makings = Makings {
+            services: &sources.services,
+            slices: &sources.endpoint_slices,
+            slice_index: &sources.slice_index,
+            namespaces: &sources.namespaces,
+        };
+        let changed = self.desired.refresh(&changes, &makings, class);
         for replica in &mut self.replicas {
             replica.dirty.extend(changed.iter().cloned());
+        }
+        if changes.nodes {
+            self.desired_nodes = sources
+                .nodes
+                .state()
+                .iter()
+                .map(|node| translate::node(node))
+                .map(|node| (node.name.clone(), node))
+                .collect();
+        }
+        if changes.config || self.config.is_none() {
+            self.config = Some(ReadConfig::new(
+                self.sources.config_objects(&self.settings.config_namespace),
+                &self.settings.config_namespace,
+            ));
         }
         self.send_config().await?;
         self.send_nodes().await?;
@@ -531,15 +558,17 @@ impl Reconciler {
     }
 
     async fn send_config(&mut self) -> anyhow::Result<()> {
-        let namespace = self.settings.config_namespace.clone();
-        let objects = self.sources.config_objects(&namespace);
-        let (config_map, resources) = (&objects.config_map, &objects.resources);
-        let source = translate::config_source(&namespace, config_map.is_some(), resources.len());
-        let reference = config_map
-            .as_ref()
-            .map(|cm| cm.object_ref(&()))
-            .or_else(|| resources.first().map(dynamic_object_ref));
-        let config = match objects.read(&namespace) {
+        let Some(read) = self.config.take() else { return Ok(()) };
+        let outcome = self.apply_config(&read).await;
+        self.config = Some(read);
+        outcome
+    }
+
+    /// Sends the configuration `read` holds, and reports what became of it.
+    async fn apply_config(&mut self, read: &ReadConfig) -> anyhow::Result<()> {
+        let (source, reference) = (&read.source, &read.reference);
+        let resources = &read.objects.resources;
+        let config = match &read.config {
             Ok(config) => config,
             Err(errors) => {
                 let reasons: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -552,7 +581,7 @@ impl Reconciler {
                 return self.report_state(false, reasons.join("\n")).await;
             }
         };
-        let Some(response) = self.replicas[0].apply_config(&config, &source).await? else {
+        let Some(response) = self.replicas[0].apply_config(config, source).await? else {
             // Nothing to send, but the state may still say what an unreadable version in
             // between said: report again what the allocator made of this one.
             return match self.sent_config_state.clone() {
@@ -614,30 +643,28 @@ impl Reconciler {
     }
 
     async fn send_nodes(&mut self) -> anyhow::Result<()> {
-        let desired: BTreeMap<String, pb::Node> = self
-            .sources
-            .nodes
-            .state()
-            .iter()
-            .map(|n| translate::node(n))
-            .map(|n| (n.name.clone(), n))
-            .collect();
-        self.replicas[0].update_nodes(&desired).await
+        self.replicas[0].update_nodes(&self.desired_nodes).await
     }
 
     /// A Service as the allocators are told it: with the IPs the primary gave it as its current
     /// IPs (the status may not show them yet), else the status's.
-    fn to_tell(&self, key: &Key) -> Option<pb::Service> {
-        let mut service = self.desired.get(key)?.clone();
-        if let Some(ips) = self.decided.get(key) {
-            service.current_ips.clone_from(ips);
+    /// Shares the desired translation when the IPs agree, which they do once the status shows
+    /// them.
+    fn to_tell(&self, key: &Key) -> Option<Arc<pb::Service>> {
+        let desired = self.desired.get(key)?;
+        match self.decided.get(key) {
+            Some(ips) if *ips != desired.current_ips => {
+                let mut service = pb::Service::clone(desired);
+                service.current_ips.clone_from(ips);
+                Some(Arc::new(service))
+            }
+            _ => Some(Arc::clone(desired)),
         }
-        Some(service)
     }
 
     async fn send_services(&mut self) -> anyhow::Result<()> {
         if !self.replicas[0].synced() {
-            let services: BTreeMap<Key, pb::Service> = self
+            let services: BTreeMap<Key, Arc<pb::Service>> = self
                 .desired
                 .all()
                 .keys()
@@ -691,7 +718,7 @@ impl Reconciler {
         let mut changed = Vec::new();
         for key in &dirty {
             let Some(service) = self.to_tell(key) else { continue };
-            if self.replicas[0].told.services.get(key) == Some(&service) {
+            if self.replicas[0].told_already(key, &service) {
                 continue;
             }
             let span =
@@ -746,8 +773,10 @@ impl Reconciler {
                 Some(Outcome::Lease(lease)) => lease.ips.clone(),
                 _ => Vec::new(),
             };
-            if let Some(told) = self.replicas[0].told.services.get_mut(&key) {
-                told.current_ips.clone_from(&ips);
+            if let Some(told) = self.replicas[0].told.services.get_mut(&key)
+                && told.current_ips != ips
+            {
+                Arc::make_mut(told).current_ips.clone_from(&ips);
             }
             self.decided.insert(key.clone(), ips);
             self.mark_for_standbys(&key);
@@ -776,9 +805,13 @@ impl Reconciler {
             let Some(service) = self.find_service(&key) else { continue };
             // An Event only for news: not for what was already written, nor for what the
             // Service already shows (a restart re-adopting its IPs).
-            let announce =
-                !same_outcome(self.written.get(&key), outcome) && !already_shown(&service, outcome);
-            self.written.insert(key.clone(), outcome.clone());
+            let digest = outcome_digest(outcome);
+            let announce = (digest.is_none() || self.written.get(&key) != digest.as_ref())
+                && !already_shown(&service, outcome);
+            match digest {
+                Some(digest) => self.written.insert(key.clone(), digest),
+                None => self.written.remove(&key),
+            };
             self.writes.push(key, service, Write::Outcome { outcome: outcome.clone(), announce });
         }
     }
@@ -826,12 +859,38 @@ fn dynamic_object_ref(
     }
 }
 
-/// Whether two outcomes say the same (the lease's time does not count).
-fn same_outcome(before: Option<&pb::ServiceOutcome>, after: &pb::ServiceOutcome) -> bool {
+/// What an outcome says, hashed: two outcomes say the same when their digests are equal (the
+/// lease's time does not count). `None` for an outcome that says nothing, which is never the
+/// same as another.
+fn outcome_digest(outcome: &pb::ServiceOutcome) -> Option<u64> {
     use pb::service_outcome::Outcome;
-    match (before.and_then(|b| b.outcome.as_ref()), after.outcome.as_ref()) {
-        (Some(Outcome::Lease(a)), Some(Outcome::Lease(b))) => a.ips == b.ips && a.pool == b.pool,
-        (Some(Outcome::Failure(a)), Some(Outcome::Failure(b))) => a.message == b.message,
-        _ => false,
+    let mut hasher = DefaultHasher::new();
+    match outcome.outcome.as_ref()? {
+        Outcome::Lease(lease) => (0u8, &lease.ips, &lease.pool).hash(&mut hasher),
+        Outcome::Failure(failure) => (1u8, &failure.message).hash(&mut hasher),
+    }
+    Some(hasher.finish())
+}
+
+/// The configuration as the stores last held it, and what it reads as.
+struct ReadConfig {
+    objects: ConfigObjects,
+    config: Result<pb::Config, Vec<metallb_config_formats::FormatError>>,
+    /// Where it comes from, for the allocator's messages.
+    source: String,
+    /// The object Events about it as a whole go to.
+    reference: Option<k8s_openapi::api::core::v1::ObjectReference>,
+}
+
+impl ReadConfig {
+    fn new(objects: ConfigObjects, namespace: &str) -> Self {
+        let (config_map, resources) = (&objects.config_map, &objects.resources);
+        let source = translate::config_source(namespace, config_map.is_some(), resources.len());
+        let reference = config_map
+            .as_ref()
+            .map(|cm| cm.object_ref(&()))
+            .or_else(|| resources.first().map(dynamic_object_ref));
+        let config = objects.read(namespace);
+        Self { objects, config, source, reference }
     }
 }

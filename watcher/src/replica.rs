@@ -6,6 +6,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -39,8 +40,9 @@ pub struct Told {
     pub config: Option<pb::Config>,
     /// The nodes last sent.
     pub nodes: BTreeMap<String, pb::Node>,
-    /// Every Service as last sent, with the current IPs the replica holds for it.
-    pub services: BTreeMap<Key, pb::Service>,
+    /// Every Service as last sent, with the current IPs the replica holds for it; shared with
+    /// the desired translations and the other replicas' records wherever they agree.
+    pub services: BTreeMap<Key, Arc<pb::Service>>,
 }
 
 /// One allocator replica.
@@ -262,14 +264,26 @@ impl Replica {
         Ok(())
     }
 
+    /// Whether it was told `service` as `key` already; if so, its record shares `service`, so
+    /// that equal translations are kept once.
+    pub fn told_already(&mut self, key: &Key, service: &Arc<pb::Service>) -> bool {
+        match self.told.services.get_mut(key) {
+            Some(told) if told == service => {
+                *told = Arc::clone(service);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// A full sync of `services`; afterwards the replica is synced.
     pub async fn sync_services(
         &mut self,
-        services: BTreeMap<Key, pb::Service>,
+        services: BTreeMap<Key, Arc<pb::Service>>,
         span: Span,
     ) -> anyhow::Result<pb::SyncServicesResponse> {
         let request = self.request(pb::SyncServicesRequest {
-            services: services.values().cloned().collect(),
+            services: services.values().map(|service| pb::Service::clone(service)).collect(),
             trace: Some(metallb_process::propagation::trace_context_of(&span)),
         });
         let response = self.client().await?.sync_services(request).instrument(span).await?;
@@ -286,7 +300,7 @@ impl Replica {
     pub async fn update_services(
         &mut self,
         gone: Vec<Key>,
-        changed: Vec<(Key, pb::Service, Span)>,
+        changed: Vec<(Key, Arc<pb::Service>, Span)>,
     ) -> anyhow::Result<pb::UpdateServicesResponse> {
         let mut answers = pb::UpdateServicesResponse::default();
         for keys in gone.chunks(CHANGES_PER_CALL) {
@@ -307,12 +321,12 @@ impl Replica {
         }
         let mut changed = changed.into_iter().peekable();
         while changed.peek().is_some() {
-            let batch: Vec<(Key, pb::Service, Span)> =
+            let batch: Vec<(Key, Arc<pb::Service>, Span)> =
                 changed.by_ref().take(CHANGES_PER_CALL).collect();
             let upserts = batch
                 .iter()
                 .map(|(_, service, span)| pb::UpsertServiceRequest {
-                    service: Some(service.clone()),
+                    service: Some(pb::Service::clone(service)),
                     trace: Some(metallb_process::propagation::trace_context_of(span)),
                 })
                 .collect();
@@ -344,11 +358,11 @@ impl Replica {
             dirty.into_iter().partition(|key| !primary.services.contains_key(key));
         let gone: Vec<Key> =
             gone.into_iter().filter(|key| self.told.services.contains_key(key)).collect();
-        let changed: Vec<(Key, pb::Service, Span)> = present
+        let changed: Vec<(Key, Arc<pb::Service>, Span)> = present
             .into_iter()
-            .filter(|key| self.told.services.get(key) != primary.services.get(key))
+            .filter(|key| !self.told_already(key, &primary.services[key]))
             .map(|key| {
-                let service = primary.services[&key].clone();
+                let service = Arc::clone(&primary.services[&key]);
                 (key, service, Span::none())
             })
             .collect();

@@ -1,7 +1,13 @@
 //! What the watcher reads from Kubernetes: reflector stores of Services, EndpointSlices, Nodes,
 //! Namespaces, the configuration ConfigMap and metallb.io resources, and Secrets for peer
 //! passwords. Every change to any of them wakes the reconciler, which works level-based from
-//! the stores, so bursts coalesce into one pass.
+//! the stores, so bursts coalesce into one pass; each change is also recorded in the change log
+//! (see `changes`), so that the pass reads again only what changed.
+//!
+//! The stores keep what the watcher reads and nothing it does not: the objects that grow with
+//! the cluster (Services, EndpointSlices, Nodes, Namespaces) are kept without their
+//! managedFields, which were most of each Service's memory, nor kubectl's copy of the object
+//! in an annotation; Nodes without their image lists.
 
 use std::sync::Arc;
 
@@ -22,7 +28,11 @@ use kube::{
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
-use crate::metrics::WatcherMetrics;
+use crate::{
+    changes::{ChangeLog, NamespaceLabels},
+    metrics::WatcherMetrics,
+    slice_index::{Concerns, SliceIndex},
+};
 
 /// The metallb.io kinds read as configuration, with the version MetalLB serves them in.
 pub const CONFIG_KINDS: [(&str, &str); 6] = [
@@ -51,6 +61,10 @@ pub struct Sources {
     pub secrets: Store<Secret>,
     /// metallb.io resources that the cluster serves, by kind.
     pub resources: Vec<(String, Store<DynamicObject>)>,
+    /// What changed since the last pass.
+    pub changes: ChangeLog,
+    /// Which EndpointSlices belong to which Service.
+    pub slice_index: SliceIndex,
 }
 
 impl Sources {
@@ -63,6 +77,8 @@ impl Sources {
         metrics: &WatcherMetrics,
     ) -> Self {
         let changed = Wake { changed, metrics: metrics.clone() };
+        let changes = ChangeLog::default();
+        let slice_index = SliceIndex::default();
         let mut resources = Vec::new();
         for (kind, version) in CONFIG_KINDS {
             let resource =
@@ -79,23 +95,65 @@ impl Sources {
                 }
                 Err(err) => {
                     tracing::warn!(kind, error = %err, "cannot list metallb.io resource yet; watching it, retrying");
-                    resources.push((kind.to_string(), watch(api, resource, changed.clone())));
+                    let store =
+                        watch(api, resource, changed.clone(), keep_all, config_changed(&changes));
+                    resources.push((kind.to_string(), store));
                 }
-                Ok(_) => resources.push((kind.to_string(), watch(api, resource, changed.clone()))),
+                Ok(_) => {
+                    let store =
+                        watch(api, resource, changed.clone(), keep_all, config_changed(&changes));
+                    resources.push((kind.to_string(), store));
+                }
             }
         }
+        let services = {
+            let changes = changes.clone();
+            watch(Api::all(client.clone()), (), changed.clone(), slim::<Service>, move |event| {
+                changes.service_event(event)
+            })
+        };
+        let endpoint_slices = {
+            let (changes, index) = (changes.clone(), slice_index.clone());
+            let record = move |event: &watcher::Event<EndpointSlice>| match index.record(event) {
+                Concerns::Services(keys) => changes.services(keys),
+                Concerns::EveryService => changes.every_service(),
+            };
+            watch(Api::all(client.clone()), (), changed.clone(), slim::<EndpointSlice>, record)
+        };
+        let nodes = {
+            let changes = changes.clone();
+            watch(Api::all(client.clone()), (), changed.clone(), slim_node, move |_| {
+                changes.nodes()
+            })
+        };
+        let namespaces = {
+            let mut labels = NamespaceLabels::new(changes.clone());
+            watch(Api::all(client.clone()), (), changed.clone(), slim::<Namespace>, move |event| {
+                labels.record(event)
+            })
+        };
         Self {
-            services: watch(Api::all(client.clone()), (), changed.clone()),
-            endpoint_slices: watch(Api::all(client.clone()), (), changed.clone()),
-            nodes: watch(Api::all(client.clone()), (), changed.clone()),
-            namespaces: watch(Api::all(client.clone()), (), changed.clone()),
+            services,
+            endpoint_slices,
+            nodes,
+            namespaces,
             config_maps: watch(
                 Api::namespaced(client.clone(), config_namespace),
                 (),
                 changed.clone(),
+                keep_all,
+                config_changed(&changes),
             ),
-            secrets: watch(Api::namespaced(client.clone(), config_namespace), (), changed),
+            secrets: watch(
+                Api::namespaced(client.clone(), config_namespace),
+                (),
+                changed,
+                keep_all,
+                config_changed(&changes),
+            ),
             resources,
+            changes,
+            slice_index,
         }
     }
 
@@ -159,21 +217,60 @@ struct Wake {
     metrics: WatcherMetrics,
 }
 
-/// A reflector over `api`, with kube-runtime's default backoff on errors.
-fn watch<K>(api: Api<K>, dynamic_type: K::DynamicType, changed: Wake) -> Store<K>
+/// The annotation `kubectl apply` keeps a copy of the whole object in.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops what the watcher never reads of an object that is kept by the thousand.
+fn slim<K: Resource>(object: &mut K) {
+    let metadata = object.meta_mut();
+    metadata.managed_fields = None;
+    if let Some(annotations) = &mut metadata.annotations {
+        annotations.remove(LAST_APPLIED);
+    }
+}
+
+/// A Node as the watcher reads it: its images (often hundreds of names) are never read.
+fn slim_node(node: &mut Node) {
+    slim(node);
+    if let Some(status) = &mut node.status {
+        status.images = None;
+    }
+}
+
+/// Records any event as a change of the configuration.
+fn config_changed<K>(changes: &ChangeLog) -> impl FnMut(&watcher::Event<K>) + Send + 'static {
+    let changes = changes.clone();
+    move |_| changes.config()
+}
+
+/// Keeps an object as it is (the configuration's few objects are read whole).
+fn keep_all<K>(_: &mut K) {}
+
+/// A reflector over `api`, with kube-runtime's default backoff on errors, keeping objects as
+/// `slim` leaves them; `record` sees each event after the store applied it.
+fn watch<K>(
+    api: Api<K>,
+    dynamic_type: K::DynamicType,
+    changed: Wake,
+    slim: fn(&mut K),
+    mut record: impl FnMut(&watcher::Event<K>) + Send + 'static,
+) -> Store<K>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync + 'static,
 {
     let writer = reflector::store::Writer::new(dynamic_type);
     let reader = writer.as_reader();
-    let stream =
-        reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff());
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default()).default_backoff().modify(slim),
+    );
     tokio::spawn(async move {
         stream
             .for_each(|event| {
                 match event {
                     Ok(event) => {
+                        record(&event);
                         // An object listed, added, changed or deleted; not the markers around
                         // a (re)list.
                         if matches!(

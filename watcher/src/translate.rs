@@ -15,31 +15,16 @@ use metallb_config_formats::{
 };
 use metallb_proto::pb;
 
+use crate::slice_index::SERVICE_NAME_LABEL;
+
 /// Name and key of the v0.1 ConfigMap.
 pub const CONFIG_MAP_NAME: &str = "config";
 const CONFIG_MAP_KEY: &str = "config";
-/// The label EndpointSlices carry naming their Service.
-const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// Which Services are ours: those of this loadBalancerClass, or without one when `None`.
 pub fn is_ours(service: &Service, class: Option<&str>) -> bool {
     let Some(spec) = &service.spec else { return false };
     spec.type_.as_deref() == Some("LoadBalancer") && spec.load_balancer_class.as_deref() == class
-}
-
-/// EndpointSlices grouped by the Service they belong to, as (namespace, name): a pass looks up
-/// each Service's slices instead of scanning every slice for every Service.
-pub fn slices_by_service<'a>(
-    slices: impl IntoIterator<Item = &'a EndpointSlice>,
-) -> HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>> {
-    let mut grouped: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
-    for slice in slices {
-        let service = slice.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL));
-        if let (Some(namespace), Some(service)) = (&slice.metadata.namespace, service) {
-            grouped.entry((namespace.as_str(), service.as_str())).or_default().push(slice);
-        }
-    }
-    grouped
 }
 
 /// The Service as the allocator sees it, or `None` when it is not a LoadBalancer of ours.
