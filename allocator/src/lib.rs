@@ -28,5 +28,6 @@ pub mod sharing;
 pub mod state;
 pub mod streams;
 pub mod tls;
+pub mod views;
 
 pub use error::{Error, Result};

@@ -7,99 +7,113 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use metallb_proto::pb;
 
+pub use self::profile::Profile;
 use crate::{
-    address::{Address, Family},
     config::{Community, Config},
-    leases::Leases,
+    leases::{Lease, Leases},
     nodes::NodeInfo,
-    selector::any_matches,
     service_spec::{ServiceKey, ServiceSpec},
 };
 
-/// The peers and routes of `node`.
+mod profile;
+
+/// A route's identity on a node: (peer name, prefix).
+pub type RouteKey = (String, String);
+
+/// The peers and routes of `node`, computed from every lease: the reference the incremental
+/// views (`crate::views`) must always agree with, and what a one-off read returns.
 pub fn node_assignments(
     config: &Config,
     leases: &Leases,
     services: &BTreeMap<ServiceKey, ServiceSpec>,
     node: &NodeInfo,
 ) -> pb::NodeAssignments {
-    let peers: Vec<&crate::config::Peer> = config
-        .peers
-        .values()
-        .filter(|peer| any_matches(&peer.node_selectors, &node.labels))
-        .collect();
-    let mut routes: BTreeMap<(String, String), RouteBuilder> = BTreeMap::new();
-    if !node.excluded {
-        for lease in leases.iter() {
-            let Some(service) = services.get(&lease.service) else { continue };
-            let announces = if service.local_traffic {
-                service.ready_endpoint_nodes.contains(&node.name)
-            } else {
-                service.has_ready_endpoints
-            };
-            if !announces {
-                continue;
-            }
-            for ad in &config.advertisements {
-                if !ad.pools.contains(&lease.pool)
-                    || !any_matches(&ad.node_selectors, &node.labels)
-                    || !any_matches(&ad.service_selectors, &service.labels)
-                {
-                    continue;
-                }
-                for peer in &peers {
-                    if !ad.peers.is_empty() && !ad.peers.contains(&peer.spec.name) {
-                        continue;
-                    }
-                    for ip in &lease.ips {
-                        let address = Address::from_ip(*ip);
-                        if !peer.carries(address.family) {
-                            continue;
-                        }
-                        let length = match address.family {
-                            Family::V4 => ad.aggregation_length_v4,
-                            Family::V6 => ad.aggregation_length_v6,
-                        };
-                        let prefix = format!("{}/{length}", address.masked(length).to_ip());
-                        let route = routes.entry((peer.spec.name.clone(), prefix)).or_default();
-                        route.local_pref = route.local_pref.max(ad.local_pref);
-                        route.communities.extend(ad.communities.iter().copied());
-                        route.services.insert(lease.service.clone());
-                    }
-                }
-            }
+    let profile = Profile::of(config, Some(node));
+    let mut routes: BTreeMap<RouteKey, RouteBuilder> = BTreeMap::new();
+    for lease in leases.iter() {
+        let Some(service) = services.get(&lease.service) else { continue };
+        if !announces_from(lease, service, &node.name) {
+            continue;
+        }
+        for (key, route) in profile.service_routes(config, lease, service) {
+            routes.entry(key).or_default().absorb(&route);
         }
     }
     pb::NodeAssignments {
-        peers: peers.iter().map(|peer| peer.spec.clone()).collect(),
-        routes: routes
-            .into_iter()
-            .map(|((peer, prefix), route)| route.build(peer, prefix))
-            .collect(),
+        peers: profile_peers(config, &profile),
+        routes: routes.iter().map(|(key, route)| route.build(key)).collect(),
         l2_announcements: Vec::new(),
     }
 }
 
-/// A route being merged from every advertisement that yields it: the highest local-pref and
-/// the union of communities win, so no advertisement's intent is dropped.
-#[derive(Default)]
-struct RouteBuilder {
+/// The peers of a node of `profile`.
+pub fn profile_peers(config: &Config, profile: &Profile) -> Vec<pb::BgpPeer> {
+    profile.peers.iter().filter_map(|name| config.peers.get(name)).map(|p| p.spec.clone()).collect()
+}
+
+/// How a leased Service is announced: from every eligible node, from the nodes with a ready
+/// endpoint, or not at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reach {
+    /// externalTrafficPolicy Cluster with any ready endpoint.
+    EveryNode,
+    /// externalTrafficPolicy Local: the nodes in `ready_endpoint_nodes`.
+    EndpointNodes,
+    /// No ready endpoint.
+    Nowhere,
+}
+
+impl Reach {
+    /// How `service` is announced.
+    pub fn of(service: &ServiceSpec) -> Self {
+        if service.local_traffic {
+            Self::EndpointNodes
+        } else if service.has_ready_endpoints {
+            Self::EveryNode
+        } else {
+            Self::Nowhere
+        }
+    }
+}
+
+/// Whether `node` announces `lease` of `service` (given its profile lets it).
+fn announces_from(lease: &Lease, service: &ServiceSpec, node: &str) -> bool {
+    debug_assert_eq!(lease.service, service.key);
+    match Reach::of(service) {
+        Reach::EveryNode => true,
+        Reach::EndpointNodes => service.ready_endpoint_nodes.contains(node),
+        Reach::Nowhere => false,
+    }
+}
+
+/// A route being merged from every advertisement and Service that yields it: the highest
+/// local-pref and the union of communities win, so no advertisement's intent is dropped.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouteBuilder {
     local_pref: Option<u32>,
     communities: BTreeSet<Community>,
     services: BTreeSet<ServiceKey>,
 }
 
 impl RouteBuilder {
-    fn build(self, peer: String, prefix: String) -> pb::Route {
+    /// Adds what `other` says of the same route.
+    pub fn absorb(&mut self, other: &RouteBuilder) {
+        self.local_pref = self.local_pref.max(other.local_pref);
+        self.communities.extend(other.communities.iter().copied());
+        self.services.extend(other.services.iter().cloned());
+    }
+
+    /// The route at `key` in the contract's terms.
+    pub fn build(&self, (peer, prefix): &RouteKey) -> pb::Route {
         let (mut communities, mut large_communities) = (Vec::new(), Vec::new());
-        for community in self.communities {
+        for community in &self.communities {
             match community {
                 Community::Standard(..) => communities.push(community.to_string()),
                 Community::Large(..) => large_communities.push(community.to_string()),
             }
         }
         pb::Route {
-            key: Some(pb::RouteKey { peer, prefix }),
+            key: Some(pb::RouteKey { peer: peer.clone(), prefix: prefix.clone() }),
             local_pref: self.local_pref,
             communities,
             large_communities,

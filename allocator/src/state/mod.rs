@@ -60,6 +60,33 @@ struct PendingConfig {
     source: String,
 }
 
+/// What the nodes' views are computed from.
+#[derive(Clone, Copy)]
+pub struct RouteInputs<'a> {
+    /// The configuration in force.
+    pub config: &'a Config,
+    /// Every lease.
+    pub leases: &'a Leases,
+    /// Every Service's specification.
+    pub services: &'a BTreeMap<ServiceKey, ServiceSpec>,
+    /// Every node the watcher reported.
+    pub nodes: &'a BTreeMap<String, NodeInfo>,
+    /// Layer 2 owners.
+    l2: &'a L2Owners,
+}
+
+impl RouteInputs<'_> {
+    /// The lease and specification of `key`, when it holds a lease.
+    pub fn leased(&self, key: &ServiceKey) -> Option<(&Lease, &ServiceSpec)> {
+        self.leases.get(key).zip(self.services.get(key))
+    }
+
+    /// The layer 2 IPs `node` answers for.
+    pub fn l2_announcements(&self, node: &str) -> Vec<pb::L2Announcement> {
+        if self.nodes.contains_key(node) { self.l2.announcements_of(node) } else { Vec::new() }
+    }
+}
+
 /// Configuration, leases, services, nodes and sessions.
 #[derive(Debug, Default)]
 pub struct AllocatorState {
@@ -321,21 +348,17 @@ impl AllocatorState {
         affected
     }
 
-    /// The nodes whose view can hold `key`'s routes now: `None` for every node (it is
-    /// announced from every eligible node), else those with a ready endpoint (ETP=Local) or
-    /// none (no lease, no ready endpoint). A superset is fine: a view that did not change is
-    /// not sent.
-    pub fn service_reach(&self, key: &ServiceKey) -> Option<BTreeSet<String>> {
-        let (Some(_), Some(service)) = (self.leases.get(key), self.services.get(key)) else {
-            return Some(BTreeSet::new());
-        };
-        if service.local_traffic {
-            Some(service.ready_endpoint_nodes.iter().cloned().collect())
-        } else if service.has_ready_endpoints {
-            None
-        } else {
-            Some(BTreeSet::new())
-        }
+    /// What the nodes' views are computed from, or `None` before the first sync or any
+    /// configuration (announcers then keep what they have).
+    pub fn route_inputs(&self) -> Option<RouteInputs<'_>> {
+        let config = self.config.as_ref().filter(|_| self.synced)?;
+        Some(RouteInputs {
+            config,
+            leases: &self.leases,
+            services: &self.services,
+            nodes: &self.nodes,
+            l2: &self.l2,
+        })
     }
 
     /// Starts layer 2 ownership afresh with `fencing`, as of `now`.

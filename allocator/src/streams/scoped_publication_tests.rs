@@ -1,5 +1,6 @@
-//! Publishing only what a change touched must leave every subscribed node with exactly the
-//! view a full recomputation gives, whatever the history: Services of both traffic policies
+//! Publishing only what a change touched, and sending each stream only the delta of what
+//! changed since its last message, must leave every subscribed node holding exactly the view a
+//! full recomputation gives, whatever the history: Services of both traffic policies
 //! coming, moving their endpoints and going, nodes relabelled, excluded, deleted and back, and
 //! new configurations (one advertisement only for labelled nodes, so labels matter).
 
@@ -8,8 +9,11 @@ use std::{collections::BTreeMap, time::SystemTime};
 use metallb_proto::pb;
 use proptest::prelude::*;
 
-use super::{NodeStreams, tests::trace};
-use crate::{nodes::NodeInfo, service_spec::ServiceSpec, state::AllocatorState};
+use super::{
+    NodeStreams,
+    tests::{fold_update, normalized, trace},
+};
+use crate::{nodes::NodeInfo, service_spec::ServiceSpec, state::AllocatorState, views::Cursor};
 
 const NODES: [&str; 4] = ["n1", "n2", "n3", "n4"];
 
@@ -115,23 +119,26 @@ fn apply(state: &mut AllocatorState, step: &Step) {
     }
 }
 
-/// Every subscribed node's published view, and what a full recomputation says.
-fn published_and_full(
+/// What each subscribed node's stream holds after every message so far (folded into
+/// `held`), and what a full recomputation says, both in one order.
+fn held_and_full(
     streams: &NodeStreams,
     state: &AllocatorState,
-) -> (BTreeMap<String, Option<pb::NodeAssignments>>, BTreeMap<String, Option<pb::NodeAssignments>>)
-{
+    cursors: &mut BTreeMap<String, Option<Cursor>>,
+    held: &mut BTreeMap<String, pb::NodeAssignments>,
+) -> (BTreeMap<String, pb::NodeAssignments>, BTreeMap<String, pb::NodeAssignments>) {
     let subscriptions = streams.lock();
-    let published = subscriptions
-        .senders
-        .iter()
-        .map(|(node, sender)| {
-            (node.clone(), sender.borrow().as_ref().map(|view| (*view.assignments).clone()))
-        })
+    for (node, cursor) in cursors.iter_mut() {
+        if let Some(update) = subscriptions.views.next_update(node, cursor) {
+            fold_update(held.entry(node.clone()).or_default(), update);
+        }
+    }
+    let full = cursors
+        .keys()
+        .map(|node| (node.clone(), normalized(state.node_view(node).unwrap_or_default())))
         .collect();
-    let full =
-        subscriptions.senders.keys().map(|node| (node.clone(), state.node_view(node))).collect();
-    (published, full)
+    let held = held.iter().map(|(node, view)| (node.clone(), normalized(view.clone()))).collect();
+    (held, full)
 }
 
 proptest! {
@@ -151,12 +158,15 @@ proptest! {
             // Keep the receiving ends, or the channels count as unheard and are dropped.
             let _receivers: Vec<_> = NODES.iter().map(|node| streams.open(node, &state)).collect();
             state.take_affected();
+            let mut cursors: BTreeMap<String, Option<Cursor>> =
+                NODES.iter().map(|node| (node.to_string(), None)).collect();
+            let mut held = BTreeMap::new();
             for (n, step) in steps.iter().enumerate() {
                 apply(&mut state, step);
                 let affected = state.take_affected();
                 streams.publish_since(&state, &trace(n), std::time::Instant::now(), &affected);
-                let (published, full) = published_and_full(&streams, &state);
-                prop_assert_eq!(published, full, "after step {} {:?} (affected {:?})", n, step, affected);
+                let (held, full) = held_and_full(&streams, &state, &mut cursors, &mut held);
+                prop_assert_eq!(held, full, "after step {} {:?} (affected {:?})", n, step, affected);
             }
             Ok(())
         })?;

@@ -1,0 +1,381 @@
+//! The views the assignment streams send, kept up to date by what changed rather than
+//! recomputed from every lease. A node's view is its profile's peers and routes (Services
+//! announced from every node, computed once per profile, shared by its nodes) merged with its
+//! own routes (Services announced from the nodes with a ready endpoint), plus its layer 2 IPs.
+//! Both route layers log which routes changed at which version, so a stream's next message is
+//! built from the routes changed since what it sent: a change costs the routes it touched on
+//! the nodes it touched, not nodes × leases.
+
+mod endpoint_index;
+mod route_table;
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    sync::Arc,
+};
+
+use metallb_proto::pb::{self, assignment_update::Update};
+
+use self::{
+    endpoint_index::{EndpointIndex, endpoint_nodes},
+    route_table::RouteTable,
+};
+use crate::{
+    routes::{Profile, Reach, RouteBuilder, RouteKey, delta, is_empty, profile_peers},
+    service_spec::ServiceKey,
+    state::{Affected, RouteInputs},
+};
+
+/// The shared part of the views of the nodes of one profile.
+#[derive(Debug, Default)]
+struct ProfileView {
+    peers: Arc<Vec<pb::BgpPeer>>,
+    /// Routes of Services announced from every node.
+    table: RouteTable,
+    /// Subscribed nodes of this profile.
+    members: BTreeSet<String>,
+}
+
+/// A subscribed node's own part of its view.
+#[derive(Debug, Default)]
+struct NodeEntry {
+    profile: Profile,
+    /// Changes whenever `local` is replaced or the node moves to another profile: streams
+    /// then start again from a snapshot.
+    generation: u64,
+    /// Routes of Services announced from the nodes with a ready endpoint, this one among them.
+    local: RouteTable,
+    l2: Arc<Vec<pb::L2Announcement>>,
+}
+
+/// Where a stream is: what it sent last, by version.
+#[derive(Clone, Debug)]
+pub struct Cursor {
+    generation: u64,
+    profile_version: u64,
+    local_version: u64,
+    peers: Arc<Vec<pb::BgpPeer>>,
+    l2: Arc<Vec<pb::L2Announcement>>,
+}
+
+/// The views of every subscribed node.
+#[derive(Debug, Default)]
+pub struct NodeViews {
+    /// Whether the views were computed from real inputs (a configuration and the first sync).
+    ready: bool,
+    profiles: HashMap<Profile, ProfileView>,
+    nodes: HashMap<String, NodeEntry>,
+    /// Which nodes announce each Service with externalTrafficPolicy Local, for every node, so
+    /// that a node subscribing finds its Services without a walk of every Service.
+    endpoints: EndpointIndex,
+    generations: u64,
+}
+
+impl NodeViews {
+    /// Starts keeping `node`'s view.
+    pub fn subscribe(&mut self, node: &str, inputs: Option<RouteInputs<'_>>) {
+        if self.nodes.contains_key(node) {
+            return;
+        }
+        let generation = self.next_generation();
+        self.nodes.insert(node.to_string(), NodeEntry { generation, ..NodeEntry::default() });
+        let Some(inputs) = inputs else { return };
+        if !self.ready {
+            // The first view of all: computed whole, as if everything had changed.
+            self.refresh_all(inputs);
+            return;
+        }
+        let profile = Profile::of(inputs.config, inputs.nodes.get(node));
+        self.place(inputs, node, profile);
+        let l2 = inputs.l2_announcements(node);
+        self.nodes.get_mut(node).expect("inserted").l2 = Arc::new(l2);
+    }
+
+    /// Stops keeping `node`'s view.
+    pub fn unsubscribe(&mut self, node: &str) {
+        if let Some(entry) = self.nodes.remove(node) {
+            self.leave(node, &entry.profile);
+        }
+    }
+
+    /// Brings the views up to date with `inputs` after the changes `affected`; returns the
+    /// subscribed nodes whose view changed.
+    pub fn apply(
+        &mut self,
+        inputs: Option<RouteInputs<'_>>,
+        affected: &Affected,
+    ) -> BTreeSet<String> {
+        let Some(inputs) = inputs else { return BTreeSet::new() };
+        if affected.everything || !self.ready {
+            return self.refresh_all(inputs);
+        }
+        let mut changed = BTreeSet::new();
+        for node in &affected.nodes {
+            let Some(entry) = self.nodes.get(node) else { continue };
+            let profile = Profile::of(inputs.config, inputs.nodes.get(node));
+            if profile != entry.profile {
+                let old = entry.profile.clone();
+                self.leave(node, &old);
+                self.place(inputs, node, profile);
+                changed.insert(node.clone());
+            }
+            let l2 = inputs.l2_announcements(node);
+            let entry = self.nodes.get_mut(node).expect("subscribed");
+            if *entry.l2 != l2 {
+                entry.l2 = Arc::new(l2);
+                changed.insert(node.clone());
+            }
+        }
+        for service in &affected.services {
+            for (profile, view) in &mut self.profiles {
+                if view.table.set_service(service, everywhere_routes(inputs, profile, service)) {
+                    changed.extend(view.members.iter().cloned());
+                }
+            }
+            let now = endpoint_nodes(inputs, service);
+            let before = self.endpoints.set(service, &now);
+            for node in before.iter().chain(&now) {
+                let Some(entry) = self.nodes.get_mut(node) else { continue };
+                let routes = if now.contains(node) {
+                    local_routes(inputs, &entry.profile, service)
+                } else {
+                    BTreeMap::new()
+                };
+                if entry.local.set_service(service, routes) {
+                    changed.insert(node.clone());
+                }
+            }
+        }
+        changed
+    }
+
+    /// The next message for a stream of `node` that sent up to `cursor`: a snapshot when it
+    /// sent nothing yet or cannot be brought up to date by a delta, else the delta of what
+    /// changed since, or `None` when nothing did (or there is no view yet).
+    pub fn next_update(&self, node: &str, cursor: &mut Option<Cursor>) -> Option<Update> {
+        if !self.ready {
+            return None;
+        }
+        let entry = self.nodes.get(node)?;
+        let profile = self.profiles.get(&entry.profile)?;
+        let changed = cursor.as_ref().filter(|c| c.generation == entry.generation).and_then(|c| {
+            let shared = profile.table.changed_since(c.profile_version)?;
+            let own = entry.local.changed_since(c.local_version)?;
+            Some((c, shared.chain(own).collect::<BTreeSet<&RouteKey>>()))
+        });
+        let update = match changed {
+            None => Some(Update::Snapshot(snapshot(profile, entry))),
+            Some((sent, keys)) => {
+                let mut change = pb::AssignmentDelta::default();
+                if !Arc::ptr_eq(&sent.peers, &profile.peers) || !Arc::ptr_eq(&sent.l2, &entry.l2) {
+                    change = delta(
+                        &peers_and_l2(&sent.peers, &sent.l2),
+                        &peers_and_l2(&profile.peers, &entry.l2),
+                    );
+                }
+                for key in keys {
+                    match route_at(profile, entry, key) {
+                        Some(route) => change.routes_upserted.push(route),
+                        // A removed peer takes its routes with it; withdrawing them too would
+                        // be noise.
+                        None if profile.peers.iter().any(|peer| peer.name == key.0) => change
+                            .routes_withdrawn
+                            .push(pb::RouteKey { peer: key.0.clone(), prefix: key.1.clone() }),
+                        None => {}
+                    }
+                }
+                (!is_empty(&change)).then_some(Update::Delta(change))
+            }
+        };
+        *cursor = Some(Cursor {
+            generation: entry.generation,
+            profile_version: profile.table.version(),
+            local_version: entry.local.version(),
+            peers: profile.peers.clone(),
+            l2: entry.l2.clone(),
+        });
+        update
+    }
+
+    /// `node`'s whole view, as a snapshot would carry it.
+    #[cfg(test)]
+    pub fn view(&self, node: &str) -> Option<pb::NodeAssignments> {
+        let entry = self.nodes.get(node).filter(|_| self.ready)?;
+        Some(snapshot(self.profiles.get(&entry.profile)?, entry))
+    }
+
+    /// Recomputes every view from `inputs` (a new configuration, the first sync, layer 2
+    /// owners), keeping what did not change so that streams get deltas of what did.
+    fn refresh_all(&mut self, inputs: RouteInputs<'_>) -> BTreeSet<String> {
+        self.endpoints = EndpointIndex::build(inputs);
+        let placed: Vec<(String, Profile)> = self
+            .nodes
+            .keys()
+            .map(|node| (node.clone(), Profile::of(inputs.config, inputs.nodes.get(node))))
+            .collect();
+        let mut changed = BTreeSet::new();
+        let mut previous = std::mem::take(&mut self.profiles);
+        let mut changed_profiles = BTreeSet::new();
+        for profile in placed.iter().map(|(_, profile)| profile).collect::<BTreeSet<_>>() {
+            let mut view = previous.remove(profile).unwrap_or_default();
+            view.members.clear();
+            let peers = profile_peers(inputs.config, profile);
+            let mut profile_changed = *view.peers != peers;
+            if profile_changed {
+                view.peers = Arc::new(peers);
+            }
+            profile_changed |= view.table.replace_all(every_everywhere_route(inputs, profile));
+            if profile_changed {
+                changed_profiles.insert(profile.clone());
+            }
+            self.profiles.insert(profile.clone(), view);
+        }
+        let was_ready = std::mem::replace(&mut self.ready, true);
+        for (node, profile) in placed {
+            let generation = self.next_generation();
+            let entry = self.nodes.get_mut(&node).expect("subscribed");
+            if !was_ready || entry.profile != profile {
+                entry.profile = profile.clone();
+                entry.generation = generation;
+                entry.local = RouteTable::default();
+                changed.insert(node.clone());
+            }
+            let own = self
+                .endpoints
+                .services_of(&node)
+                .map(|service| (service.clone(), local_routes(inputs, &profile, service)))
+                .collect();
+            if entry.local.replace_all(own) || changed_profiles.contains(&profile) {
+                changed.insert(node.clone());
+            }
+            let l2 = inputs.l2_announcements(&node);
+            if *entry.l2 != l2 {
+                entry.l2 = Arc::new(l2);
+                changed.insert(node.clone());
+            }
+            self.profiles.get_mut(&profile).expect("built above").members.insert(node);
+        }
+        changed
+    }
+
+    /// Puts `node` into `profile` (built if it is new), its own routes computed afresh.
+    fn place(&mut self, inputs: RouteInputs<'_>, node: &str, profile: Profile) {
+        let view = self.profiles.entry(profile.clone()).or_insert_with(|| {
+            let mut table = RouteTable::default();
+            table.replace_all(every_everywhere_route(inputs, &profile));
+            ProfileView {
+                peers: Arc::new(profile_peers(inputs.config, &profile)),
+                table,
+                members: BTreeSet::new(),
+            }
+        });
+        view.members.insert(node.to_string());
+        let own = self
+            .endpoints
+            .services_of(node)
+            .map(|service| (service.clone(), local_routes(inputs, &profile, service)))
+            .collect();
+        let generation = self.next_generation();
+        let entry = self.nodes.get_mut(node).expect("subscribed");
+        entry.profile = profile;
+        entry.generation = generation;
+        entry.local = RouteTable::default();
+        entry.local.replace_all(own);
+    }
+
+    /// Takes `node` out of `profile`, which goes when nobody is left in it.
+    fn leave(&mut self, node: &str, profile: &Profile) {
+        if let Some(view) = self.profiles.get_mut(profile) {
+            view.members.remove(node);
+            if view.members.is_empty() {
+                self.profiles.remove(profile);
+            }
+        }
+    }
+
+    fn next_generation(&mut self) -> u64 {
+        self.generations += 1;
+        self.generations
+    }
+}
+
+/// The routes a node of `profile` announces for `service` when every node announces it.
+fn everywhere_routes(
+    inputs: RouteInputs<'_>,
+    profile: &Profile,
+    service: &ServiceKey,
+) -> BTreeMap<RouteKey, RouteBuilder> {
+    match inputs.leased(service) {
+        Some((lease, spec)) if Reach::of(spec) == Reach::EveryNode => {
+            profile.service_routes(inputs.config, lease, spec)
+        }
+        _ => BTreeMap::new(),
+    }
+}
+
+/// `everywhere_routes` of every Service announced from every node.
+fn every_everywhere_route(
+    inputs: RouteInputs<'_>,
+    profile: &Profile,
+) -> HashMap<ServiceKey, BTreeMap<RouteKey, RouteBuilder>> {
+    inputs
+        .leases
+        .iter()
+        .filter(|lease| {
+            inputs.services.get(&lease.service).is_some_and(|s| Reach::of(s) == Reach::EveryNode)
+        })
+        .map(|lease| (lease.service.clone(), everywhere_routes(inputs, profile, &lease.service)))
+        .collect()
+}
+
+/// The routes a node of `profile` with a ready endpoint of `service` announces for it when
+/// only such nodes do.
+fn local_routes(
+    inputs: RouteInputs<'_>,
+    profile: &Profile,
+    service: &ServiceKey,
+) -> BTreeMap<RouteKey, RouteBuilder> {
+    match inputs.leased(service) {
+        Some((lease, spec)) if Reach::of(spec) == Reach::EndpointNodes => {
+            profile.service_routes(inputs.config, lease, spec)
+        }
+        _ => BTreeMap::new(),
+    }
+}
+
+/// The route at `key` of a node: its profile's and its own, merged.
+fn route_at(profile: &ProfileView, entry: &NodeEntry, key: &RouteKey) -> Option<pb::Route> {
+    match (profile.table.get(key), entry.local.get(key)) {
+        (Some(shared), None) => Some((*shared.built).clone()),
+        (None, Some(own)) => Some((*own.built).clone()),
+        (Some(shared), Some(own)) => {
+            let mut merged = shared.merged.clone();
+            merged.absorb(&own.merged);
+            Some(merged.build(key))
+        }
+        (None, None) => None,
+    }
+}
+
+/// A node's whole view.
+fn snapshot(profile: &ProfileView, entry: &NodeEntry) -> pb::NodeAssignments {
+    let keys: BTreeSet<&RouteKey> = profile
+        .table
+        .routes()
+        .map(|(key, _)| key)
+        .chain(entry.local.routes().map(|(key, _)| key))
+        .collect();
+    pb::NodeAssignments {
+        peers: (*profile.peers).clone(),
+        routes: keys.into_iter().filter_map(|key| route_at(profile, entry, key)).collect(),
+        l2_announcements: (*entry.l2).clone(),
+    }
+}
+
+/// A view of only peers and layer 2 IPs, to diff those with `delta`.
+fn peers_and_l2(peers: &[pb::BgpPeer], l2: &[pb::L2Announcement]) -> pb::NodeAssignments {
+    pb::NodeAssignments { peers: peers.to_vec(), routes: Vec::new(), l2_announcements: l2.to_vec() }
+}
+
+#[cfg(test)]
+mod tests;
