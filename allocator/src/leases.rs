@@ -3,7 +3,7 @@
 //! gaps between held ones.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, HashMap},
     net::IpAddr,
     time::SystemTime,
 };
@@ -101,6 +101,9 @@ pub struct Leases {
     runs: HeldRuns,
     /// Services whose lease was given, replaced or taken since `take_changed`.
     changed: BTreeSet<ServiceKey>,
+    /// Number of leases from each pool, kept so that metrics refreshed on every change do not
+    /// walk every lease.
+    per_pool: HashMap<String, usize>,
 }
 
 impl Leases {
@@ -112,6 +115,11 @@ impl Leases {
     /// All leases, by service.
     pub fn iter(&self) -> impl Iterator<Item = &Lease> {
         self.by_service.values()
+    }
+
+    /// Number of leases from `pool`.
+    pub fn count_in_pool(&self, pool: &str) -> usize {
+        self.per_pool.get(pool).copied().unwrap_or(0)
     }
 
     /// Number of leases.
@@ -149,6 +157,7 @@ impl Leases {
             }
         }
         self.changed.insert(lease.service.clone());
+        *self.per_pool.entry(lease.pool.clone()).or_default() += 1;
         self.by_service.insert(lease.service.clone(), lease);
     }
 
@@ -162,6 +171,12 @@ impl Leases {
     pub fn remove(&mut self, service: &ServiceKey) -> Option<Lease> {
         let lease = self.by_service.remove(service)?;
         self.changed.insert(service.clone());
+        if let Some(count) = self.per_pool.get_mut(&lease.pool) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_pool.remove(&lease.pool);
+            }
+        }
         for ip in &lease.ips {
             let address = Address::from_ip(*ip);
             if let Some(holders) = self.holders.get_mut(&address)
@@ -230,6 +245,21 @@ mod tests {
 
     fn ip(address: Address) -> String {
         address.to_ip().to_string()
+    }
+
+    #[test]
+    fn leases_per_pool_follow_every_insert_move_and_removal() {
+        let mut leases = Leases::default();
+        leases.insert(lease("a", &["192.0.2.1"]));
+        leases.insert(lease("b", &["192.0.2.2"]));
+        assert_eq!(leases.count_in_pool("p"), 2);
+        // The same Service again, now from another pool: counted once, in the new pool.
+        leases.insert(Lease { pool: "q".into(), ..lease("a", &["198.51.100.1"]) });
+        assert_eq!((leases.count_in_pool("p"), leases.count_in_pool("q")), (1, 1));
+        leases.remove(&key("b"));
+        leases.remove(&key("a"));
+        assert_eq!((leases.count_in_pool("p"), leases.count_in_pool("q")), (0, 0));
+        assert!(leases.per_pool.is_empty(), "no pool is left behind at zero");
     }
 
     #[test]

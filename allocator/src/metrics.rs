@@ -2,7 +2,7 @@
 //! uses so existing dashboards keep working, and our own (gRPC calls, assignment streams) in
 //! the same style. `docs/metrics.md` lists them all.
 
-use std::{collections::HashMap, sync::atomic::AtomicU64, time::Duration};
+use std::{sync::atomic::AtomicU64, time::Duration};
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -258,12 +258,8 @@ impl Metrics {
         }
         self.services_allocated.clear();
         if let Some(config) = state.config() {
-            // One pass over the leases per change: what the pools hold is indexed by address,
-            // not by pool.
-            let mut services: HashMap<&str, i64> = HashMap::new();
-            for lease in state.leases().iter() {
-                *services.entry(lease.pool.as_str()).or_default() += 1;
-            }
+            // Every figure here is kept by the leases (held addresses by run, leases by pool):
+            // this runs on every change, and must not walk every lease.
             for pool in config.pools.values() {
                 let labels = PoolLabels { pool: pool.name.clone() };
                 let (v4_size, v4_used) = family_size_and_use(pool, IpFamily::V4, state.leases());
@@ -278,8 +274,8 @@ impl Metrics {
                 set(&self.ipv4_addresses_in_use, v4_used);
                 set(&self.ipv6_addresses_total, v6_size);
                 set(&self.ipv6_addresses_in_use, v6_used);
-                let allocated = services.get(pool.name.as_str()).copied().unwrap_or(0);
-                self.services_allocated.get_or_create(&labels).set(allocated);
+                let allocated = state.leases().count_in_pool(&pool.name);
+                self.services_allocated.get_or_create(&labels).set(allocated as i64);
             }
         }
         self.config_loaded.set(i64::from(state.config().is_some()));

@@ -371,7 +371,34 @@ struct Figures {
     idle_cpu: f64,
     rss_mib: f64,
     new_config: Vec<Duration>,
+    /// (allocator, simulated announcers) CPU seconds per new configuration.
+    config_cpu: (f64, f64),
     storm: Duration,
+    /// (allocator, simulated announcers) CPU seconds of the storm.
+    storm_cpu: (f64, f64),
+}
+
+/// CPU seconds the allocator and this process (the simulated announcers, which share the
+/// allocator's cores here where real ones have a node each) spend from `start` on.
+struct CpuShare {
+    pid: u32,
+    allocator: f64,
+    announcers: f64,
+}
+
+impl CpuShare {
+    fn start(pid: u32) -> Self {
+        Self { pid, allocator: cpu_seconds(pid), announcers: cpu_seconds(std::process::id()) }
+    }
+
+    /// (allocator, announcers) seconds since the start, per one of `count` events.
+    fn per(&self, count: usize) -> (f64, f64) {
+        let count = count.max(1) as f64;
+        (
+            (cpu_seconds(self.pid) - self.allocator) / count,
+            (cpu_seconds(std::process::id()) - self.announcers) / count,
+        )
+    }
 }
 
 async fn writer_client(allocator: &Allocator, trust: &Trust) -> Client {
@@ -558,6 +585,7 @@ async fn measure(
     eprintln!("{nodes} nodes: Cluster changes measured");
     // A new configuration: LOCAL_PREF of every route changes, on every node.
     let mut new_config = Vec::new();
+    let config_cpu = CpuShare::start(pid);
     for local_pref in [200, 100, 300] {
         let started = Instant::now();
         let request = pb::ApplyConfigRequest {
@@ -582,6 +610,7 @@ async fn measure(
         new_config.push(last.expect("waited for") - started);
         tokio::time::sleep(SETTLE).await;
     }
+    let config_cpu = config_cpu.per(new_config.len());
 
     // Reconnect storm: every connection and stream dropped, then all reopened at once.
     for reader in &readers {
@@ -591,7 +620,9 @@ async fn measure(
     // Let the allocator see the streams end, as it would see a network blip.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let board = Board::new(nodes);
+    let storm_cpu = CpuShare::start(pid);
     let (readers, storm) = open_all(&connectors, &board, nodes).await;
+    let storm_cpu = storm_cpu.per(1);
     for reader in readers {
         reader.abort();
     }
@@ -611,7 +642,9 @@ async fn measure(
         idle_cpu,
         rss_mib: rss,
         new_config,
+        config_cpu,
         storm,
+        storm_cpu,
     }
 }
 
@@ -670,12 +703,16 @@ async fn main() {
         let configs: Vec<String> =
             f.new_config.iter().map(|d| format!("{:.2} s", d.as_secs_f64())).collect();
         println!(
-            "  a new configuration (LOCAL_PREF of every route): every stream updated after {}",
-            configs.join(", ")
+            "  a new configuration (LOCAL_PREF of every route): every stream updated after {}; CPU per configuration: allocator {:.2} s, simulated announcers {:.2} s",
+            configs.join(", "),
+            f.config_cpu.0,
+            f.config_cpu.1
         );
         println!(
-            "  reconnect storm: all {nodes} connections and streams reopened at once: every stream holds a snapshot after {:.2} s",
-            f.storm.as_secs_f64()
+            "  reconnect storm: all {nodes} connections and streams reopened at once: every stream holds a snapshot after {:.2} s; CPU: allocator {:.2} s, simulated announcers {:.2} s",
+            f.storm.as_secs_f64(),
+            f.storm_cpu.0,
+            f.storm_cpu.1
         );
         all.push(f);
     }
