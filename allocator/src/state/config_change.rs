@@ -2,7 +2,7 @@
 //! in force with every service re-evaluated; or kept waiting until the services holding the
 //! IPs it would take let go.
 
-use std::time::SystemTime;
+use std::{collections::BTreeMap, time::SystemTime};
 
 use metallb_proto::pb;
 
@@ -163,7 +163,7 @@ impl AllocatorState {
         self.affected.everything = true;
         self.pending = None;
         self.last_config_rejected = false;
-        let before: Vec<_> =
+        let before: BTreeMap<ServiceKey, super::Outcome> =
             self.services.keys().map(|key| (key.clone(), self.current_outcome(key))).collect();
         // Services holding leases first, so that keeping them comes before handing out more.
         let mut specs: Vec<_> = self.services.values().cloned().collect();
@@ -172,8 +172,7 @@ impl AllocatorState {
         for spec in specs {
             let key = spec.key.clone();
             let outcome = self.evaluate(spec, now);
-            let previous = before.iter().find(|(k, _)| *k == key).map(|(_, outcome)| outcome);
-            if previous != Some(&outcome) {
+            if before.get(&key) != Some(&outcome) {
                 changed.push(outcome_to_pb(&key, &outcome));
             }
         }

@@ -10,7 +10,7 @@ mod endpoint_index;
 mod route_table;
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     sync::Arc,
 };
 
@@ -160,12 +160,14 @@ impl NodeViews {
         let profile = self.profiles.get(&entry.profile)?;
         let changed = cursor.as_ref().filter(|c| c.generation == entry.generation).and_then(|c| {
             let shared = profile.table.changed_since(c.profile_version)?;
-            let own = entry.local.changed_since(c.local_version)?;
-            Some((c, shared.chain(own).collect::<BTreeSet<&RouteKey>>()))
+            let own: HashSet<&RouteKey> = entry.local.changed_since(c.local_version)?.collect();
+            // A key changed in both layers is sent once (from the node's own ones).
+            let shared = shared.filter(|key| !own.contains(key)).collect::<Vec<_>>();
+            Some((c, shared, own))
         });
         let update = match changed {
             None => Some(Update::Snapshot(snapshot(profile, entry))),
-            Some((sent, keys)) => {
+            Some((sent, shared, own)) => {
                 let mut change = pb::AssignmentDelta::default();
                 if !Arc::ptr_eq(&sent.peers, &profile.peers) || !Arc::ptr_eq(&sent.l2, &entry.l2) {
                     change = delta(
@@ -173,7 +175,8 @@ impl NodeViews {
                         &peers_and_l2(&profile.peers, &entry.l2),
                     );
                 }
-                for key in keys {
+                change.routes_upserted.reserve(shared.len() + own.len());
+                for key in shared.into_iter().chain(own) {
                     match route_at(profile, entry, key) {
                         Some(route) => change.routes_upserted.push(route),
                         // A removed peer takes its routes with it; withdrawing them too would
@@ -357,17 +360,34 @@ fn route_at(profile: &ProfileView, entry: &NodeEntry, key: &RouteKey) -> Option<
     }
 }
 
-/// A node's whole view.
+/// A node's whole view: its profile's routes and its own merged in key order.
 fn snapshot(profile: &ProfileView, entry: &NodeEntry) -> pb::NodeAssignments {
-    let keys: BTreeSet<&RouteKey> = profile
-        .table
-        .routes()
-        .map(|(key, _)| key)
-        .chain(entry.local.routes().map(|(key, _)| key))
-        .collect();
+    let mut routes = Vec::with_capacity(profile.table.len() + entry.local.len());
+    let mut shared = profile.table.routes().peekable();
+    let mut own = entry.local.routes().peekable();
+    loop {
+        let next = match (shared.peek(), own.peek()) {
+            (Some((a, _)), Some((b, _))) => a.cmp(b),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => break,
+        };
+        let route = match next {
+            std::cmp::Ordering::Less => (*shared.next().expect("peeked").1.built).clone(),
+            std::cmp::Ordering::Greater => (*own.next().expect("peeked").1.built).clone(),
+            std::cmp::Ordering::Equal => {
+                let (key, a) = shared.next().expect("peeked");
+                let (_, b) = own.next().expect("peeked");
+                let mut merged = a.merged.clone();
+                merged.absorb(&b.merged);
+                merged.build(key)
+            }
+        };
+        routes.push(route);
+    }
     pb::NodeAssignments {
         peers: (*profile.peers).clone(),
-        routes: keys.into_iter().filter_map(|key| route_at(profile, entry, key)).collect(),
+        routes,
         l2_announcements: (*entry.l2).clone(),
     }
 }

@@ -52,6 +52,11 @@ impl RouteTable {
         self.version
     }
 
+    /// Number of routes.
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
     /// The route at `key`.
     pub fn get(&self, key: &RouteKey) -> Option<&TableRoute> {
         self.routes.get(key)
