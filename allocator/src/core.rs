@@ -9,7 +9,7 @@
 //! the last change it includes.
 
 use std::{
-    sync::{Arc, Mutex, Weak},
+    sync::{Arc, RwLock, Weak},
     time::{Duration, Instant},
 };
 
@@ -31,7 +31,7 @@ const PUBLISH_INTERVAL: Duration = Duration::from_millis(20);
 
 /// State, streams, metrics and readiness.
 pub struct Core {
-    guarded: Mutex<Guarded>,
+    guarded: RwLock<Guarded>,
     streams: NodeStreams,
     /// Wakes the publishing task.
     publish: Arc<Notify>,
@@ -40,11 +40,12 @@ pub struct Core {
     health: HealthReporter,
 }
 
-/// What the lock guards: the state, and the trace of the latest change not yet published and
-/// when the first of those changes was made.
+/// What the lock guards: the state, the trace of the latest change not yet published and
+/// when the first of those changes was made, and how many changes were made.
 struct Guarded {
     state: AllocatorState,
     unpublished: Option<(pb::TraceContext, Instant)>,
+    changes: u64,
 }
 
 impl Core {
@@ -56,7 +57,7 @@ impl Core {
         let state = AllocatorState::default();
         metrics.update(&state);
         let core = Arc::new(Self {
-            guarded: Mutex::new(Guarded { state, unpublished: None }),
+            guarded: RwLock::new(Guarded { state, unpublished: None, changes: 0 }),
             streams: NodeStreams::new(metrics.streams()),
             publish: Arc::new(Notify::new()),
             metrics,
@@ -75,8 +76,9 @@ impl Core {
         change: impl FnOnce(&mut AllocatorState) -> R,
     ) -> R {
         let result = {
-            let mut guarded = self.guarded.lock().expect("allocator state lock poisoned");
+            let mut guarded = self.guarded.write().expect("allocator state lock poisoned");
             let result = change(&mut guarded.state);
+            guarded.changes += 1;
             let since = guarded.unpublished.take().map_or_else(Instant::now, |(_, since)| since);
             guarded.unpublished = Some((trace.clone(), since));
             self.metrics.update(&guarded.state);
@@ -117,7 +119,7 @@ impl Core {
 
     /// Reads the state.
     pub fn read<R>(&self, read: impl FnOnce(&AllocatorState) -> R) -> R {
-        read(&self.guarded.lock().expect("allocator state lock poisoned").state)
+        read(&self.guarded.read().expect("allocator state lock poisoned").state)
     }
 
     /// The metrics, refreshed by every change.
@@ -134,19 +136,33 @@ impl Core {
     /// yet. Returns when layer 2 ownership must be looked at again (a node's grace running
     /// out) if nothing else happens before.
     fn publish_pending(&self) -> Option<Instant> {
-        let mut guarded = self.guarded.lock().expect("allocator state lock poisoned");
         let now = Instant::now();
-        let owners_changed = guarded.state.refresh_l2(now);
-        let mut affected = guarded.state.take_affected();
-        if owners_changed {
-            affected.merge(Affected::everything());
-        }
-        let unpublished = guarded.unpublished.take();
-        let owners_changed = owners_changed.then(|| (pb::TraceContext::default(), now));
-        if let Some((trace, since)) = unpublished.or(owners_changed) {
+        let (publication, deadline) = {
+            let mut guarded = self.guarded.write().expect("allocator state lock poisoned");
+            let owners_changed = guarded.state.refresh_l2(now);
+            let mut affected = guarded.state.take_affected();
+            if owners_changed {
+                affected.merge(Affected::everything());
+            }
+            let unpublished = guarded.unpublished.take();
+            let owners_changed = owners_changed.then(|| (pb::TraceContext::default(), now));
+            let publication = unpublished
+                .or(owners_changed)
+                .map(|(trace, since)| (trace, since, affected, guarded.changes));
+            (publication, guarded.state.l2_deadline(now))
+        };
+        if let Some((trace, since, mut affected, changes)) = publication {
+            // Under the read lock: reads go on while the views are brought up to date (a new
+            // configuration takes every view). The views are computed from the state as it is
+            // now: what changed since the changes were taken is covered too (and is published
+            // again next time, which changes nothing), so no view mixes two states.
+            let guarded = self.guarded.read().expect("allocator state lock poisoned");
+            if guarded.changes != changes {
+                affected.merge(guarded.state.affected_since_taken());
+            }
             self.streams.publish_since(&guarded.state, &trace, since, &affected);
         }
-        guarded.state.l2_deadline(now)
+        deadline
     }
 
     /// Marks the allocator ready (after the first full sync) for /readyz and grpc.health.

@@ -167,6 +167,11 @@ impl Leases {
         std::mem::take(&mut self.changed)
     }
 
+    /// What `take_changed` would return now.
+    pub fn changed(&self) -> &BTreeSet<ServiceKey> {
+        &self.changed
+    }
+
     /// Takes `service`'s lease away.
     pub fn remove(&mut self, service: &ServiceKey) -> Option<Lease> {
         let lease = self.by_service.remove(service)?;

@@ -26,6 +26,9 @@ use crate::{
 /// Messages buffered per stream before it counts as lagging.
 pub const STREAM_BUFFER: usize = 16;
 
+/// A views update taking this long is logged.
+const SLOW_PUBLICATION: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// What a node's streams are woken with: the trace of the latest change to its view, and
 /// when the first change of its publication was made.
 #[derive(Clone, Debug, Default)]
@@ -104,7 +107,18 @@ impl NodeStreams {
     ) {
         let mut subscriptions = self.lock();
         subscriptions.drop_unheard();
+        let started = Instant::now();
         let changed = subscriptions.views.apply(state.route_inputs(), affected);
+        let took = started.elapsed();
+        // Readers wait on the state lock meanwhile: worth knowing when it is long.
+        if took >= SLOW_PUBLICATION {
+            tracing::info!(
+                took_ms = took.as_millis() as u64,
+                everything = affected.everything,
+                nodes = changed.len(),
+                "views updated"
+            );
+        }
         for node in changed {
             if let Some(sender) = subscriptions.senders.get(&node) {
                 sender.send_modify(|wake| {

@@ -338,8 +338,16 @@ impl AllocatorState {
     /// any change may move an owner, so it counts as everything (owners move rarely, and
     /// layer 2 clusters are small next to BGP ones).
     pub fn take_affected(&mut self) -> Affected {
-        let mut affected = std::mem::take(&mut self.affected);
-        affected.merge(Affected { services: self.leases.take_changed(), ..Affected::default() });
+        let affected = self.affected_since_taken();
+        self.affected = Affected::default();
+        self.leases.take_changed();
+        affected
+    }
+
+    /// What changed since the last `take_affected`, left in place.
+    pub fn affected_since_taken(&self) -> Affected {
+        let mut affected = self.affected.clone();
+        affected.merge(Affected { services: self.leases.changed().clone(), ..Affected::default() });
         let layer2 =
             self.config.as_ref().is_some_and(|config| !config.l2_advertisements.is_empty());
         if layer2 && !affected.is_empty() {

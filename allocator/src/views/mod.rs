@@ -46,6 +46,18 @@ struct NodeEntry {
     /// Routes of Services announced from the nodes with a ready endpoint, this one among them.
     local: RouteTable,
     l2: Arc<Vec<pb::L2Announcement>>,
+    /// The node's last move to another profile by a change of its own, so that a stream that
+    /// was up to date then gets the difference rather than a snapshot.
+    moved: Option<Moved>,
+}
+
+/// A node's view just before it moved to another profile, and where streams were then.
+#[derive(Debug)]
+struct Moved {
+    generation: u64,
+    profile_version: u64,
+    local_version: u64,
+    view: pb::NodeAssignments,
 }
 
 /// Where a stream is: what it sent last, by version.
@@ -115,8 +127,15 @@ impl NodeViews {
             let profile = Profile::of(inputs.config, inputs.nodes.get(node));
             if profile != entry.profile {
                 let old = entry.profile.clone();
+                let moved = self.profiles.get(&old).map(|shared| Moved {
+                    generation: entry.generation,
+                    profile_version: shared.table.version(),
+                    local_version: entry.local.version(),
+                    view: snapshot(shared, entry),
+                });
                 self.leave(node, &old);
                 self.place(inputs, node, profile);
+                self.nodes.get_mut(node).expect("subscribed").moved = moved;
                 changed.insert(node.clone());
             }
             let l2 = inputs.l2_announcements(node);
@@ -165,9 +184,19 @@ impl NodeViews {
             let shared = shared.filter(|key| !own.contains(key)).collect::<Vec<_>>();
             Some((c, shared, own))
         });
-        let update = match changed {
-            None => Some(Update::Snapshot(snapshot(profile, entry))),
-            Some((sent, shared, own)) => {
+        let resumes_move = |moved: &&Moved| {
+            cursor.as_ref().is_some_and(|c| {
+                (c.generation, c.profile_version, c.local_version)
+                    == (moved.generation, moved.profile_version, moved.local_version)
+            })
+        };
+        let update = match (changed, entry.moved.as_ref().filter(resumes_move)) {
+            (None, Some(moved)) => {
+                let change = delta(&moved.view, &snapshot(profile, entry));
+                (!is_empty(&change)).then_some(Update::Delta(change))
+            }
+            (None, None) => Some(Update::Snapshot(snapshot(profile, entry))),
+            (Some((sent, shared, own)), _) => {
                 let mut change = pb::AssignmentDelta::default();
                 if !Arc::ptr_eq(&sent.peers, &profile.peers) || !Arc::ptr_eq(&sent.l2, &entry.l2) {
                     change = delta(
@@ -241,6 +270,7 @@ impl NodeViews {
                 entry.profile = profile.clone();
                 entry.generation = generation;
                 entry.local = RouteTable::default();
+                entry.moved = None;
                 changed.insert(node.clone());
             }
             let own = self
@@ -284,6 +314,7 @@ impl NodeViews {
         entry.generation = generation;
         entry.local = RouteTable::default();
         entry.local.replace_all(own);
+        entry.moved = None;
     }
 
     /// Takes `node` out of `profile`, which goes when nobody is left in it.
