@@ -33,7 +33,10 @@ use crate::{
 /// How soon failed write-backs are tried again.
 const RETRY_WRITES_AFTER: Duration = Duration::from_secs(1);
 
-/// How long a burst of events may run on before a pass starts anyway.
+/// How long a burst of events may run on before a pass starts anyway. Only work that comes
+/// within this long of the last pass waits so (it is likely part of a burst, the pass's own
+/// write-backs included); a change that comes after a quiet spell is most likely alone, and
+/// goes at once: waiting would only add to its latency.
 const COALESCE: Duration = Duration::from_millis(10);
 
 /// How often, when nothing happens, the watcher asks each allocator replica which instance it
@@ -144,6 +147,7 @@ impl Reconciler {
                 Ok(()) => {
                     readiness.set_ready();
                     backoff.reset();
+                    let passed = Instant::now();
                     tokio::select! {
                         outcome = self.wait_for_work(&changed) => if let Err(err) = outcome {
                             tracing::warn!(
@@ -154,7 +158,9 @@ impl Reconciler {
                         },
                         _ = leading.changed() => continue,
                     }
-                    tokio::time::sleep(COALESCE).await;
+                    if passed.elapsed() < COALESCE {
+                        tokio::time::sleep(COALESCE).await;
+                    }
                 }
                 Err(err) => {
                     self.settings.metrics.update_error();
