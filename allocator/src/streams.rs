@@ -196,10 +196,12 @@ impl ViewSource {
         cursor: &mut Option<Cursor>,
         wakes: &mut watch::Receiver<Wake>,
     ) -> Option<(Update, Wake)> {
-        let subscriptions = lock(&self.subscriptions);
-        let update = subscriptions.views.next_update(&self.node, cursor)?;
-        let wake = wakes.borrow_and_update().clone();
-        Some((update, wake))
+        let (pending, wake) = {
+            let subscriptions = lock(&self.subscriptions);
+            let pending = subscriptions.views.next_pending(&self.node, cursor)?;
+            (pending, wakes.borrow_and_update().clone())
+        };
+        Some((pending.into_update(), wake))
     }
 }
 

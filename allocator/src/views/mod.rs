@@ -10,6 +10,7 @@ mod endpoint_index;
 mod route_table;
 
 use std::{
+    cmp::Ordering,
     collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     sync::Arc,
 };
@@ -18,7 +19,7 @@ use metallb_proto::pb::{self, assignment_update::Update};
 
 use self::{
     endpoint_index::{EndpointIndex, endpoint_nodes},
-    route_table::RouteTable,
+    route_table::{RouteTable, TableRoute},
 };
 use crate::{
     routes::{Profile, Reach, RouteBuilder, RouteKey, delta, is_empty, profile_peers},
@@ -171,7 +172,7 @@ impl NodeViews {
     /// The next message for a stream of `node` that sent up to `cursor`: a snapshot when it
     /// sent nothing yet or cannot be brought up to date by a delta, else the delta of what
     /// changed since, or `None` when nothing did (or there is no view yet).
-    pub fn next_update(&self, node: &str, cursor: &mut Option<Cursor>) -> Option<Update> {
+    pub fn next_pending(&self, node: &str, cursor: &mut Option<Cursor>) -> Option<Pending> {
         if !self.ready {
             return None;
         }
@@ -193,9 +194,9 @@ impl NodeViews {
         let update = match (changed, entry.moved.as_ref().filter(resumes_move)) {
             (None, Some(moved)) => {
                 let change = delta(&moved.view, &snapshot(profile, entry));
-                (!is_empty(&change)).then_some(Update::Delta(change))
+                (!is_empty(&change)).then_some(Pending::Ready(Update::Delta(change)))
             }
-            (None, None) => Some(Update::Snapshot(snapshot(profile, entry))),
+            (None, None) => Some(Pending::Snapshot(shared_snapshot(profile, entry))),
             (Some((sent, shared, own)), _) => {
                 let mut change = pb::AssignmentDelta::default();
                 if !Arc::ptr_eq(&sent.peers, &profile.peers) || !Arc::ptr_eq(&sent.l2, &entry.l2) {
@@ -204,10 +205,10 @@ impl NodeViews {
                         &peers_and_l2(&profile.peers, &entry.l2),
                     );
                 }
-                change.routes_upserted.reserve(shared.len() + own.len());
+                let mut upserted = Vec::with_capacity(shared.len() + own.len());
                 for key in shared.into_iter().chain(own) {
                     match route_at(profile, entry, key) {
-                        Some(route) => change.routes_upserted.push(route),
+                        Some(route) => upserted.push(route),
                         // A removed peer takes its routes with it; withdrawing them too would
                         // be noise.
                         None if profile.peers.iter().any(|peer| peer.name == key.0) => change
@@ -216,7 +217,8 @@ impl NodeViews {
                         None => {}
                     }
                 }
-                (!is_empty(&change)).then_some(Update::Delta(change))
+                (!is_empty(&change) || !upserted.is_empty())
+                    .then_some(Pending::Delta { change, upserted })
             }
         };
         *cursor = Some(Cursor {
@@ -227,6 +229,12 @@ impl NodeViews {
             l2: entry.l2.clone(),
         });
         update
+    }
+
+    /// `next_pending`, as the message it becomes.
+    #[cfg(test)]
+    pub fn next_update(&self, node: &str, cursor: &mut Option<Cursor>) -> Option<Update> {
+        self.next_pending(node, cursor).map(Pending::into_update)
     }
 
     /// `node`'s whole view, as a snapshot would carry it.
@@ -378,48 +386,111 @@ fn local_routes(
 }
 
 /// The route at `key` of a node: its profile's and its own, merged.
-fn route_at(profile: &ProfileView, entry: &NodeEntry, key: &RouteKey) -> Option<pb::Route> {
+fn route_at(profile: &ProfileView, entry: &NodeEntry, key: &RouteKey) -> Option<RouteRef> {
     match (profile.table.get(key), entry.local.get(key)) {
-        (Some(shared), None) => Some((*shared.built).clone()),
-        (None, Some(own)) => Some((*own.built).clone()),
-        (Some(shared), Some(own)) => {
-            let mut merged = shared.merged.clone();
-            merged.absorb(&own.merged);
-            Some(merged.build(key))
-        }
+        (Some(shared), None) => Some(RouteRef::Shared(shared.built.clone())),
+        (None, Some(own)) => Some(RouteRef::Shared(own.built.clone())),
+        (Some(shared), Some(own)) => Some(merged(key, shared, own)),
         (None, None) => None,
     }
 }
 
-/// A node's whole view: its profile's routes and its own merged in key order.
-fn snapshot(profile: &ProfileView, entry: &NodeEntry) -> pb::NodeAssignments {
+fn merged(key: &RouteKey, shared: &TableRoute, own: &TableRoute) -> RouteRef {
+    let mut merged = shared.merged.clone();
+    merged.absorb(&own.merged);
+    RouteRef::Merged(merged.build(key))
+}
+
+/// A node's whole view, its routes still shared with the views.
+fn shared_snapshot(profile: &ProfileView, entry: &NodeEntry) -> SharedView {
     let mut routes = Vec::with_capacity(profile.table.len() + entry.local.len());
     let mut shared = profile.table.routes().peekable();
     let mut own = entry.local.routes().peekable();
     loop {
         let next = match (shared.peek(), own.peek()) {
             (Some((a, _)), Some((b, _))) => a.cmp(b),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
             (None, None) => break,
         };
-        let route = match next {
-            std::cmp::Ordering::Less => (*shared.next().expect("peeked").1.built).clone(),
-            std::cmp::Ordering::Greater => (*own.next().expect("peeked").1.built).clone(),
-            std::cmp::Ordering::Equal => {
+        routes.push(match next {
+            Ordering::Less => RouteRef::Shared(shared.next().expect("peeked").1.built.clone()),
+            Ordering::Greater => RouteRef::Shared(own.next().expect("peeked").1.built.clone()),
+            Ordering::Equal => {
                 let (key, a) = shared.next().expect("peeked");
                 let (_, b) = own.next().expect("peeked");
-                let mut merged = a.merged.clone();
-                merged.absorb(&b.merged);
-                merged.build(key)
+                merged(key, a, b)
             }
-        };
-        routes.push(route);
+        });
     }
-    pb::NodeAssignments {
-        peers: (*profile.peers).clone(),
-        routes,
-        l2_announcements: (*entry.l2).clone(),
+    SharedView { peers: profile.peers.clone(), routes, l2: entry.l2.clone() }
+}
+
+/// A node's whole view, in key order.
+fn snapshot(profile: &ProfileView, entry: &NodeEntry) -> pb::NodeAssignments {
+    shared_snapshot(profile, entry).into_assignments()
+}
+
+/// A route as a message will carry it: shared with the views until the message is built.
+#[derive(Debug)]
+pub enum RouteRef {
+    /// As one layer holds it.
+    Shared(Arc<pb::Route>),
+    /// Both layers' merged.
+    Merged(pb::Route),
+}
+
+impl RouteRef {
+    fn into_route(self) -> pb::Route {
+        match self {
+            Self::Shared(route) => Arc::unwrap_or_clone(route),
+            Self::Merged(route) => route,
+        }
+    }
+}
+
+/// A whole view whose routes are still shared with the views.
+#[derive(Debug)]
+pub struct SharedView {
+    peers: Arc<Vec<pb::BgpPeer>>,
+    routes: Vec<RouteRef>,
+    l2: Arc<Vec<pb::L2Announcement>>,
+}
+
+impl SharedView {
+    fn into_assignments(self) -> pb::NodeAssignments {
+        pb::NodeAssignments {
+            peers: Arc::unwrap_or_clone(self.peers),
+            routes: self.routes.into_iter().map(RouteRef::into_route).collect(),
+            l2_announcements: Arc::unwrap_or_clone(self.l2),
+        }
+    }
+}
+
+/// A stream's next message, taken under the views' lock with its routes still shared, and
+/// copied into the contract's message after the lock is released: copying thousands of routes
+/// for each of a thousand streams must not hold every other stream and publication.
+#[derive(Debug)]
+pub enum Pending {
+    /// Built already.
+    Ready(Update),
+    /// A snapshot.
+    Snapshot(SharedView),
+    /// A delta: `change` without its upserted routes, which are `upserted`.
+    Delta { change: pb::AssignmentDelta, upserted: Vec<RouteRef> },
+}
+
+impl Pending {
+    /// The message.
+    pub fn into_update(self) -> Update {
+        match self {
+            Self::Ready(update) => update,
+            Self::Snapshot(view) => Update::Snapshot(view.into_assignments()),
+            Self::Delta { mut change, upserted } => {
+                change.routes_upserted = upserted.into_iter().map(RouteRef::into_route).collect();
+                Update::Delta(change)
+            }
+        }
     }
 }
 
