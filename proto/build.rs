@@ -23,6 +23,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.protoc_executable(protoc);
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
+        // Written by hand so that a sender can send content it encoded itself
+        // (src/update_wire.rs); the wire format is the .proto's.
+        .extern_path(".metallb.v1.AssignmentUpdate", "crate::update_wire::AssignmentUpdate")
         .file_descriptor_set_path(out_dir.join("metallb_descriptor.bin"))
         .compile_with_config(config, PROTOS, &["."])?;
     println!("cargo:rerun-if-env-changed=PROTOC");

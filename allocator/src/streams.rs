@@ -20,7 +20,7 @@ use crate::{
     metrics::{OpenStream, StreamMetrics},
     replica_role::RoleLease,
     state::{Affected, AllocatorState},
-    views::{Cursor, NodeViews},
+    views::{Cursor, NodeViews, Pending},
 };
 
 /// Messages buffered per stream before it counts as lagging.
@@ -195,13 +195,10 @@ impl ViewSource {
         &self,
         cursor: &mut Option<Cursor>,
         wakes: &mut watch::Receiver<Wake>,
-    ) -> Option<(Update, Wake)> {
-        let (pending, wake) = {
-            let subscriptions = lock(&self.subscriptions);
-            let pending = subscriptions.views.next_pending(&self.node, cursor)?;
-            (pending, wakes.borrow_and_update().clone())
-        };
-        Some((pending.into_update(), wake))
+    ) -> Option<(Pending, Wake)> {
+        let subscriptions = lock(&self.subscriptions);
+        let pending = subscriptions.views.next_pending(&self.node, cursor)?;
+        Some((pending, wakes.borrow_and_update().clone()))
     }
 }
 
@@ -230,14 +227,10 @@ async fn feed(
         }
         // Waiting for room lets the changes made meanwhile gather into one message.
         let Ok(permit) = out.reserve().await else { return };
-        if let Some((update, wake)) = source.next(&mut cursor, &mut wakes) {
-            snapshot_sent |= matches!(update, Update::Snapshot(_));
+        if let Some((pending, wake)) = source.next(&mut cursor, &mut wakes) {
+            snapshot_sent |= pending.is_snapshot();
             sequence += 1;
-            permit.send(Ok(pb::AssignmentUpdate {
-                sequence,
-                trace: Some(wake.trace.clone()),
-                update: Some(update),
-            }));
+            permit.send(Ok(pending.into_message(sequence, wake.trace.clone())));
             if let Some(changed_at) = wake.changed_at {
                 metrics.sent(changed_at.elapsed());
             }
@@ -259,6 +252,7 @@ async fn feed(
                         sequence: sequence + 1,
                         trace: None,
                         update: Some(Update::Heartbeat(heartbeat)),
+                        encoded: None,
                     };
                     // A full buffer means the client is not reading: no heartbeat reaches it
                     // and it fences itself, which is what must happen.
@@ -327,11 +321,17 @@ pub(crate) mod tests {
         }
     }
 
+    /// `message` as the announcer receives it: content the allocator encoded itself decoded.
+    pub(crate) fn decoded(message: pb::AssignmentUpdate) -> pb::AssignmentUpdate {
+        use prost::Message;
+        pb::AssignmentUpdate::decode(message.encode_to_vec().as_slice()).expect("decodes")
+    }
+
     /// Folds a stream's messages into the routes the announcer would hold.
     pub(crate) fn fold(messages: &[pb::AssignmentUpdate]) -> pb::NodeAssignments {
         let mut held = pb::NodeAssignments::default();
         for message in messages {
-            fold_update(&mut held, message.update.clone().unwrap());
+            fold_update(&mut held, decoded(message.clone()).update.unwrap());
         }
         pb::NodeAssignments { peers: Vec::new(), l2_announcements: Vec::new(), ..normalized(held) }
     }
@@ -390,11 +390,13 @@ pub(crate) mod tests {
     /// The next message that is not a heartbeat, within 5 s.
     async fn next_change(stream: &mut Stream) -> pb::AssignmentUpdate {
         loop {
-            let message = tokio::time::timeout(Duration::from_secs(5), stream.recv())
-                .await
-                .expect("a message within 5 s")
-                .expect("the stream is open")
-                .unwrap();
+            let message = decoded(
+                tokio::time::timeout(Duration::from_secs(5), stream.recv())
+                    .await
+                    .expect("a message within 5 s")
+                    .expect("the stream is open")
+                    .unwrap(),
+            );
             if !matches!(message.update, Some(Update::Heartbeat(_))) {
                 return message;
             }
@@ -436,7 +438,7 @@ pub(crate) mod tests {
         let fencing = L2Fencing::new(Duration::from_millis(400));
         streams.set_fencing(fencing);
         let mut stream = streams.open("n1", &state);
-        let first = stream.recv().await.unwrap().unwrap();
+        let first = decoded(stream.recv().await.unwrap().unwrap());
         assert!(matches!(first.update, Some(Update::Snapshot(_))), "the snapshot comes first");
         let mut ages = Vec::new();
         while ages.len() < 4 {
@@ -501,7 +503,7 @@ pub(crate) mod tests {
             else {
                 break;
             };
-            let message = message.unwrap();
+            let message = decoded(message.unwrap());
             if !matches!(message.update, Some(Update::Heartbeat(_))) {
                 quiet_since = tokio::time::Instant::now();
             }

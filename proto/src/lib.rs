@@ -6,7 +6,11 @@
 /// Generated messages, enums, client and server of `metallb.v1`.
 pub mod pb {
     tonic::include_proto!("metallb.v1");
+
+    pub use crate::update_wire::{AssignmentUpdate, EncodedUpdate, assignment_update};
 }
+
+mod update_wire;
 
 /// Encoded `FileDescriptorSet` of the contract (with its imports), for tonic-reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("metallb_descriptor");

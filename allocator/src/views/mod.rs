@@ -16,6 +16,11 @@ use std::{
 };
 
 use metallb_proto::pb::{self, assignment_update::Update};
+use prost::{
+    Message,
+    bytes::Bytes,
+    encoding::{self, WireType},
+};
 
 use self::{
     endpoint_index::{EndpointIndex, endpoint_nodes},
@@ -231,10 +236,11 @@ impl NodeViews {
         update
     }
 
-    /// `next_pending`, as the message it becomes.
+    /// `next_pending`, as the stream's client decodes the message it becomes.
     #[cfg(test)]
     pub fn next_update(&self, node: &str, cursor: &mut Option<Cursor>) -> Option<Update> {
-        self.next_pending(node, cursor).map(Pending::into_update)
+        let message = self.next_pending(node, cursor)?.into_message(1, pb::TraceContext::default());
+        pb::AssignmentUpdate::decode(message.encode_to_vec().as_slice()).expect("decodes").update
     }
 
     /// `node`'s whole view, as a snapshot would carry it.
@@ -388,8 +394,8 @@ fn local_routes(
 /// The route at `key` of a node: its profile's and its own, merged.
 fn route_at(profile: &ProfileView, entry: &NodeEntry, key: &RouteKey) -> Option<RouteRef> {
     match (profile.table.get(key), entry.local.get(key)) {
-        (Some(shared), None) => Some(RouteRef::Shared(shared.built.clone())),
-        (None, Some(own)) => Some(RouteRef::Shared(own.built.clone())),
+        (Some(shared), None) => Some(RouteRef::shared(shared)),
+        (None, Some(own)) => Some(RouteRef::shared(own)),
         (Some(shared), Some(own)) => Some(merged(key, shared, own)),
         (None, None) => None,
     }
@@ -414,8 +420,8 @@ fn shared_snapshot(profile: &ProfileView, entry: &NodeEntry) -> SharedView {
             (None, None) => break,
         };
         routes.push(match next {
-            Ordering::Less => RouteRef::Shared(shared.next().expect("peeked").1.built.clone()),
-            Ordering::Greater => RouteRef::Shared(own.next().expect("peeked").1.built.clone()),
+            Ordering::Less => RouteRef::shared(shared.next().expect("peeked").1),
+            Ordering::Greater => RouteRef::shared(own.next().expect("peeked").1),
             Ordering::Equal => {
                 let (key, a) = shared.next().expect("peeked");
                 let (_, b) = own.next().expect("peeked");
@@ -431,23 +437,64 @@ fn snapshot(profile: &ProfileView, entry: &NodeEntry) -> pb::NodeAssignments {
     shared_snapshot(profile, entry).into_assignments()
 }
 
-/// A route as a message will carry it: shared with the views until the message is built.
+/// A route as a message will carry it: shared with the views (with its encoding) until the
+/// message is built.
 #[derive(Debug)]
 pub enum RouteRef {
     /// As one layer holds it.
-    Shared(Arc<pb::Route>),
+    Shared { route: Arc<pb::Route>, encoded: Bytes },
     /// Both layers' merged.
     Merged(pb::Route),
 }
 
 impl RouteRef {
+    fn shared(route: &TableRoute) -> Self {
+        Self::Shared { route: route.built.clone(), encoded: route.encoded.clone() }
+    }
+
     fn into_route(self) -> pb::Route {
         match self {
-            Self::Shared(route) => Arc::unwrap_or_clone(route),
+            Self::Shared { route, .. } => Arc::unwrap_or_clone(route),
             Self::Merged(route) => route,
         }
     }
+
+    /// Appends the route as an entry of the repeated field `tag` of the message in `body`.
+    fn append_to(&self, tag: u32, body: &mut Vec<u8>) {
+        match self {
+            Self::Shared { encoded, .. } => {
+                encoding::encode_key(tag, WireType::LengthDelimited, body);
+                encoding::encode_varint(encoded.len() as u64, body);
+                body.extend_from_slice(encoded);
+            }
+            Self::Merged(route) => encoding::message::encode(tag, route, body),
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        match self {
+            Self::Shared { encoded, .. } => encoded.len() + 8,
+            Self::Merged(route) => route.encoded_len() + 8,
+        }
+    }
 }
+
+/// `head` encoded, then `routes` as entries of its repeated field `tag`: the message `head`
+/// would be with those routes, built from each route's encoding made once.
+fn encode_with_routes(head: &impl Message, tag: u32, routes: &[RouteRef]) -> Bytes {
+    let mut body = Vec::with_capacity(
+        head.encoded_len() + routes.iter().map(RouteRef::encoded_len).sum::<usize>(),
+    );
+    head.encode(&mut body).expect("a Vec grows as needed");
+    for route in routes {
+        route.append_to(tag, &mut body);
+    }
+    body.into()
+}
+
+/// Tag of `NodeAssignments.routes` and of `AssignmentDelta.routes_upserted` (announce.proto).
+const SNAPSHOT_ROUTES: u32 = 2;
+const DELTA_ROUTES: u32 = 3;
 
 /// A whole view whose routes are still shared with the views.
 #[derive(Debug)]
@@ -468,8 +515,8 @@ impl SharedView {
 }
 
 /// A stream's next message, taken under the views' lock with its routes still shared, and
-/// copied into the contract's message after the lock is released: copying thousands of routes
-/// for each of a thousand streams must not hold every other stream and publication.
+/// made into the message after the lock is released: a route is encoded once, when it
+/// changes, and each stream that sends it copies those bytes.
 #[derive(Debug)]
 pub enum Pending {
     /// Built already.
@@ -481,16 +528,30 @@ pub enum Pending {
 }
 
 impl Pending {
-    /// The message.
-    pub fn into_update(self) -> Update {
-        match self {
-            Self::Ready(update) => update,
-            Self::Snapshot(view) => Update::Snapshot(view.into_assignments()),
-            Self::Delta { mut change, upserted } => {
-                change.routes_upserted = upserted.into_iter().map(RouteRef::into_route).collect();
-                Update::Delta(change)
+    /// Whether it is a snapshot.
+    pub fn is_snapshot(&self) -> bool {
+        matches!(self, Self::Snapshot(_) | Self::Ready(Update::Snapshot(_)))
+    }
+
+    /// The message with `sequence` and `trace`, its content encoded here.
+    pub fn into_message(self, sequence: u64, trace: pb::TraceContext) -> pb::AssignmentUpdate {
+        let (update, encoded) = match self {
+            Self::Ready(update) => (Some(update), None),
+            Self::Snapshot(view) => {
+                let head = pb::NodeAssignments {
+                    peers: (*view.peers).clone(),
+                    routes: Vec::new(),
+                    l2_announcements: (*view.l2).clone(),
+                };
+                let body = encode_with_routes(&head, SNAPSHOT_ROUTES, &view.routes);
+                (None, Some(pb::EncodedUpdate::snapshot(body)))
             }
-        }
+            Self::Delta { change, upserted } => {
+                let body = encode_with_routes(&change, DELTA_ROUTES, &upserted);
+                (None, Some(pb::EncodedUpdate::delta(body)))
+            }
+        };
+        pb::AssignmentUpdate { sequence, trace: Some(trace), update, encoded }
     }
 }
 

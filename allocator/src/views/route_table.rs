@@ -8,6 +8,7 @@ use std::{
 };
 
 use metallb_proto::pb;
+use prost::{Message, bytes::Bytes};
 
 use crate::{
     routes::{RouteBuilder, RouteKey},
@@ -27,6 +28,8 @@ pub struct TableRoute {
     pub merged: RouteBuilder,
     /// `merged` in the contract's terms, built once and shared by every stream sending it.
     pub built: Arc<pb::Route>,
+    /// `built`, encoded once: the bytes every stream sending it sends.
+    pub encoded: Bytes,
     /// The version that last changed it.
     version: u64,
 }
@@ -106,6 +109,7 @@ impl RouteTable {
                         contributions: BTreeMap::new(),
                         merged: RouteBuilder::default(),
                         built: Arc::new(pb::Route::default()),
+                        encoded: Bytes::new(),
                         version: 0,
                     })
                     .contributions
@@ -161,7 +165,9 @@ impl RouteTable {
         if route.version != 0 && merged == route.merged {
             return false;
         }
-        route.built = Arc::new(merged.build(&key));
+        let built = merged.build(&key);
+        route.encoded = built.encode_to_vec().into();
+        route.built = Arc::new(built);
         route.merged = merged;
         let previous = route.version;
         self.log.remove(&previous);
