@@ -347,18 +347,39 @@ impl NodeViews {
     }
 }
 
+/// The routes a node of `profile` announces for `service` when the Service is announced with
+/// `reach` (and the node is among those that announce it); nothing otherwise.
+fn routes_with_reach(
+    inputs: RouteInputs<'_>,
+    profile: &Profile,
+    service: &ServiceKey,
+    reach: Reach,
+) -> BTreeMap<RouteKey, RouteBuilder> {
+    match inputs.leased(service) {
+        Some((lease, spec)) if Reach::of(spec) == reach => {
+            profile.service_routes(inputs.config, lease, spec)
+        }
+        _ => BTreeMap::new(),
+    }
+}
+
 /// The routes a node of `profile` announces for `service` when every node announces it.
 fn everywhere_routes(
     inputs: RouteInputs<'_>,
     profile: &Profile,
     service: &ServiceKey,
 ) -> BTreeMap<RouteKey, RouteBuilder> {
-    match inputs.leased(service) {
-        Some((lease, spec)) if Reach::of(spec) == Reach::EveryNode => {
-            profile.service_routes(inputs.config, lease, spec)
-        }
-        _ => BTreeMap::new(),
-    }
+    routes_with_reach(inputs, profile, service, Reach::EveryNode)
+}
+
+/// The routes a node of `profile` with a ready endpoint of `service` announces for it when
+/// only such nodes do.
+fn local_routes(
+    inputs: RouteInputs<'_>,
+    profile: &Profile,
+    service: &ServiceKey,
+) -> BTreeMap<RouteKey, RouteBuilder> {
+    routes_with_reach(inputs, profile, service, Reach::EndpointNodes)
 }
 
 /// `everywhere_routes` of every Service announced from every node.
@@ -374,21 +395,6 @@ fn every_everywhere_route(
         })
         .map(|lease| (lease.service.clone(), everywhere_routes(inputs, profile, &lease.service)))
         .collect()
-}
-
-/// The routes a node of `profile` with a ready endpoint of `service` announces for it when
-/// only such nodes do.
-fn local_routes(
-    inputs: RouteInputs<'_>,
-    profile: &Profile,
-    service: &ServiceKey,
-) -> BTreeMap<RouteKey, RouteBuilder> {
-    match inputs.leased(service) {
-        Some((lease, spec)) if Reach::of(spec) == Reach::EndpointNodes => {
-            profile.service_routes(inputs.config, lease, spec)
-        }
-        _ => BTreeMap::new(),
-    }
 }
 
 /// The route at `key` of a node: its profile's and its own, merged.
