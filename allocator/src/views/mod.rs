@@ -11,7 +11,7 @@ mod route_table;
 
 use std::{
     cmp::Ordering,
-    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
+    collections::{BTreeMap, BTreeSet, HashMap},
     sync::Arc,
 };
 
@@ -24,7 +24,7 @@ use prost::{
 
 use self::{
     endpoint_index::{EndpointIndex, endpoint_nodes},
-    route_table::{RouteTable, TableRoute},
+    route_table::{Logged, RouteTable, TableRoute},
 };
 use crate::{
     routes::{Profile, Reach, RouteBuilder, RouteKey, delta, is_empty, profile_peers},
@@ -185,10 +185,16 @@ impl NodeViews {
         let profile = self.profiles.get(&entry.profile)?;
         let changed = cursor.as_ref().filter(|c| c.generation == entry.generation).and_then(|c| {
             let shared = profile.table.changed_since(c.profile_version)?;
-            let own: HashSet<&RouteKey> = entry.local.changed_since(c.local_version)?.collect();
-            // A key changed in both layers is sent once (from the node's own ones).
-            let shared = shared.filter(|key| !own.contains(key)).collect::<Vec<_>>();
-            Some((c, shared, own))
+            // A key changed in both layers is sent once, with the profile's changes.
+            let own = entry
+                .local
+                .changed_since(c.local_version)?
+                .filter(|logged| !profile.table.changed_after(&logged.key, c.profile_version));
+            let changes: Vec<(&Logged, Layer)> = shared
+                .map(|logged| (logged, Layer::Profile))
+                .chain(own.map(|logged| (logged, Layer::Own)))
+                .collect();
+            Some((c, changes))
         });
         let resumes_move = |moved: &&Moved| {
             cursor.as_ref().is_some_and(|c| {
@@ -202,7 +208,7 @@ impl NodeViews {
                 (!is_empty(&change)).then_some(Pending::Ready(Update::Delta(change)))
             }
             (None, None) => Some(Pending::Snapshot(shared_snapshot(profile, entry))),
-            (Some((sent, shared, own)), _) => {
+            (Some((sent, changes)), _) => {
                 let mut change = pb::AssignmentDelta::default();
                 if !Arc::ptr_eq(&sent.peers, &profile.peers) || !Arc::ptr_eq(&sent.l2, &entry.l2) {
                     change = delta(
@@ -210,15 +216,16 @@ impl NodeViews {
                         &peers_and_l2(&profile.peers, &entry.l2),
                     );
                 }
-                let mut upserted = Vec::with_capacity(shared.len() + own.len());
-                for key in shared.into_iter().chain(own) {
-                    match route_at(profile, entry, key) {
+                let mut upserted = Vec::with_capacity(changes.len());
+                for (logged, layer) in changes {
+                    match route_after(profile, entry, logged, layer) {
                         Some(route) => upserted.push(route),
                         // A removed peer takes its routes with it; withdrawing them too would
                         // be noise.
-                        None if profile.peers.iter().any(|peer| peer.name == key.0) => change
-                            .routes_withdrawn
-                            .push(pb::RouteKey { peer: key.0.clone(), prefix: key.1.clone() }),
+                        None if profile.peers.iter().any(|peer| peer.name == logged.key.0) => {
+                            let (peer, prefix) = logged.key.clone();
+                            change.routes_withdrawn.push(pb::RouteKey { peer, prefix })
+                        }
                         None => {}
                     }
                 }
@@ -395,6 +402,34 @@ fn every_everywhere_route(
         })
         .map(|lease| (lease.service.clone(), everywhere_routes(inputs, profile, &lease.service)))
         .collect()
+}
+
+/// The layer of a node's view a change was logged in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layer {
+    Profile,
+    Own,
+}
+
+/// The route of a node at the key of a change `logged` in its `layer`: as the log holds it when
+/// the other layer has nothing at that key (one lookup, in the other layer), else both merged.
+fn route_after(
+    profile: &ProfileView,
+    entry: &NodeEntry,
+    logged: &Logged,
+    layer: Layer,
+) -> Option<RouteRef> {
+    let other = match layer {
+        Layer::Profile => entry.local.get(&logged.key),
+        Layer::Own => profile.table.get(&logged.key),
+    };
+    match (&logged.now, other) {
+        (Some(now), None) => {
+            Some(RouteRef::Shared { route: now.route.clone(), encoded: now.encoded.clone() })
+        }
+        (None, None) => None,
+        _ => route_at(profile, entry, &logged.key),
+    }
 }
 
 /// The route at `key` of a node: its profile's and its own, merged.

@@ -19,6 +19,25 @@ use crate::{
 /// many as the table has routes. A stream further behind gets a snapshot.
 const MIN_TOMBSTONES: usize = 64;
 
+/// A route as streams send it: built and encoded once.
+#[derive(Clone, Debug)]
+pub struct SentRoute {
+    /// In the contract's terms.
+    pub route: Arc<pb::Route>,
+    /// Encoded.
+    pub encoded: Bytes,
+}
+
+/// A change in a table's log: which route, and what it is now (`None`: removed), so that a
+/// stream reading the log need not look each route up.
+#[derive(Debug)]
+pub struct Logged {
+    /// The route's key.
+    pub key: RouteKey,
+    /// The route now.
+    pub now: Option<SentRoute>,
+}
+
 /// One route of a table.
 #[derive(Debug)]
 pub struct TableRoute {
@@ -31,7 +50,7 @@ pub struct TableRoute {
     /// `built`, encoded once: the bytes every stream sending it sends.
     pub encoded: Bytes,
     /// The version that last changed it.
-    version: u64,
+    pub version: u64,
 }
 
 /// A set of routes, each merged from Services' contributions.
@@ -41,7 +60,7 @@ pub struct RouteTable {
     /// The keys each Service contributes to.
     by_service: HashMap<ServiceKey, Vec<RouteKey>>,
     /// Every change still remembered, at its latest version: live routes and tombstones.
-    log: BTreeMap<u64, RouteKey>,
+    log: BTreeMap<u64, Logged>,
     /// Removed routes and the version that removed them.
     tombstones: HashMap<RouteKey, u64>,
     version: u64,
@@ -60,6 +79,17 @@ impl RouteTable {
         self.routes.len()
     }
 
+    /// Whether the route at `key` changed (or was removed) after `version`, as far as the
+    /// table remembers.
+    pub fn changed_after(&self, key: &RouteKey, version: u64) -> bool {
+        let last = self
+            .routes
+            .get(key)
+            .map(|route| route.version)
+            .or_else(|| self.tombstones.get(key).copied());
+        last.is_some_and(|last| last > version)
+    }
+
     /// The route at `key`.
     pub fn get(&self, key: &RouteKey) -> Option<&TableRoute> {
         self.routes.get(key)
@@ -72,8 +102,8 @@ impl RouteTable {
 
     /// The keys changed after `version` (present or removed), or `None` when some of those
     /// changes are no longer remembered.
-    pub fn changed_since(&self, version: u64) -> Option<impl Iterator<Item = &RouteKey>> {
-        (version >= self.horizon).then(|| self.log.range(version + 1..).map(|(_, key)| key))
+    pub fn changed_since(&self, version: u64) -> Option<impl Iterator<Item = &Logged>> {
+        (version >= self.horizon).then(|| self.log.range(version + 1..).map(|(_, logged)| logged))
     }
 
     /// Makes `service` contribute `routes` (nothing: it contributes no more); returns whether
@@ -182,12 +212,15 @@ impl RouteTable {
     fn record(&mut self, key: RouteKey, live: bool) {
         self.version += 1;
         let version = self.version;
-        if live {
-            self.routes.get_mut(&key).expect("live").version = version;
+        let now = if live {
+            let route = self.routes.get_mut(&key).expect("live");
+            route.version = version;
+            Some(SentRoute { route: route.built.clone(), encoded: route.encoded.clone() })
         } else {
             self.tombstones.insert(key.clone(), version);
-        }
-        self.log.insert(version, key);
+            None
+        };
+        self.log.insert(version, Logged { key, now });
     }
 
     /// Keeps the tombstones bounded: the oldest go, and the horizon moves past them.
@@ -199,9 +232,9 @@ impl RouteTable {
         let oldest: Vec<(u64, RouteKey)> = self
             .log
             .iter()
-            .filter(|(version, key)| self.tombstones.get(*key) == Some(*version))
+            .filter(|(version, logged)| self.tombstones.get(&logged.key) == Some(*version))
             .take(self.tombstones.len() - keep / 2)
-            .map(|(version, key)| (*version, key.clone()))
+            .map(|(version, logged)| (*version, logged.key.clone()))
             .collect();
         for (version, key) in oldest {
             self.log.remove(&version);
