@@ -250,13 +250,6 @@ impl NodeViews {
         pb::AssignmentUpdate::decode(message.encode_to_vec().as_slice()).expect("decodes").update
     }
 
-    /// `node`'s whole view, as a snapshot would carry it.
-    #[cfg(test)]
-    pub fn view(&self, node: &str) -> Option<pb::NodeAssignments> {
-        let entry = self.nodes.get(node).filter(|_| self.ready)?;
-        Some(snapshot(self.profiles.get(&entry.profile)?, entry))
-    }
-
     /// Recomputes every view from `inputs` (a new configuration, the first sync, layer 2
     /// owners), keeping what did not change so that streams get deltas of what did.
     fn refresh_all(&mut self, inputs: RouteInputs<'_>) -> BTreeSet<String> {
